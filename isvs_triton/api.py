@@ -1,0 +1,236 @@
+"""Public entry points: validate the input once, bring it to a float (B, C, H, W) batch in [0, 1], pick a backend,
+and give the result back in the input's own type, shape, dtype and device. No numerics live here."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import backends
+from .config import CHANNEL_MODES, DEFAULT, PROJECTIONS, SolverConfig
+from .info import SparsifyInfo
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_PIL_MODES = ("L", "LA", "RGB", "RGBA")
+
+
+# --------------------------------------------------------------------------------------------------- options
+def _real(name: str, value: object, low: float, high: float, low_open: bool, high_open: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if below or above:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return float(value)
+
+
+def _check_sparsity(value: object, name: str = "sparsity") -> float:
+    return _real(name, value, 0.0, 1.0, low_open=True, high_open=False)
+
+
+def _solver_config(kappa, nu, step, scale, momentum, max_iter) -> SolverConfig:
+    inf = math.inf
+    if kappa is not None:
+        _real("kappa", kappa, 0.0, inf, True, True)
+    if nu is not None:
+        _real("nu", nu, 0.0, inf, True, True)
+    if scale is not None:
+        _real("scale", scale, 0.0, inf, True, True)
+    if step is not None:
+        _real("step", step, 0.0, 1.0, True, False)
+    if momentum is not None:
+        _real("momentum", momentum, 0.0, 1.0, False, True)
+    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, Integral) or max_iter < 0):
+        raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+    return DEFAULT.replace(kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum, max_iter=max_iter)
+
+
+def _check_choice(name: str, value: object, accepted: Sequence[str]) -> str:
+    if value not in accepted:
+        raise ValueError(f"unknown {name} {value!r}; accepted: {list(accepted)}")
+    return value  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------------- images
+def _value_range(value_range, default: tuple[float, float]) -> tuple[float, float]:
+    if value_range is None:
+        return default
+    if not isinstance(value_range, (tuple, list)) or len(value_range) != 2:
+        raise TypeError(f"value_range must be a pair (lo, hi), got {value_range!r}")
+    lo = _real("value_range[0]", value_range[0], -math.inf, math.inf, True, True)
+    hi = _real("value_range[1]", value_range[1], -math.inf, math.inf, True, True)
+    if not lo < hi:
+        raise ValueError(f"value_range must have lo < hi, got {value_range!r}")
+    return lo, hi
+
+
+def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """(C,H,W) or (B,C,H,W) uint8/float tensor -> float (B,C,H,W) in [0,1], and the map back to x's form."""
+    if x.dtype != torch.uint8 and x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"unsupported dtype {x.dtype}; accepted: uint8 in [0, 255] or float16/bfloat16/float32/float64 in [0, 1]"
+        )
+    if x.dim() not in (3, 4):
+        raise ValueError(f"expected a (C, H, W) image or a (B, C, H, W) batch, got shape {tuple(x.shape)}")
+    if (x.dim() == 3 or x.shape[0] > 0) and min(x.shape[-3:]) == 0:
+        raise ValueError(f"channels, height and width must be >= 1, got shape {tuple(x.shape)}")
+    unbatched = x.dim() == 3
+    math_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    lo, hi = _value_range(value_range, (0.0, 255.0) if x.dtype == torch.uint8 else (0.0, 1.0))
+    xf = x.to(math_dtype)
+    if x.dtype != torch.uint8 and not bool(torch.isfinite(xf).all()):
+        raise ValueError("the images contain NaN or Inf values")
+    xf = (xf - lo) / (hi - lo)
+    if xf.numel():
+        tol = 4 * torch.finfo(x.dtype if x.is_floating_point() else math_dtype).eps
+        low, high = float(xf.min()), float(xf.max())
+        if low < -tol or high > 1 + tol:
+            raise ValueError(
+                f"values must lie in [{lo:g}, {hi:g}] (found min {low * (hi - lo) + lo:g}, max {high * (hi - lo) + lo:g});"
+                " accepted: float in [0, 1], uint8 in [0, 255], or any range declared with value_range=(lo, hi)"
+            )
+    xf = xf.clamp_(0, 1)
+
+    def restore(y: torch.Tensor) -> torch.Tensor:
+        y = y.clamp(0, 1) * (hi - lo) + lo
+        y = y.round().clamp_(0, 255) if x.dtype == torch.uint8 else y
+        y = y.to(x.dtype)
+        return y[0] if unbatched else y
+
+    return (xf.unsqueeze(0) if unbatched else xf), restore
+
+
+def _as_batch(x: Any, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any], bool]:
+    """Any accepted image form -> (float batch (B,C,H,W) in [0,1], map back to the input's form, unbatched?)."""
+    if isinstance(x, torch.Tensor):
+        batch, restore = _tensor_batch(x, value_range)
+        return batch, restore, x.dim() == 3
+    if isinstance(x, np.ndarray):
+        if x.dtype != np.uint8 and x.dtype not in (np.float16, np.float32, np.float64):
+            raise TypeError(f"unsupported numpy dtype {x.dtype}; accepted: uint8 or float16/float32/float64")
+        if x.ndim not in (2, 3, 4):
+            raise ValueError(f"expected a numpy (H, W), (H, W, C) or (B, H, W, C) array, got shape {x.shape}")
+        array = np.ascontiguousarray(x)
+        t = torch.from_numpy(array if array.flags.writeable else array.copy())
+        t = t[..., None] if x.ndim == 2 else t
+        t = t.movedim(-1, -3)
+        batch, restore_tensor = _tensor_batch(t, value_range)
+
+        def restore_numpy(y: torch.Tensor) -> np.ndarray:
+            out = restore_tensor(y).movedim(-3, -1).cpu().numpy()
+            return out[..., 0] if x.ndim == 2 else out
+
+        return batch, restore_numpy, x.ndim < 4
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        Image = None
+    if Image is not None and isinstance(x, Image.Image):
+        if x.mode not in _PIL_MODES:
+            raise ValueError(f"unsupported PIL mode {x.mode!r}; accepted: {list(_PIL_MODES)} (use image.convert())")
+        batch, restore_array, _ = _as_batch(np.asarray(x), value_range)
+        return batch, lambda y: Image.fromarray(restore_array(y), mode=x.mode), True
+    raise TypeError(
+        f"unsupported input type {type(x).__name__}; accepted: torch.Tensor (C,H,W)/(B,C,H,W), "
+        "numpy array (H,W)/(H,W,C)/(B,H,W,C), or PIL.Image"
+    )
+
+
+# --------------------------------------------------------------------------------------------------- entry points
+def _run(x, targets: list[float], *, projection, channels, backend, value_range, **solver) -> list[tuple[Any, Any]]:
+    config = _solver_config(**solver)
+    projection = _check_choice("projection", projection, PROJECTIONS)
+    channels = _check_choice("channels", channels, CHANNEL_MODES)
+    backends.check_name(backend, "argument backend")
+    batch, restore, unbatched = _as_batch(x, value_range)
+    order = sorted(range(len(targets)), key=targets.__getitem__)
+    if batch.shape[0] == 0:
+        empty = torch.empty(0, device=batch.device)
+        info = SparsifyInfo(empty.long(), empty.double(), empty.long(), empty.bool())
+        results = [(batch, info)] * len(targets)
+    else:
+        solve = backends.resolve(backend, batch.device)
+        ascending = solve(batch, [targets[i] for i in order], config, channels, projection)
+        results = [None] * len(targets)
+        for rank, i in enumerate(order):
+            results[i] = ascending[rank]
+    return [(restore(out), info.map(lambda t: t[0]) if unbatched else info) for out, info in results]
+
+
+def sparsify(
+    x,
+    sparsity: float = 0.6,
+    *,
+    kappa: float | None = None,
+    nu: float | None = None,
+    step: float | None = None,
+    scale: float | None = None,
+    momentum: float | None = None,
+    projection: str = "input",
+    channels: str = "independent",
+    max_iter: int | None = None,
+    backend: str = "auto",
+    value_range: tuple[float, float] | None = None,
+    return_info: bool = False,
+):
+    """Smooth images along the inverse scale space path, each stopped at its own ``sparsity``, then project.
+
+    Args:
+        x: torch tensor (C, H, W) or (B, C, H, W), float in [0, 1] or uint8 in [0, 255]; a numpy array
+            (H, W), (H, W, C) or (B, H, W, C) (uint8 or float); or a PIL image (L, LA, RGB, RGBA).
+        sparsity: target fraction of active edges, in (0, 1]. Higher keeps finer detail.
+        kappa, nu, step, scale, momentum: Split LBI constants (``isvs_triton.config``); None takes the default.
+        projection: "input" (mean of x over each region), "beta" (mean of beta / scale), "none" (beta / scale).
+        channels: "independent" (a segmentation per channel) or "joint" (one shared by all channels).
+        max_iter: iteration budget per image; an image that has not reached ``sparsity`` by then stops there.
+        backend: "auto", "reference" or "torch"; "auto" honours the ISVS_BACKEND environment variable.
+        value_range: (lo, hi) of the input values when they are not [0, 1] (float) or [0, 255] (uint8).
+        return_info: also return a ``SparsifyInfo`` (iterations, sparsity, regions, reached per image).
+
+    Returns:
+        The smoothed images in the input's type, shape, dtype and device (uint8 is rounded), and the info if asked.
+
+    Example:
+        >>> y, info = isvs_triton.sparsify(torch.rand(8, 3, 32, 32), sparsity=0.6, return_info=True)
+    """
+    if not isinstance(return_info, bool):
+        raise TypeError(f"return_info must be a bool, got {return_info!r}")
+    ((out, info),) = _run(
+        x, [_check_sparsity(sparsity)], kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum,
+        max_iter=max_iter, projection=projection, channels=channels, backend=backend, value_range=value_range,
+    )  # fmt: skip
+    return (out, info) if return_info else out
+
+
+def path(
+    x,
+    sparsities: Sequence[float] = (0.2, 0.4, 0.6),
+    *,
+    return_info: bool = False,
+    **options,
+):
+    """Outputs at several sparsities from one run of the path; output i equals ``sparsify(x, sparsities[i], ...)``.
+
+    Takes the same keyword options as ``sparsify``. Returns a list of outputs in the order of ``sparsities``
+    (and a list of ``SparsifyInfo`` if ``return_info``).
+    """
+    if isinstance(sparsities, (str, bytes)) or not isinstance(sparsities, Sequence) or len(sparsities) == 0:
+        raise TypeError(f"sparsities must be a non-empty sequence of numbers in (0, 1], got {sparsities!r}")
+    unknown = set(options) - {"kappa", "nu", "step", "scale", "momentum", "projection", "channels", "max_iter",
+                              "backend", "value_range"}  # fmt: skip
+    if unknown:
+        raise TypeError(f"path() got unexpected keyword arguments {sorted(unknown)}")
+    targets = [_check_sparsity(s, f"sparsities[{i}]") for i, s in enumerate(sparsities)]
+    defaults = dict(projection="input", channels="independent", backend="auto", value_range=None)
+    solver = dict.fromkeys(("kappa", "nu", "step", "scale", "momentum", "max_iter"))
+    results = _run(x, targets, **{**defaults, **solver, **options})
+    outs, infos = [r[0] for r in results], [r[1] for r in results]
+    return (outs, infos) if return_info else outs

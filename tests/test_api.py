@@ -1,0 +1,212 @@
+"""The public API: input forms and their round trips, bad input, the transform, the backend switch."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import isvs_triton as isvs
+from isvs_triton.testing import FAST, assert_close, solver_kwargs
+
+FASTKW = solver_kwargs(FAST)
+
+
+def photo_uint8(height=24, width=20) -> np.ndarray:
+    from skimage.data import astronaut
+
+    return np.ascontiguousarray(astronaut()[100 : 100 + height, 200 : 200 + width])
+
+
+# ------------------------------------------------------------------------------------------------ round trips
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_float_tensor_keeps_dtype_shape_and_matches_float64(dtype):
+    x = torch.rand(2, 3, 12, 10, dtype=torch.float64)
+    y = isvs.sparsify(x.to(dtype), 0.5, **FASTKW)
+    assert y.dtype == dtype and y.shape == x.shape and y.device == x.device
+    assert float(y.min()) >= 0 and float(y.max()) <= 1
+    expected = isvs.sparsify(x.to(dtype).double(), 0.5, **FASTKW)
+    tolerance = {torch.float16: 1e-3, torch.bfloat16: 8e-3, torch.float32: 1e-5, torch.float64: 0}[dtype]
+    assert_close(str(dtype), y, expected, tolerance)
+
+
+def test_single_image_and_batch_agree():
+    x = torch.rand(3, 3, 9, 11)
+    y, info = isvs.sparsify(x[1], 0.4, return_info=True, **FASTKW)
+    yb, info_b = isvs.sparsify(x, 0.4, return_info=True, **FASTKW)
+    assert y.shape == (3, 9, 11) and info.iterations.shape == ()
+    assert torch.equal(y, yb[1]) and int(info["iterations"]) == int(info_b["iterations"][1])
+    assert set(info.keys()) == {"iterations", "sparsity", "regions", "reached"}
+
+
+def test_uint8_tensor_is_rounded_not_truncated():
+    x = torch.from_numpy(photo_uint8()).permute(2, 0, 1).contiguous()
+    y = isvs.sparsify(x, 0.5, **FASTKW)
+    assert y.dtype == torch.uint8 and y.shape == x.shape
+    exact = isvs.sparsify(x.float() / 255, 0.5, **FASTKW) * 255  # uint8 in: float32 math
+    assert torch.equal(y, exact.round().to(torch.uint8))
+    assert not torch.equal(y, exact.floor().to(torch.uint8)), "some values round up"
+    assert float((y.float() - exact).abs().max()) <= 0.5 + 1e-4
+
+
+@pytest.mark.parametrize("shape", [(24, 20), (24, 20, 3), (2, 24, 20, 3)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_numpy_round_trip(shape, dtype):
+    base = photo_uint8()
+    array = {2: base[..., 0], 3: base, 4: np.stack([base, base[::-1]])}[len(shape)]
+    array = array.astype(np.float32) / 255 if dtype == np.float32 else array
+    y = isvs.sparsify(array, 0.5, **FASTKW)
+    assert isinstance(y, np.ndarray) and y.dtype == dtype and y.shape == shape
+    batch = torch.from_numpy(array.reshape(-1, *shape[-2:], 1) if len(shape) == 2 else array.reshape(-1, *shape[-3:]))
+    expected = isvs.sparsify(batch.permute(0, 3, 1, 2), 0.5, **FASTKW).permute(0, 2, 3, 1).reshape(shape).numpy()
+    assert np.array_equal(y, expected)
+    assert not np.array_equal(y, array), "the image was smoothed"
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_pil_round_trip(mode):
+    image = Image.fromarray(photo_uint8()).convert(mode)
+    y = isvs.sparsify(image, 0.5, **FASTKW)
+    assert isinstance(y, Image.Image) and y.mode == mode and y.size == image.size
+    array = np.asarray(image)
+    array = array[..., None] if array.ndim == 2 else array
+    expected = isvs.sparsify(torch.from_numpy(array.copy()).permute(2, 0, 1), 0.5, **FASTKW)
+    assert np.array_equal(np.asarray(y).reshape(array.shape), expected.permute(1, 2, 0).numpy())
+
+
+def test_value_range_for_normalised_tensors():
+    x = torch.rand(2, 3, 10, 10)
+    mean, std = 0.45, 0.25
+    normalised = (x - mean) / std
+    lo, hi = (0 - mean) / std, (1 - mean) / std
+    y = isvs.sparsify(normalised, 0.5, value_range=(lo, hi), **FASTKW)
+    assert_close("normalised round trip", y * std + mean, isvs.sparsify(x, 0.5, **FASTKW), 1e-5)
+
+
+def test_empty_batch_returns_empty_batch():
+    for x in (torch.rand(0, 3, 8, 8), torch.zeros(0, 3, 8, 8, dtype=torch.uint8)):
+        y, info = isvs.sparsify(x, return_info=True)
+        assert y.shape == x.shape and y.dtype == x.dtype and info.iterations.shape == (0,)
+    outs = isvs.path(torch.rand(0, 1, 4, 4), [0.2, 0.4])
+    assert [o.shape for o in outs] == [(0, 1, 4, 4)] * 2
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_images_without_edges_come_back_unchanged(backend):
+    x = torch.rand(5, 3, 1, 1)
+    y, info = isvs.sparsify(x, 0.6, backend=backend, return_info=True)
+    assert torch.equal(y, x)
+    assert info.iterations.tolist() == [0] * 5 and bool(info.reached.all())
+    assert info.sparsity.tolist() == [1.0] * 5 and info.regions.tolist() == [3] * 5
+
+
+def test_constant_image_is_a_fixed_point():
+    """No variation, no edge can activate: the target is unreachable, the output is the image itself."""
+    x = torch.full((2, 3, 6, 6), 0.3)
+    y, info = isvs.sparsify(x, 0.5, return_info=True, **{**FASTKW, "max_iter": 50})
+    assert_close("constant image", y, x, 1e-6)
+    assert not bool(info.reached.any()) and info.regions.tolist() == [3, 3] and info.iterations.tolist() == [50, 50]
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+BAD_INPUTS = [
+    ("nan", lambda: torch.full((3, 4, 4), float("nan")), {}, ValueError, "NaN"),
+    ("inf", lambda: torch.tensor([[[0.5, float("inf")]]]), {}, ValueError, "NaN or Inf"),
+    ("rank-2", lambda: torch.rand(4, 4), {}, ValueError, "(C, H, W)"),
+    ("rank-5", lambda: torch.rand(1, 1, 1, 4, 4), {}, ValueError, "(B, C, H, W)"),
+    ("zero-width", lambda: torch.rand(1, 3, 4, 0), {}, ValueError, ">= 1"),
+    ("above-one", lambda: torch.rand(3, 4, 4) + 1.5, {}, ValueError, "value_range"),
+    ("below-zero", lambda: torch.rand(3, 4, 4) - 1.0, {}, ValueError, "[0, 1]"),
+    ("outside-value-range", lambda: torch.rand(3, 4, 4) * 10, {"value_range": (0, 5)}, ValueError, "[0, 5]"),
+    ("bad-value-range", lambda: torch.rand(3, 4, 4), {"value_range": (1, 0)}, ValueError, "lo < hi"),
+    ("int64", lambda: torch.randint(0, 255, (3, 4, 4)), {}, TypeError, "uint8"),
+    ("bool", lambda: torch.rand(3, 4, 4) > 0.5, {}, TypeError, "uint8"),
+    ("numpy-int32", lambda: np.zeros((4, 4, 3), np.int32), {}, TypeError, "numpy dtype"),
+    ("numpy-rank-5", lambda: np.zeros((1, 1, 4, 4, 3), np.uint8), {}, ValueError, "(H, W, C)"),
+    ("pil-mode-I", lambda: Image.new("I", (4, 4)), {}, ValueError, "PIL mode"),
+    ("list", lambda: [[0.5]], {}, TypeError, "PIL.Image"),
+    ("sparsity-0", lambda: torch.rand(3, 4, 4), {"sparsity": 0.0}, ValueError, "(0.0, 1.0]"),
+    ("sparsity-1.5", lambda: torch.rand(3, 4, 4), {"sparsity": 1.5}, ValueError, "sparsity"),
+    ("sparsity-nan", lambda: torch.rand(3, 4, 4), {"sparsity": float("nan")}, ValueError, "finite"),
+    ("sparsity-str", lambda: torch.rand(3, 4, 4), {"sparsity": "0.5"}, TypeError, "real number"),
+    ("kappa-0", lambda: torch.rand(3, 4, 4), {"kappa": 0}, ValueError, "kappa"),
+    ("nu-negative", lambda: torch.rand(3, 4, 4), {"nu": -1.0}, ValueError, "nu"),
+    ("scale-0", lambda: torch.rand(3, 4, 4), {"scale": 0.0}, ValueError, "scale"),
+    ("step-0", lambda: torch.rand(3, 4, 4), {"step": 0.0}, ValueError, "step"),
+    ("step-above-1", lambda: torch.rand(3, 4, 4), {"step": 1.01}, ValueError, "step"),
+    ("momentum-1", lambda: torch.rand(3, 4, 4), {"momentum": 1.0}, ValueError, "momentum"),
+    ("momentum-negative", lambda: torch.rand(3, 4, 4), {"momentum": -0.1}, ValueError, "momentum"),
+    ("max-iter-negative", lambda: torch.rand(3, 4, 4), {"max_iter": -1}, ValueError, "max_iter"),
+    ("max-iter-float", lambda: torch.rand(3, 4, 4), {"max_iter": 10.5}, ValueError, "max_iter"),
+    ("projection", lambda: torch.rand(3, 4, 4), {"projection": "mean"}, ValueError, "'input', 'beta', 'none'"),
+    ("channels", lambda: torch.rand(3, 4, 4), {"channels": "shared"}, ValueError, "'independent', 'joint'"),
+    ("backend", lambda: torch.rand(3, 4, 4), {"backend": "cuda"}, ValueError, "'reference', 'torch'"),
+    ("return-info", lambda: torch.rand(3, 4, 4), {"return_info": "yes"}, TypeError, "return_info"),
+]
+
+
+@pytest.mark.parametrize("make,kwargs,error,message", [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_raises_clear_error(make, kwargs, error, message):
+    with pytest.raises(error) as excinfo:
+        isvs.sparsify(make(), **kwargs)
+    assert message in str(excinfo.value)
+
+
+def test_bad_path_arguments():
+    x = torch.rand(3, 4, 4)
+    with pytest.raises(TypeError, match="non-empty sequence"):
+        isvs.path(x, [])
+    with pytest.raises(ValueError, match=r"sparsities\[1\]"):
+        isvs.path(x, [0.2, 2.0])
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        isvs.path(x, [0.2], sparsity=0.3)
+
+
+def test_backend_environment_variable(monkeypatch):
+    x = torch.rand(3, 5, 5)
+    monkeypatch.setenv("ISVS_BACKEND", "reference")
+    assert torch.equal(isvs.sparsify(x, 0.5, **FASTKW), isvs.sparsify(x, 0.5, backend="torch", **FASTKW))
+    monkeypatch.setenv("ISVS_BACKEND", "gpu")
+    with pytest.raises(ValueError, match="ISVS_BACKEND"):
+        isvs.sparsify(x, 0.5)
+    # an explicit argument wins over the environment
+    isvs.sparsify(x, 0.5, backend="torch", **FASTKW)
+
+
+# ------------------------------------------------------------------------------------------------ transform
+def test_transform_is_picklable_and_readable():
+    t = isvs.Sparsify(0.4, projection="beta", **FASTKW)
+    assert "sparsity=0.4" in repr(t) and "projection='beta'" in repr(t)
+    x = torch.rand(3, 8, 8)
+    clone = pickle.loads(pickle.dumps(t))
+    assert torch.equal(clone(x), isvs.sparsify(x, 0.4, projection="beta", **FASTKW))
+
+
+def test_transform_validates_at_construction():
+    with pytest.raises(ValueError, match="projection"):
+        isvs.Sparsify(0.4, projection="mean")
+    with pytest.raises(ValueError, match="sparsity"):
+        isvs.Sparsify(1.2)
+
+
+def test_transform_on_lists_batches_and_falls_back():
+    t = isvs.Sparsify(0.5, **FASTKW)
+    same = [torch.rand(3, 8, 8) for _ in range(3)]
+    assert all(torch.equal(a, isvs.sparsify(b, 0.5, **FASTKW)) for a, b in zip(t(same), same))
+    mixed = [torch.rand(3, 8, 8), torch.rand(1, 5, 7)]
+    assert [y.shape for y in t(mixed)] == [(3, 8, 8), (1, 5, 7)]
+
+
+def test_transform_with_datasets():
+    from datasets import Dataset
+
+    images = [Image.fromarray(photo_uint8(16, 16 + i)) for i in range(4)]
+    ds = Dataset.from_dict({"img": images, "label": [0, 1, 0, 1]})
+    with pytest.raises(KeyError, match="img"):
+        ds.with_transform(isvs.Sparsify(0.5, **FASTKW))[0]
+    out = ds.with_transform(isvs.Sparsify(0.5, key="img", **FASTKW))[:2]
+    assert out["label"] == [0, 1]
+    for y, x in zip(out["img"], images):
+        assert isinstance(y, Image.Image) and y.size == x.size
+        assert np.array_equal(np.asarray(y), np.asarray(isvs.sparsify(x, 0.5, **FASTKW)))
