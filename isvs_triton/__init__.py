@@ -1,9 +1,9 @@
 """isvs_triton: robust image classifiers by inverse scale space sparsification (Split LBI), with fused kernels."""
 
 from .api import path, sparsify
-from .config import DEFAULT, REFERENCE, SolverConfig
+from .config import DEFAULT, FAITHFUL, REFERENCE, SolverConfig
 from .info import SparsifyInfo
 from .transforms import Sparsify
 
 __version__ = "0.1.0"
-__all__ = ["sparsify", "path", "Sparsify", "SparsifyInfo", "SolverConfig", "REFERENCE", "DEFAULT"]
+__all__ = ["sparsify", "path", "Sparsify", "SparsifyInfo", "SolverConfig", "REFERENCE", "DEFAULT", "FAITHFUL"]

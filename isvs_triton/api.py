@@ -50,7 +50,10 @@ def _solver_config(kappa, nu, step, scale, momentum, max_iter) -> SolverConfig:
         _real("momentum", momentum, 0.0, 1.0, False, True)
     if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, Integral) or max_iter < 0):
         raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
-    return DEFAULT.replace(kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum, max_iter=max_iter)
+    # DEFAULT's budget is sized for DEFAULT's constants; other constants get SolverConfig's generous one
+    custom = any(v is not None for v in (kappa, nu, step, scale, momentum))
+    base = DEFAULT.replace(max_iter=SolverConfig.max_iter) if custom else DEFAULT
+    return base.replace(kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum, max_iter=max_iter)
 
 
 def _check_choice(name: str, value: object, accepted: Sequence[str]) -> str:
@@ -191,6 +194,7 @@ def sparsify(
         projection: "input" (mean of x over each region), "beta" (mean of beta / scale), "none" (beta / scale).
         channels: "independent" (a segmentation per channel) or "joint" (one shared by all channels).
         max_iter: iteration budget per image; an image that has not reached ``sparsity`` by then stops there.
+            None: DEFAULT.max_iter with the default constants, SolverConfig.max_iter (200,000) with any other.
         backend: "auto", "reference" or "torch"; "auto" honours the ISVS_BACKEND environment variable.
         value_range: (lo, hi) of the input values when they are not [0, 1] (float) or [0, 255] (uint8).
         return_info: also return a ``SparsifyInfo`` (iterations, sparsity, regions, reached per image).

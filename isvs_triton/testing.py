@@ -12,12 +12,6 @@ FAST = SolverConfig(scale=60.0, max_iter=20_000)
 FAST_MOMENTUM = SolverConfig(scale=60.0, nu=2.0, momentum=0.8, max_iter=20_000)
 
 
-def solver_kwargs(config: SolverConfig) -> dict:
-    """``sparsify`` keyword arguments for ``config``."""
-    names = ("kappa", "nu", "step", "scale", "momentum", "max_iter")
-    return {name: getattr(config, name) for name in names}
-
-
 def assert_close(name: str, actual: torch.Tensor, expected: torch.Tensor, atol: float) -> None:
     """Compare with a message naming the tensor, its max abs diff and relative error."""
     assert actual.shape == expected.shape, f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 import isvs_triton as isvs
-from isvs_triton.testing import FAST, assert_close, solver_kwargs
+from isvs_triton.testing import FAST, assert_close
 
-FASTKW = solver_kwargs(FAST)
+FASTKW = FAST.kwargs()
 
 
 def photo_uint8(height=24, width=20) -> np.ndarray:

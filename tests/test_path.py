@@ -7,7 +7,7 @@ import isvs_triton as isvs
 from isvs_triton.config import edge_count
 from isvs_triton.ops.lbi import torch_path
 from isvs_triton.samples import crops
-from isvs_triton.testing import FAST, FAST_MOMENTUM, assert_close, solver_kwargs
+from isvs_triton.testing import FAST, FAST_MOMENTUM, assert_close
 
 
 @pytest.mark.parametrize("config", [FAST, FAST_MOMENTUM], ids=["fast", "momentum"])
@@ -47,7 +47,7 @@ def test_square_comes_back_as_two_flat_regions(backend, config):
     x = square_image()
     edges = edge_count(16, 16)
     contour = 4 * 8
-    y, info = isvs.sparsify(x, contour / edges, backend=backend, return_info=True, **solver_kwargs(config))
+    y, info = isvs.sparsify(x, contour / edges, backend=backend, return_info=True, **config.kwargs())
     assert bool(info.reached) and int(info.regions) == 2
     assert float(info.sparsity) == contour / edges
     inside = torch.zeros_like(x, dtype=torch.bool)
@@ -63,7 +63,7 @@ def test_full_sparsity_returns_the_input(backend, channels):
     i, j = torch.meshgrid(torch.arange(9), torch.arange(7), indexing="ij")
     checker = ((i + j) % 2).double()
     x = (0.2 + 0.5 * checker + 0.1 * torch.rand(3, 9, 7, dtype=torch.float64)).clamp(0, 1)
-    y, info = isvs.sparsify(x, 1.0, backend=backend, channels=channels, return_info=True, **solver_kwargs(FAST))
+    y, info = isvs.sparsify(x, 1.0, backend=backend, channels=channels, return_info=True, **FAST.kwargs())
     assert bool(info.reached) and float(info.sparsity) == 1.0
     assert int(info.regions) == (1 if channels == "joint" else 3) * 9 * 7
     assert_close("output at sparsity 1", y, x, 1e-12)
@@ -72,7 +72,7 @@ def test_full_sparsity_returns_the_input(backend, channels):
 def test_coarse_before_fine_regions_shrink_with_sparsity():
     """Fewer active edges, fewer (larger) regions: the path goes from one region towards one per pixel."""
     x = crops(32, 3, seed=5)
-    _, infos = isvs.path(x, [0.05, 0.1, 0.2, 0.3], return_info=True, **solver_kwargs(FAST))
+    _, infos = isvs.path(x, [0.05, 0.1, 0.2, 0.3], return_info=True, **FAST.kwargs())
     assert all(bool(info.reached.all()) for info in infos)
     regions = torch.stack([info.regions for info in infos])
     assert bool((regions[1:] > regions[:-1]).all()), regions

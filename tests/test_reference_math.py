@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from isvs_triton.config import REFERENCE, edge_count
+from isvs_triton.config import DEFAULT, REFERENCE, edge_count
 from isvs_triton.ops.graph import grad, grad_adjoint
 from isvs_triton.ops.lbi import reference
 from isvs_triton.ops.projection import reference as projection_reference
@@ -128,7 +128,9 @@ def dense_lbi(x: np.ndarray, target: float, cfg, joint: bool, projection: str):
 
 @pytest.mark.parametrize("height,width", [(1, 5), (4, 4), (5, 3), (6, 6)], ids=lambda s: str(s))
 @pytest.mark.parametrize("channels,joint", [(1, False), (3, False), (3, True)], ids=["c1", "c3", "c3-joint"])
-@pytest.mark.parametrize("config", [FAST, FAST_MOMENTUM, REFERENCE], ids=["fast", "momentum", "reference"])
+@pytest.mark.parametrize(
+    "config", [FAST, FAST_MOMENTUM, REFERENCE, DEFAULT], ids=["fast", "momentum", "reference", "default"]
+)
 @pytest.mark.parametrize("projection", ["input", "beta", "none"])
 def test_reference_lbi_equals_dense_math(height, width, channels, joint, config, projection):
     x = torch.rand(channels, height, width, dtype=torch.float64)

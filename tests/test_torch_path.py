@@ -4,11 +4,12 @@ import pytest
 import torch
 
 import isvs_triton as isvs
+from isvs_triton.config import DEFAULT
 from isvs_triton.samples import crops
-from isvs_triton.testing import FAST, FAST_MOMENTUM, assert_close, solver_kwargs
+from isvs_triton.testing import FAST, FAST_MOMENTUM, assert_close
 
 SHAPES = [(1, 1), (1, 5), (7, 3), (32, 32), (64, 48)]
-CONFIGS = {"fast": FAST, "momentum": FAST_MOMENTUM}
+CONFIGS = {"fast": FAST, "momentum": FAST_MOMENTUM, "default": DEFAULT}
 
 
 def images(batch: int, channels: int, height: int, width: int, dtype=torch.float64) -> torch.Tensor:
@@ -35,7 +36,7 @@ def both(x, sparsity, **options):
 def test_torch_equals_reference_float64(height, width, channels, mode, projection, config):
     """float64: the same iterations, the same support (sparsity, regions) and outputs equal to rounding."""
     x = images(3, channels, height, width)
-    options = dict(channels=mode, projection=projection, **solver_kwargs(CONFIGS[config]))
+    options = dict(channels=mode, projection=projection, **CONFIGS[config].kwargs())
     (ref, ref_info), (out, info) = both(x, 0.4, **options)
     for key in ("iterations", "sparsity", "regions", "reached"):
         assert torch.equal(info[key], ref_info[key]), f"{key}: torch {info[key]} != reference {ref_info[key]}"
@@ -46,7 +47,7 @@ def test_torch_equals_reference_float64(height, width, channels, mode, projectio
 @pytest.mark.parametrize("mode", ["independent", "joint"])
 def test_torch_equals_reference_batch_17(height, width, mode):
     x = images(17, 3, height, width)
-    (ref, ref_info), (out, info) = both(x, 0.6, channels=mode, **solver_kwargs(FAST))
+    (ref, ref_info), (out, info) = both(x, 0.6, channels=mode, **FAST.kwargs())
     assert torch.equal(info.iterations, ref_info.iterations)
     assert torch.equal(info.regions, ref_info.regions)
     assert_close("output", out, ref, 1e-12)
@@ -57,7 +58,7 @@ def test_torch_equals_reference_batch_17(height, width, mode):
 def test_torch_float32_close_to_reference_float64(height, width, projection):
     """float32 math (what users get) stays within 1e-5 of the float64 oracle, with the same stops."""
     x64 = images(4, 3, height, width)
-    options = dict(projection=projection, **solver_kwargs(FAST))
+    options = dict(projection=projection, **FAST.kwargs())
     ref, ref_info = isvs.sparsify(x64, 0.5, backend="reference", return_info=True, **options)
     out, info = isvs.sparsify(x64.float(), 0.5, backend="torch", return_info=True, **options)
     assert out.dtype == torch.float32
@@ -71,7 +72,7 @@ def test_torch_float32_close_to_reference_float64(height, width, projection):
 def test_batch_independence(config, mode):
     """Image i alone and inside a batch (whose other images stop much earlier or later): identical results."""
     x = images(9, 3, 32, 32, dtype=torch.float32)
-    options = dict(channels=mode, return_info=True, **{**solver_kwargs(CONFIGS[config]), "max_iter": 3000})
+    options = dict(channels=mode, return_info=True, **{**CONFIGS[config].kwargs(), "max_iter": 3000})
     batch_out, batch_info = isvs.sparsify(x, 0.6, **options)
     assert int(batch_info.iterations.max()) > 2 * int(batch_info.iterations.min()), "stops must differ widely"
     for i in (0, 3, 8):
@@ -86,7 +87,7 @@ def test_path_equals_separate_calls(backend, config):
     """One run, several stops (unsorted on purpose): each output equals its own ``sparsify`` call."""
     x = images(4, 3, 16, 16, dtype=torch.float32)
     sparsities = [0.5, 0.2, 0.35, 0.5]
-    options = dict(backend=backend, **solver_kwargs(CONFIGS[config]))
+    options = dict(backend=backend, **CONFIGS[config].kwargs())
     outs, infos = isvs.path(x, sparsities, return_info=True, **options)
     for s, out, info in zip(sparsities, outs, infos):
         single, single_info = isvs.sparsify(x, s, return_info=True, **options)
@@ -96,7 +97,7 @@ def test_path_equals_separate_calls(backend, config):
 
 def test_max_iter_stops_and_reports():
     x = images(2, 3, 16, 16)
-    options = {**solver_kwargs(FAST), "max_iter": 5}
+    options = {**FAST.kwargs(), "max_iter": 5}
     y, info = isvs.sparsify(x, 0.9, return_info=True, **options)
     assert info.iterations.tolist() == [5, 5]
     assert not bool(info.reached.any())

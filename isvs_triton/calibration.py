@@ -1,0 +1,82 @@
+"""Fidelity of a solver configuration to the reference path (DESIGN.md §1), used by tools/calibrate.py and the tests.
+
+Fidelity compares a configuration's output with the reference-constants output at the same target sparsity on the
+same images. Three measures per image:
+
+- ``psnr``: PSNR (dB, peak 1) between the two outputs: the measure DESIGN.md names;
+- ``agreement``: the fraction of edges whose active/inactive state is the same in both;
+- ``relative_error``: ||out - ref|| / ||x - ref||, the error measured against the size of the smoothing itself
+  (0 = the reference output, 1 = as far from it as the unsmoothed input).
+
+The last one exists because PSNR alone flatters: at sparsity 0.6 on 32x32 crops the reference changes the image
+only slightly, so returning the input unchanged already scores ~43 dB (docs/calibration.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import SolverConfig, edge_count, required_active
+from .ops.lbi import torch_path
+from .ops.projection import torch_path as projection_torch
+
+
+@dataclass
+class Stop:
+    """Outputs (projection of the input) and supports of a batch stopped at one sparsity."""
+
+    out: torch.Tensor  # (B, C, H, W)
+    active_h: torch.Tensor  # (B, G, H, W-1) bool
+    active_v: torch.Tensor  # (B, G, H-1, W) bool
+    iterations: torch.Tensor  # (B,)
+    reached: torch.Tensor  # (B,)
+
+
+def stop(x: torch.Tensor, sparsity: float, config: SolverConfig, channels: str = "independent") -> Stop:
+    """Run ``config``'s path on x (B, C, H, W) in [0, 1] to ``sparsity``; keep the supports for the comparison."""
+    ((state, active_h, active_v, need),) = list(torch_path.stops(x, [sparsity], config, channels == "joint"))
+    out, _ = projection_torch.project(x, active_h, active_v)
+    active = active_h.flatten(1).sum(1) + active_v.flatten(1).sum(1)
+    return Stop(out, active_h, active_v, state.iterations.clone(), active >= need)
+
+
+def threshold_stop(x: torch.Tensor, sparsity: float, channels: str = "independent") -> Stop:
+    """Baseline without any path: activate the edges with the largest |D x| up to the target sparsity."""
+    joint = channels == "joint"
+    dh, dv = (x[..., :, 1:] - x[..., :, :-1]).abs(), (x[..., 1:, :] - x[..., :-1, :]).abs()
+    if joint:
+        dh, dv = dh.square().sum(1, keepdim=True).sqrt(), dv.square().sum(1, keepdim=True).sqrt()
+    jumps = torch.cat([dh.flatten(1), dv.flatten(1)], 1)
+    need = required_active(sparsity, jumps.shape[1])
+    threshold = jumps.sort(1, descending=True).values[:, max(need - 1, 0)].view(-1, 1, 1, 1)
+    active_h, active_v = dh >= threshold, dv >= threshold
+    out, _ = projection_torch.project(x, active_h, active_v)
+    zeros = torch.zeros(x.shape[0], dtype=torch.int64)
+    return Stop(out, active_h, active_v, zeros, torch.ones_like(zeros, dtype=torch.bool))
+
+
+def identity_stop(x: torch.Tensor, channels: str = "independent") -> Stop:
+    """Baseline: no smoothing at all (every edge active)."""
+    b, c, h, w = x.shape
+    g = 1 if channels == "joint" else c
+    ones = torch.ones(b, g, h, w - 1, dtype=torch.bool), torch.ones(b, g, h - 1, w, dtype=torch.bool)
+    zeros = torch.zeros(b, dtype=torch.int64)
+    return Stop(x.clone(), *ones, zeros, torch.ones_like(zeros, dtype=torch.bool))
+
+
+def fidelity(candidate: Stop, reference: Stop, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image psnr, agreement and relative_error of ``candidate`` against ``reference`` (module docstring)."""
+    diff = (candidate.out.double() - reference.out.double()).flatten(1)
+    smoothing = (x.double() - reference.out.double()).flatten(1)
+    mse = diff.square().mean(1)
+    psnr = -10 * torch.log10(mse.clamp(min=1e-20))
+    relative_error = diff.norm(dim=1) / smoothing.norm(dim=1).clamp(min=1e-20)
+    h, w = x.shape[-2:]
+    groups = reference.active_h.shape[1]
+    agree = (candidate.active_h == reference.active_h).flatten(1).sum(1) + (
+        candidate.active_v == reference.active_v
+    ).flatten(1).sum(1)
+    agreement = agree.double() / (edge_count(h, w) * groups)
+    return {"psnr": psnr, "agreement": agreement, "relative_error": relative_error}

@@ -1,0 +1,41 @@
+"""The calibrated defaults against the reference path, on held-out crops of bundled photographs (not the ones the
+calibration in docs/calibration.md was chosen on). A correctness test with margins; speed lives in tools/bench.py."""
+
+import pytest
+import torch
+
+from isvs_triton.calibration import fidelity, identity_stop, stop, threshold_stop
+from isvs_triton.config import DEFAULT, FAITHFUL, REFERENCE
+from isvs_triton.samples import crops
+
+HELD_OUT_SEED = 11  # calibration used seed 0
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    x = crops(32, 8, seed=HELD_OUT_SEED)
+    ref = stop(x, 0.6, REFERENCE.replace(max_iter=150_000))
+    return x[ref.reached], ref, ref.reached
+
+
+@pytest.mark.slow
+def test_defaults_reach_the_target_in_few_iterations_and_stay_faithful(held_out):
+    x, ref_all, keep = held_out
+    assert len(x) >= 6, "most held-out crops reach sparsity 0.6 on the reference path"
+    ref = type(ref_all)(*(t[keep] for t in vars(ref_all).values()))
+    fast = stop(x, 0.6, DEFAULT)
+    assert bool(fast.reached.all())
+    iterations = fast.iterations.double()
+    assert float(iterations.median()) <= 16 and int(iterations.max()) <= 48, fast.iterations
+    ours = fidelity(fast, ref, x)
+    assert float(ours["psnr"].mean()) >= 40 and float(ours["psnr"].min()) >= 31, ours["psnr"]
+    # PSNR alone is flattered by how little sparsity 0.6 changes a 32x32 crop: the defaults must also beat the two
+    # answers that have no path at all, on the error relative to the smoothing and on the support
+    for name, baseline in (("identity", identity_stop(x)), ("threshold", threshold_stop(x, 0.6))):
+        theirs = fidelity(baseline, ref, x)
+        assert float(ours["relative_error"].mean()) < float(theirs["relative_error"].mean()), name
+        assert float(ours["agreement"].mean()) > float(theirs["agreement"].mean()), name
+    # and the FAITHFUL preset is closer to the reference than the defaults
+    faithful = fidelity(stop(x, 0.6, FAITHFUL), ref, x)
+    assert float(faithful["relative_error"].mean()) < float(ours["relative_error"].mean())
+    assert float(faithful["psnr"].mean()) > float(ours["psnr"].mean())

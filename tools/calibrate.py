@@ -1,0 +1,176 @@
+"""Calibrate the solver: iterations against fidelity to the reference path, on crops of bundled photographs.
+
+    python tools/calibrate.py                                 # 32x32 crops at sparsity 0.6, the default grid
+    python tools/calibrate.py --size 224 --count 8 --sparsity 0.3 --grid "scale=100,300;nu=1;momentum=0.9"
+    python tools/calibrate.py --config "scale=200,nu=4,momentum=0.95" --grid ""    # just some configurations
+
+The reference outputs (REFERENCE constants, slow) are computed once and cached under --cache-dir. Images whose
+reference never reaches the target within --reference-max-iter (8-bit ties: some crops have too few distinct
+neighbours) are left out and counted. Every configuration runs the same images; the table gives median / max
+iterations and the three fidelity measures of ``isvs_triton.calibration`` (mean and worst image), with two
+baselines that have no path at all: the input unchanged, and the largest |D x| edges made active.
+Writes <output>.md (the table) and <output>.png (the frontier).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import torch
+
+from isvs_triton.calibration import Stop, fidelity, identity_stop, stop, threshold_stop
+from isvs_triton.config import DEFAULT, REFERENCE, SolverConfig
+from isvs_triton.samples import crops
+
+DEFAULT_GRID = "scale=30,100,200,300,500;nu=1,2,4;momentum=0.8,0.9,0.95"
+
+
+def parse_config(text: str) -> dict[str, float]:
+    """'scale=200,nu=4' -> {'scale': 200.0, 'nu': 4.0}."""
+    out = {}
+    for item in filter(None, text.replace(" ", "").split(",")):
+        key, value = item.split("=")
+        out[key] = float(value)
+    return out
+
+
+def parse_grid(text: str) -> list[dict[str, float]]:
+    """'scale=30,60;nu=1,2' -> the Cartesian product of the listed values."""
+    axes = []
+    for part in filter(None, text.replace(" ", "").split(";")):
+        key, values = part.split("=")
+        axes.append([(key, float(v)) for v in values.split(",")])
+    return [dict(combo) for combo in itertools.product(*axes)] if axes else []
+
+
+def reference_stop(x: torch.Tensor, args, cache_dir: Path) -> Stop:
+    key = f"ref_{args.size}_{args.count}_{args.seed}_{args.sparsity}_{args.channels}_{args.reference_max_iter}.pt"
+    path = cache_dir / key
+    if path.exists():
+        return Stop(**torch.load(path))
+    start = time.perf_counter()
+    ref = stop(x, args.sparsity, REFERENCE.replace(max_iter=args.reference_max_iter), args.channels)
+    print(f"reference path computed in {time.perf_counter() - start:.0f} s, cached in {path}")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(vars(ref), path)
+    return ref
+
+
+def row(name: str, cand: Stop, ref: Stop, x: torch.Tensor, seconds: float | None) -> dict:
+    f = fidelity(cand, ref, x)
+    it = cand.iterations.double()
+    return dict(
+        name=name, median=float(it.median()), max=int(it.max()), reached=int(cand.reached.sum()), n=len(it),
+        psnr=float(f["psnr"].mean()), psnr_worst=float(f["psnr"].min()), agreement=float(f["agreement"].mean()),
+        rel=float(f["relative_error"].mean()), rel_worst=float(f["relative_error"].max()), seconds=seconds,
+    )  # fmt: skip
+
+
+def frontier(rows: list[dict]) -> set[str]:
+    """Configurations no other one beats on both median iterations and mean relative error."""
+    best = set()
+    for r in rows:
+        if not any(o["median"] <= r["median"] and o["rel"] < r["rel"] or o["median"] < r["median"] and o["rel"] <= r[
+            "rel"] for o in rows):  # fmt: skip
+            best.add(r["name"])
+    return best
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--count", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sparsity", type=float, default=0.6)
+    parser.add_argument("--channels", default="independent", choices=["independent", "joint"])
+    parser.add_argument("--grid", default=DEFAULT_GRID, help="'name=v1,v2;name=...' (kappa, nu, step, scale, momentum)")
+    parser.add_argument("--config", action="append", default=[], help="one more configuration, 'scale=200,nu=4'")
+    parser.add_argument("--max-iter", type=int, default=5000, help="budget of each candidate configuration")
+    parser.add_argument("--reference-max-iter", type=int, default=120_000)
+    parser.add_argument("--cache-dir", default=".cache/calibration")
+    parser.add_argument("--output", default="docs/calibration_32", help="writes OUTPUT.md and OUTPUT.png")
+    args = parser.parse_args(argv)
+
+    x = crops(args.size, args.count, seed=args.seed)
+    ref = reference_stop(x, args, Path(args.cache_dir))
+    keep = ref.reached
+    x = x[keep]
+    ref = Stop(*(t[keep] for t in vars(ref).values()))
+    print(f"{int(keep.sum())}/{args.count} crops reach sparsity {args.sparsity} on the reference path "
+          f"(median {float(ref.iterations.double().median()):.0f} iterations, max {int(ref.iterations.max())})")
+
+    rows = [row("baseline: input unchanged", identity_stop(x, args.channels), ref, x, None),
+            row("baseline: largest-jump edges", threshold_stop(x, args.sparsity, args.channels), ref, x, None)]
+    default = {k: getattr(DEFAULT, k) for k in ("kappa", "nu", "step", "scale", "momentum")}
+    configs = [*parse_grid(args.grid), *map(parse_config, args.config), default]
+    seen = set()
+    for overrides in configs:
+        config = SolverConfig(max_iter=args.max_iter).replace(**overrides)
+        name = ", ".join(f"{k}={getattr(config, k):g}" for k in ("kappa", "nu", "step", "scale", "momentum"))
+        if name in seen:
+            continue
+        seen.add(name)
+        start = time.perf_counter()
+        cand = stop(x, args.sparsity, config, args.channels)
+        rows.append(row(name, cand, ref, x, time.perf_counter() - start))
+        rows[-1]["default"] = config.replace(max_iter=DEFAULT.max_iter) == DEFAULT
+
+    paths = [r for r in rows if not r["name"].startswith("baseline")]
+    best = frontier(paths)
+    lines = [
+        f"{len(x)} crops {args.size}x{args.size}x3 (seed {args.seed}), sparsity {args.sparsity}, {args.channels}; "
+        f"candidates capped at {args.max_iter} iterations. `*` frontier (median iterations vs mean relative error), "
+        "`D` the current default.",
+        "",
+        "| configuration | median it | max it | reached | PSNR mean dB | PSNR worst dB | edge agreement | rel. error mean"
+        " | rel. error worst |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (not r["name"].startswith("baseline"), r["median"], r["rel"])):
+        mark = ("*" if r["name"] in best else "") + ("D" if r.get("default") else "")
+        lines.append(
+            f"| {r['name']} {mark} | {r['median']:.0f} | {r['max']} | {r['reached']}/{r['n']} | {r['psnr']:.2f} | "
+            f"{r['psnr_worst']:.2f} | {r['agreement']:.4f} | {r['rel']:.3f} | {r['rel_worst']:.3f} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".md").write_text(table + "\n")
+    plot(paths, rows, best, output.with_suffix(".png"), args)
+    print(f"wrote {output.with_suffix('.md')} and {output.with_suffix('.png')}")
+    return rows
+
+
+def plot(paths: list[dict], rows: list[dict], best: set[str], path: Path, args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, label in ((axes[0], "psnr", "mean PSNR to the reference (dB)"),
+                           (axes[1], "rel", "mean relative error to the reference")):  # fmt: skip
+        ax.scatter([r["median"] for r in paths], [r[key] for r in paths], s=14, c="tab:blue", label="configurations")
+        front = sorted((r for r in paths if r["name"] in best), key=lambda r: r["median"])
+        ax.plot([r["median"] for r in front], [r[key] for r in front], "-o", c="tab:red", ms=4, label="frontier")
+        for r in rows:
+            if r["name"].startswith("baseline"):
+                ax.axhline(r[key], ls="--", lw=1, c="gray")
+                ax.text(min(p["median"] for p in paths), r[key], r["name"], fontsize=7)
+            if r.get("default"):
+                ax.scatter([r["median"]], [r[key]], marker="*", s=120, c="tab:green", label="default", zorder=3)
+        ax.set_xscale("log")
+        ax.set_xlabel("median iterations to the target")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{args.size}x{args.size} crops, sparsity {args.sparsity}: speed against fidelity", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
