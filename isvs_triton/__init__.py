@@ -6,4 +6,4 @@ from .info import SparsifyInfo
 from .transforms import Sparsify
 
 __version__ = "0.1.0"
-__all__ = ["sparsify", "path", "Sparsify", "SparsifyInfo", "SolverConfig", "REFERENCE", "DEFAULT", "FAITHFUL"]
+__all__ = ["DEFAULT", "FAITHFUL", "REFERENCE", "SolverConfig", "Sparsify", "SparsifyInfo", "path", "sparsify"]

@@ -4,8 +4,9 @@ and give the result back in the input's own type, shape, dtype and device. No nu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from numbers import Integral, Real
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

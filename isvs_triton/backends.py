@@ -7,7 +7,7 @@ x (B, C, H, W) float in [0, 1], ``targets`` ascending, one result per target.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

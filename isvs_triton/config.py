@@ -30,7 +30,7 @@ class SolverConfig:
     def alpha(self) -> float:
         return self.step * self.nu / (self.kappa * (1.0 + self.nu + 8.0))
 
-    def replace(self, **changes) -> "SolverConfig":
+    def replace(self, **changes) -> SolverConfig:
         """A copy with the given fields changed; None leaves a field as it is."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

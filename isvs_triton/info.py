@@ -31,9 +31,9 @@ class SparsifyInfo:
     def keys(self) -> list[str]:
         return [f.name for f in fields(self)]
 
-    def map(self, fn) -> "SparsifyInfo":
+    def map(self, fn) -> SparsifyInfo:
         return SparsifyInfo(*(fn(getattr(self, k)) for k in self.keys()))
 
     @staticmethod
-    def cat(infos: list["SparsifyInfo"]) -> "SparsifyInfo":
+    def cat(infos: list[SparsifyInfo]) -> SparsifyInfo:
         return SparsifyInfo(*(torch.cat([getattr(i, k) for i in infos]) for k in SparsifyInfo.__dataclass_fields__))

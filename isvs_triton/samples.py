@@ -36,3 +36,12 @@ def crops(size: int, count: int, seed: int = 0) -> torch.Tensor:
         if float(crop.std()) >= 0.02:
             out.append(crop)
     return torch.stack(out)
+
+
+def add_crop_arguments(parser) -> None:
+    """The flags of the tools that measure on crops: --size, --count, --seed, --sparsity, --channels."""
+    parser.add_argument("--size", type=int, default=32, help="side of the square crops, in pixels")
+    parser.add_argument("--count", type=int, default=64, help="number of crops")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the crop positions")
+    parser.add_argument("--sparsity", type=float, default=0.6, help="target sparsity")
+    parser.add_argument("--channels", default="independent", choices=["independent", "joint"])

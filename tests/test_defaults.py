@@ -2,7 +2,6 @@
 calibration in docs/calibration.md was chosen on). A correctness test with margins; speed lives in tools/bench.py."""
 
 import pytest
-import torch
 
 from isvs_triton.calibration import fidelity, identity_stop, stop, threshold_stop
 from isvs_triton.config import DEFAULT, FAITHFUL, REFERENCE

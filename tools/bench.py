@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--sizes", default="32,224")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--csv", default="docs/benchmarks.csv")
+    parser.add_argument("--batch", type=int, default=None, help="override the batch size of every setting")
+    parser.add_argument("--csv", default="docs/benchmarks.csv", help="append the rows here ('' for none)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for size in map(int, args.sizes.split(",")):
         batch, sparsity = SETTINGS[size]
+        batch = args.batch or batch
         x = crops(size, batch, seed=0)
         _, info = isvs.sparsify(x, sparsity, return_info=True)
         it = info.iterations.double()

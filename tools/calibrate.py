@@ -23,7 +23,7 @@ import torch
 
 from isvs_triton.calibration import Stop, fidelity, identity_stop, stop, threshold_stop
 from isvs_triton.config import DEFAULT, REFERENCE, SolverConfig
-from isvs_triton.samples import crops
+from isvs_triton.samples import add_crop_arguments, crops
 
 DEFAULT_GRID = "scale=30,100,200,300,500;nu=1,2,4;momentum=0.8,0.9,0.95"
 
@@ -81,11 +81,7 @@ def frontier(rows: list[dict]) -> set[str]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--count", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sparsity", type=float, default=0.6)
-    parser.add_argument("--channels", default="independent", choices=["independent", "joint"])
+    add_crop_arguments(parser)
     parser.add_argument("--grid", default=DEFAULT_GRID, help="'name=v1,v2;name=...' (kappa, nu, step, scale, momentum)")
     parser.add_argument("--config", action="append", default=[], help="one more configuration, 'scale=200,nu=4'")
     parser.add_argument("--max-iter", type=int, default=5000, help="budget of each candidate configuration")

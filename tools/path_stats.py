@@ -16,16 +16,12 @@ import torch
 
 import isvs_triton as isvs
 from isvs_triton.config import DEFAULT
-from isvs_triton.samples import crops
+from isvs_triton.samples import add_crop_arguments, crops
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--count", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sparsity", type=float, default=0.6)
-    parser.add_argument("--channels", default="independent", choices=["independent", "joint"])
+    add_crop_arguments(parser)
     parser.add_argument("--backend", default="torch", choices=["torch", "reference"])
     for name in ("kappa", "nu", "step", "scale", "momentum"):
         parser.add_argument(f"--{name}", type=float, default=getattr(DEFAULT, name))

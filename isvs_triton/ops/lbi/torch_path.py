@@ -34,7 +34,7 @@ class PathState:
     iterations: torch.Tensor  # (B,) int64
 
     @staticmethod
-    def zeros(x: torch.Tensor, momentum: bool) -> "PathState":
+    def zeros(x: torch.Tensor, momentum: bool) -> PathState:
         b, c, h, w = x.shape
         beta, zh, zv = x.new_zeros(b, c, h, w), x.new_zeros(b, c, h, w - 1), x.new_zeros(b, c, h - 1, w)
         prev = (beta.clone(), zh.clone(), zv.clone()) if momentum else None

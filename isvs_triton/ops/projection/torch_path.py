@@ -1,6 +1,7 @@
 """Sparse projection, batched torch path: connected components by hooking and pointer jumping, scatter means.
 
-Every pixel of every (image, segmentation) gets a global index, so the whole batch is one graph. Each round hooks
+Every pixel of every (image, segmentation) gets a global index, so the whole batch is one graph; horizontal runs
+are labelled first by a running maximum, so the graph left has one node per run. Each round hooks
 the larger of two different roots joined by an inactive edge under the smaller (``scatter_reduce`` amin), then
 jumps pointers until every label is a root. Labels only ever decrease and stay inside their component, so the loop
 ends with one label per component; on image grids it takes a handful of rounds. O(n + m) work per round.
@@ -31,13 +32,19 @@ def connected_components(num_nodes: int, u: torch.Tensor, v: torch.Tensor) -> to
 
 
 def segment(active_h: torch.Tensor, active_v: torch.Tensor) -> torch.Tensor:
-    """Region labels (B, G, H, W), global over the batch, from the active edges (B, G, H, W-1), (B, G, H-1, W)."""
+    """Region labels (B, G, H, W), global over the batch, from the active edges (B, G, H, W-1), (B, G, H-1, W).
+
+    Horizontal runs come first and for free: a running maximum of "index where a run starts" labels every pixel
+    with the start of its run. Only the vertical inactive edges, between run starts, go to the hooking loop.
+    """
     batch, groups, height, width = active_h.shape[0], active_h.shape[1], active_v.shape[2] + 1, active_h.shape[3] + 1
     index = torch.arange(batch * groups * height * width, device=active_h.device).view(batch, groups, height, width)
-    inactive_h, inactive_v = ~active_h, ~active_v
-    u = torch.cat([index[..., :, :-1][inactive_h], index[..., :-1, :][inactive_v]])
-    v = torch.cat([index[..., :, 1:][inactive_h], index[..., 1:, :][inactive_v]])
-    return connected_components(index.numel(), u, v).view(batch, groups, height, width)
+    starts_run = torch.cat([torch.ones_like(index[..., :1], dtype=torch.bool), active_h], dim=-1)
+    run_start = torch.where(starts_run, index, 0).cummax(dim=-1).values
+    inactive_v = ~active_v
+    u = run_start[..., :-1, :][inactive_v]
+    v = run_start[..., 1:, :][inactive_v]
+    return connected_components(index.numel(), u, v)[run_start]
 
 
 def project(
