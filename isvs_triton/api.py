@@ -161,7 +161,7 @@ def _run(x, targets: list[float], *, projection, channels, backend, value_range,
         info = SparsifyInfo(empty.long(), empty.double(), empty.long(), empty.bool())
         results = [(batch, info)] * len(targets)
     else:
-        solve = backends.resolve(backend, batch.device)
+        solve = backends.resolve(backend, batch.device, batch.dtype)
         ascending = solve(batch, [targets[i] for i in order], config, channels, projection)
         results = [None] * len(targets)
         for rank, i in enumerate(order):
@@ -196,7 +196,8 @@ def sparsify(
         channels: "independent" (a segmentation per channel) or "joint" (one shared by all channels).
         max_iter: iteration budget per image; an image that has not reached ``sparsity`` by then stops there.
             None: DEFAULT.max_iter with the default constants, SolverConfig.max_iter (200,000) with any other.
-        backend: "auto", "reference" or "torch"; "auto" honours the ISVS_BACKEND environment variable.
+        backend: "auto", "reference", "torch" or "triton"; "auto" honours the ISVS_BACKEND environment variable,
+            then takes "triton" for float32 math on CUDA and "torch" otherwise.
         value_range: (lo, hi) of the input values when they are not [0, 1] (float) or [0, 255] (uint8).
         return_info: also return a ``SparsifyInfo`` (iterations, sparsity, regions, reached per image).
 

@@ -2,10 +2,14 @@
 
 Every backend has the signature ``solve(x, targets, config, channels, projection) -> [(out, SparsifyInfo)]`` with
 x (B, C, H, W) float in [0, 1], ``targets`` ascending, one result per target.
+
+"triton" runs the fused Split LBI kernel (float32 math) on CUDA tensors, and on CPU tensors under
+TRITON_INTERPRET=1 (how the kernel tests run); its projection is, for now, the torch one.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 
@@ -19,6 +23,16 @@ BACKENDS: dict[str, Callable] = {
     "reference": reference.solve,  # plain and float64-capable: the oracle, slow
     "torch": torch_path.solve,  # batched, in place: any device
 }
+try:  # triton has no wheels for some platforms (macOS, Windows); the other backends do not need it
+    from .ops.lbi.triton_fused import TritonStepper
+
+    BACKENDS["triton"] = functools.partial(torch_path.solve, stepper=TritonStepper)
+except ImportError:  # pragma: no cover - depends on the platform
+    pass
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def names() -> list[str]:
@@ -26,15 +40,26 @@ def names() -> list[str]:
 
 
 def check_name(name: object, where: str) -> str:
+    if name == "triton" and "triton" not in BACKENDS:
+        raise ValueError(f"backend 'triton' ({where}) needs the triton package, which is not installed here")
     if name not in names():
         raise ValueError(f"unknown backend {name!r} ({where}); accepted: {names()}")
     return name  # type: ignore[return-value]
 
 
-def resolve(name: str, device: torch.device) -> Callable:
-    """The implementation for ``name``; "auto" honours ISVS_BACKEND, then picks by device."""
+def resolve(name: str, device: torch.device, dtype: torch.dtype) -> Callable:
+    """The implementation for ``name``; "auto" honours ISVS_BACKEND, then picks by device and dtype."""
     if name == "auto":
         name = check_name(os.environ.get(ENV_VAR, "auto"), f"environment variable {ENV_VAR}")
     if name == "auto":
-        name = "triton" if device.type == "cuda" and "triton" in BACKENDS else "torch"
+        fits_triton = device.type == "cuda" and dtype == torch.float32 and "triton" in BACKENDS
+        name = "triton" if fits_triton else "torch"
+    if name == "triton":
+        if device.type != "cuda" and not _interpreting():
+            raise ValueError(
+                f"backend 'triton' needs CUDA tensors (got {device.type}); on the CPU use backend 'torch', "
+                "or set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter"
+            )
+        if dtype != torch.float32:
+            raise ValueError(f"backend 'triton' computes in float32 (got {dtype} math): use backend 'torch'")
     return BACKENDS[name]

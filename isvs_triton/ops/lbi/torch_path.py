@@ -112,21 +112,34 @@ def _put(state: PathState, index: torch.Tensor, part: PathState) -> None:
     state.iterations.index_copy_(0, index, part.iterations)
 
 
-def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverConfig, joint: bool) -> None:
+class TorchStepper:
+    """Advances a working set in place with ``_step``; returns the new active-edge counts."""
+
+    def __init__(self, work: PathState, cfg: SolverConfig, joint: bool):
+        self.workspace, self.cfg, self.joint = _Workspace(work.beta), cfg, joint
+
+    def __call__(self, work: PathState, xs: torch.Tensor, run: torch.Tensor) -> torch.Tensor:
+        _step(work, xs, run.view(-1, 1, 1, 1), self.workspace, self.cfg, self.joint)
+        return count_active(work.zh, work.zv, self.joint)
+
+
+def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverConfig, joint: bool,
+            stepper=TorchStepper) -> None:  # fmt: skip
     """Run every image of ``state`` until it has ``need`` (B,) active edges or ``cfg.max_iter`` iterations.
 
     ``xs`` is scale * x (B, C, H, W). The state is updated in place; images already at their target do not move.
+    ``stepper(work, cfg, joint)`` makes the callable that runs one iteration (``TorchStepper``, or the Triton one).
     """
     running = (count_active(state.zh, state.zv, joint) < need) & (state.iterations < cfg.max_iter)
     index = running.nonzero().squeeze(1)
     while index.numel():
         work, xw, need_w = _take(state, index), xs.index_select(0, index), need.index_select(0, index)
-        ws, run_w = _Workspace(work.beta), torch.ones(index.numel(), dtype=torch.bool, device=xs.device)
+        step, run_w = stepper(work, cfg, joint), torch.ones(index.numel(), dtype=torch.bool, device=xs.device)
         while True:
             for _ in range(CHECK_EVERY):
-                _step(work, xw, run_w.to(xw.dtype).view(-1, 1, 1, 1), ws, cfg, joint)
+                count = step(work, xw, run_w.to(xw.dtype))
                 work.iterations += run_w
-                run_w &= (count_active(work.zh, work.zv, joint) < need_w) & (work.iterations < cfg.max_iter)
+                run_w &= (count < need_w) & (work.iterations < cfg.max_iter)
             still = int(run_w.sum())
             # compact once a quarter of the working set has finished: copying costs about one iteration
             if still == 0 or still <= 0.75 * index.numel():
@@ -135,7 +148,7 @@ def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverC
         index = index[run_w]
 
 
-def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bool):
+def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bool, stepper=TorchStepper):
     """Advance one path through ``targets`` (ascending); yield (state, active_h, active_v, need) at each stop."""
     batch, c, h, w = x.shape
     edges = edge_count(h, w) * (1 if joint else c)
@@ -143,17 +156,18 @@ def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bo
     xs = x * config.scale
     for target in targets:
         need = torch.full((batch,), required_active(target, edges), dtype=torch.int64, device=x.device)
-        advance(state, xs, need, config, joint)
+        advance(state, xs, need, config, joint, stepper)
         yield (state, *support(state.zh, state.zv, joint), need)
 
 
-def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels: str, projection: str):
+def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels: str, projection: str,
+          stepper=TorchStepper):  # fmt: skip
     """Backend entry: x (B, C, H, W) in [0, 1]; ``targets`` ascending. Returns [(out, SparsifyInfo)] per target."""
     joint = channels == "joint"
     batch, c, h, w = x.shape
     edges = edge_count(h, w) * (1 if joint else c)
     results = []
-    for state, active_h, active_v, need in stops(x, targets, config, joint):
+    for state, active_h, active_v, need in stops(x, targets, config, joint, stepper):
         active = active_h.flatten(1).sum(1) + active_v.flatten(1).sum(1)
         beta = state.beta / config.scale
         projected, regions = projection_torch.project(x if projection == "input" else beta, active_h, active_v)

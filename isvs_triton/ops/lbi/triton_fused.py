@@ -1,0 +1,188 @@
+"""Split LBI, one fused Triton kernel per iteration (any image size): the GPU path of DESIGN.md §2.
+
+Per pixel-iteration, fp32, without momentum: read beta (4 B; its halo comes from L1/L2), z horizontal and vertical
+(8 B) and x (4 B), write beta and z (12 B): 28 B. With momentum the previous beta and z are read and written too:
+52 B. About 40 flops. At 3 TB/s of HBM an H100 is bandwidth-bound: 32x32x3 x 12 iterations ~ 1 MB per image with
+momentum, so ~3M images/s of model bandwidth for the iterations alone (docs/performance.md has the roofline).
+
+One program owns a BLOCK_H x BLOCK_W tile of one image: every channel of it in "joint" mode (the shrinkage needs
+the channel norm of each edge), one channel in "independent" mode. It computes the extrapolated point, gamma, the
+edge residual r = D beta - gamma at the tile's own edges and at the edges entering from the left and from above,
+D^T r, the new z and beta; it counts the tile's active edges into its image's counter with one atomic add. The new
+state goes to a second set of buffers (ping-pong), since neighbouring tiles read this tile's old beta as their halo.
+Images whose run weight is 0 are copied unchanged, so the host needs no synchronisation to freeze them.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ...config import SolverConfig
+from .torch_path import PathState
+
+
+@triton.jit
+def _lbi_step_kernel(
+    p_beta, p_zh, p_zv, p_pbeta, p_pzh, p_pzv,  # state k: (B, C, H, W), (B, C, H, W-1), (B, C, H-1, W); prev: same
+    p_beta_o, p_zh_o, p_zv_o, p_pbeta_o, p_pzh_o, p_pzv_o,  # state k+1, same shapes
+    p_xs,  # scale * x (B, C, H, W)
+    p_run,  # (B,) fp32: 1 = advance this image, 0 = copy it unchanged
+    p_count,  # (B,) int32: active edges of the new state, accumulated by atomics (zeroed by the launcher)
+    C, H, W, tiles_w,
+    kappa, step_z, step_beta, inv_nu, momentum,
+    JOINT: tl.constexpr, MOMENTUM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    pid_tile, pid_plane = tl.program_id(0), tl.program_id(1)
+    if JOINT:
+        b, c_first, c_last = pid_plane, 0, C
+    else:
+        b, c_first, c_last = pid_plane // C, pid_plane % C, pid_plane % C + 1
+    i = (pid_tile // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
+    j = (pid_tile % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+    m_pix = (i < H) & (j < W)
+    m_h = (i < H) & (j < W - 1)  # edge (i, j)-(i, j+1) exists
+    m_hl = (i < H) & (j >= 1) & (j < W)  # edge (i, j-1)-(i, j)
+    m_v = (i < H - 1) & (j < W)  # edge (i, j)-(i+1, j)
+    m_vu = (i >= 1) & (i < H) & (j < W)  # edge (i-1, j)-(i, j)
+    run = tl.load(p_run + b)
+    mu = run * momentum
+
+    # joint shrinkage: gamma_e = kappa z_e max(1 - 1/||z_e||, 0); one factor per edge from the norm over channels
+    f_h = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.float32)
+    f_hl = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.float32)
+    f_v = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.float32)
+    f_vu = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.float32)
+    if JOINT:
+        for c in range(c_first, c_last):
+            o_h = ((b * C + c) * H + i) * (W - 1) + j
+            o_v = ((b * C + c) * (H - 1) + i) * W + j
+            y_h = _extrapolate(p_zh, p_pzh, o_h, m_h, mu, MOMENTUM)
+            y_hl = _extrapolate(p_zh, p_pzh, o_h - 1, m_hl, mu, MOMENTUM)
+            y_v = _extrapolate(p_zv, p_pzv, o_v, m_v, mu, MOMENTUM)
+            y_vu = _extrapolate(p_zv, p_pzv, o_v - W, m_vu, mu, MOMENTUM)
+            f_h += y_h * y_h
+            f_hl += y_hl * y_hl
+            f_v += y_v * y_v
+            f_vu += y_vu * y_vu
+        f_h = tl.maximum(1.0 - 1.0 / tl.sqrt(f_h), 0.0)  # sqrt(0) = 0 -> -inf -> 0
+        f_hl = tl.maximum(1.0 - 1.0 / tl.sqrt(f_hl), 0.0)
+        f_v = tl.maximum(1.0 - 1.0 / tl.sqrt(f_v), 0.0)
+        f_vu = tl.maximum(1.0 - 1.0 / tl.sqrt(f_vu), 0.0)
+
+    n_h = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.float32)  # squared new z over channels (joint count)
+    n_v = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.float32)
+    active = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.int32)
+    for c in range(c_first, c_last):
+        o_p = ((b * C + c) * H + i) * W + j
+        o_h = ((b * C + c) * H + i) * (W - 1) + j
+        o_v = ((b * C + c) * (H - 1) + i) * W + j
+        yb = _extrapolate(p_beta, p_pbeta, o_p, m_pix, mu, MOMENTUM)
+        yb_r = _extrapolate(p_beta, p_pbeta, o_p + 1, m_h, mu, MOMENTUM)
+        yb_l = _extrapolate(p_beta, p_pbeta, o_p - 1, m_hl, mu, MOMENTUM)
+        yb_d = _extrapolate(p_beta, p_pbeta, o_p + W, m_v, mu, MOMENTUM)
+        yb_u = _extrapolate(p_beta, p_pbeta, o_p - W, m_vu, mu, MOMENTUM)
+        y_h = _extrapolate(p_zh, p_pzh, o_h, m_h, mu, MOMENTUM)
+        y_hl = _extrapolate(p_zh, p_pzh, o_h - 1, m_hl, mu, MOMENTUM)
+        y_v = _extrapolate(p_zv, p_pzv, o_v, m_v, mu, MOMENTUM)
+        y_vu = _extrapolate(p_zv, p_pzv, o_v - W, m_vu, mu, MOMENTUM)
+        if JOINT:
+            g_h, g_hl, g_v, g_vu = y_h * f_h, y_hl * f_hl, y_v * f_v, y_vu * f_vu
+        else:
+            g_h = y_h - tl.minimum(tl.maximum(y_h, -1.0), 1.0)
+            g_hl = y_hl - tl.minimum(tl.maximum(y_hl, -1.0), 1.0)
+            g_v = y_v - tl.minimum(tl.maximum(y_v, -1.0), 1.0)
+            g_vu = y_vu - tl.minimum(tl.maximum(y_vu, -1.0), 1.0)
+        # r = D beta - gamma on the tile's edges (0 where an edge does not exist)
+        r_h = tl.where(m_h, (yb_r - yb) - g_h * kappa, 0.0)
+        r_hl = tl.where(m_hl, (yb - yb_l) - g_hl * kappa, 0.0)
+        r_v = tl.where(m_v, (yb_d - yb) - g_v * kappa, 0.0)
+        r_vu = tl.where(m_vu, (yb - yb_u) - g_vu * kappa, 0.0)
+        grad_t = ((r_hl - r_h) + r_vu) - r_v  # D^T r, in the order of the torch path
+        z_h = y_h + r_h * (step_z * run)
+        z_v = y_v + r_v * (step_z * run)
+        beta = yb + ((yb - tl.load(p_xs + o_p, mask=m_pix, other=0.0)) + grad_t * inv_nu) * (step_beta * run)
+        tl.store(p_beta_o + o_p, beta, mask=m_pix)
+        tl.store(p_zh_o + o_h, z_h, mask=m_h)
+        tl.store(p_zv_o + o_v, z_v, mask=m_v)
+        if MOMENTUM:
+            # previous <- current for advancing images; a frozen image keeps its previous state
+            keep = run == 0.0
+            tl.store(p_pbeta_o + o_p, tl.where(keep, tl.load(p_pbeta + o_p, mask=m_pix), _cur(p_beta, o_p, m_pix)),
+                     mask=m_pix)  # fmt: skip
+            tl.store(p_pzh_o + o_h, tl.where(keep, tl.load(p_pzh + o_h, mask=m_h), _cur(p_zh, o_h, m_h)), mask=m_h)
+            tl.store(p_pzv_o + o_v, tl.where(keep, tl.load(p_pzv + o_v, mask=m_v), _cur(p_zv, o_v, m_v)), mask=m_v)
+        if JOINT:
+            n_h += z_h * z_h
+            n_v += z_v * z_v
+        else:
+            active += (m_h & (tl.abs(z_h) > 1.0)).to(tl.int32) + (m_v & (tl.abs(z_v) > 1.0)).to(tl.int32)
+    if JOINT:
+        active = (m_h & (n_h > 1.0)).to(tl.int32) + (m_v & (n_v > 1.0)).to(tl.int32)
+    tl.atomic_add(p_count + b, tl.sum(tl.sum(active, axis=1), axis=0))
+
+
+@triton.jit
+def _cur(p, offset, mask):
+    return tl.load(p + offset, mask=mask, other=0.0)
+
+
+@triton.jit
+def _extrapolate(p, p_prev, offset, mask, mu, MOMENTUM: tl.constexpr):
+    """y = v + mu (v - v_prev) at ``offset`` (0 outside ``mask``); v itself without momentum."""
+    v = tl.load(p + offset, mask=mask, other=0.0)
+    if MOMENTUM:
+        v = v + (v - tl.load(p_prev + offset, mask=mask, other=0.0)) * mu
+    return v
+
+
+BLOCK = (16, 32)  # (BLOCK_H, BLOCK_W): 512 pixels
+NUM_WARPS = 4
+
+
+def _arg(t: torch.Tensor) -> torch.Tensor:
+    # a tensor with no elements (W = 1 has no horizontal edges) is never read or written, but needs a valid pointer
+    return t if t.numel() else t.new_empty(1)
+
+
+class TritonStepper:
+    """Advances a working set with the fused kernel; keeps the second (ping-pong) state and the edge counters."""
+
+    def __init__(self, work: PathState, cfg: SolverConfig, joint: bool):
+        self.spare = PathState(
+            torch.empty_like(work.beta), torch.empty_like(work.zh), torch.empty_like(work.zv),
+            tuple(torch.empty_like(t) for t in work.prev) if work.prev is not None else None, work.iterations,
+        )  # fmt: skip
+        self.count = torch.zeros(work.beta.shape[0], dtype=torch.int32, device=work.beta.device)
+        self.cfg, self.joint = cfg, joint
+
+    def __call__(self, work: PathState, xs: torch.Tensor, run: torch.Tensor) -> torch.Tensor:
+        """One iteration of every image whose ``run`` (A,) float is 1; returns the new active-edge counts (A,)."""
+        lbi_step(work, self.spare, xs, run, self.count, self.cfg, self.joint)
+        # the new state is in ``spare``: swap the buffers so that ``work`` holds it
+        for name in ("beta", "zh", "zv", "prev"):
+            new, old = getattr(self.spare, name), getattr(work, name)
+            setattr(work, name, new)
+            setattr(self.spare, name, old)
+        return self.count
+
+
+def lbi_step(state: PathState, out: PathState, xs: torch.Tensor, run: torch.Tensor, count: torch.Tensor,
+             cfg: SolverConfig, joint: bool) -> None:  # fmt: skip
+    """Launch one fused iteration: ``state`` -> ``out``; ``count`` (B,) int32 receives the new active edges."""
+    batch, channels, height, width = state.beta.shape
+    block_h, block_w = BLOCK
+    tiles_w = triton.cdiv(width, block_w)
+    grid = (triton.cdiv(height, block_h) * tiles_w, batch if joint else batch * channels)
+    prev = state.prev or (state.beta, state.zh, state.zv)
+    prev_out = out.prev or (out.beta, out.zh, out.zv)
+    count.zero_()
+    _lbi_step_kernel[grid](
+        *(_arg(t) for t in (state.beta, state.zh, state.zv, *prev)),
+        *(_arg(t) for t in (out.beta, out.zh, out.zv, *prev_out)),
+        xs, run, count,
+        channels, height, width, tiles_w,
+        cfg.kappa, cfg.alpha / cfg.nu, -(cfg.kappa * cfg.alpha), 1.0 / cfg.nu, cfg.momentum,
+        JOINT=joint, MOMENTUM=state.prev is not None, BLOCK_H=block_h, BLOCK_W=block_w, num_warps=NUM_WARPS,
+    )  # fmt: skip

@@ -1,0 +1,68 @@
+"""The fused Split LBI kernel against the torch backend, in Triton's CPU interpreter (TRITON_INTERPRET=1, set by the
+root conftest.py): identical iterations, support and outputs, over shapes that cut tiles in every way."""
+
+import pytest
+import torch
+
+import isvs_triton as isvs
+from isvs_triton import backends
+from isvs_triton.config import DEFAULT, SolverConfig
+from isvs_triton.ops.lbi.triton_fused import BLOCK
+from isvs_triton.testing import assert_close
+
+# the joint shrinkage divides by the norm of z, 0 at the start: 1/0 = inf -> factor 0, as intended (numpy warns)
+pytestmark = pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+BH, BW = BLOCK
+# few iterations each, since the interpreter runs every program in Python: momentum (the defaults) and none
+CONFIGS = {"default": DEFAULT, "plain": SolverConfig(scale=1000.0, max_iter=200)}
+SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (BH, BW), (BH + 1, BW + 1), (BH - 1, BW - 1), (2 * BH + 3, 5)]
+
+
+def compare(x, sparsity, **options):
+    ref, ref_info = isvs.sparsify(x, sparsity, backend="torch", return_info=True, **options)
+    out, info = isvs.sparsify(x, sparsity, backend="triton", return_info=True, **options)
+    for key in ("iterations", "sparsity", "regions", "reached"):
+        assert torch.equal(info[key], ref_info[key]), f"{key}: triton {info[key]} != torch {ref_info[key]}"
+    assert_close("output", out, ref, 1e-5)
+    return info
+
+
+@pytest.mark.parametrize("height,width", SHAPES, ids=lambda s: str(s))
+@pytest.mark.parametrize("channels", [1, 3], ids=["c1", "c3"])
+@pytest.mark.parametrize("mode", ["independent", "joint"])
+@pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
+def test_fused_kernel_equals_torch(height, width, channels, mode, config):
+    x = torch.rand(2, channels, height, width)
+    compare(x, 0.5, channels=mode, **CONFIGS[config].kwargs())
+
+
+@pytest.mark.parametrize("projection", ["input", "beta", "none"])
+def test_fused_kernel_all_projections(projection):
+    compare(torch.rand(2, 3, 9, 10), 0.4, projection=projection, **DEFAULT.kwargs())
+
+
+@pytest.mark.parametrize("mode", ["independent", "joint"])
+def test_images_that_stop_far_apart(mode):
+    """A noisy image stops within a few iterations, a smooth ramp much later, a flat one never (max_iter)."""
+    ramp = torch.linspace(0, 1, 12).view(1, 1, 12).expand(3, 10, 12) + 0.01 * torch.rand(3, 10, 12)
+    x = torch.stack([torch.rand(3, 10, 12), ramp.clamp(0, 1), torch.full((3, 10, 12), 0.4)])
+    info = compare(x, 0.6, channels=mode, **{**DEFAULT.kwargs(), "max_iter": 30})
+    assert info.reached.tolist() == [True, True, False]
+    assert int(info.iterations[1]) > 3 * int(info.iterations[0]) and int(info.iterations[2]) == 30
+
+
+def test_path_continues_exactly():
+    x = torch.rand(2, 3, 8, 9)
+    outs = isvs.path(x, [0.2, 0.5], backend="triton", **DEFAULT.kwargs())
+    for s, out in zip([0.2, 0.5], outs):
+        assert_close(f"path at {s}", out, isvs.sparsify(x, s, backend="torch", **DEFAULT.kwargs()), 1e-5)
+
+
+def test_triton_backend_refuses_what_it_cannot_run(monkeypatch):
+    with pytest.raises(ValueError, match="float32"):
+        isvs.sparsify(torch.rand(1, 3, 4, 4, dtype=torch.float64), backend="triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="CUDA tensors"):
+        isvs.sparsify(torch.rand(1, 3, 4, 4), backend="triton")
+    # "auto" on the CPU never picks the kernels
+    assert backends.resolve("auto", torch.device("cpu"), torch.float32) is backends.BACKENDS["torch"]

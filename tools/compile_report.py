@@ -1,0 +1,83 @@
+"""Compile every Triton kernel ahead of time for real GPUs (no GPU needed) and report registers, spills and shared memory.
+
+    python tools/compile_report.py                 # sm_80 and sm_90, every configuration the dispatcher can launch
+    python tools/compile_report.py --archs 90
+
+For each kernel and configuration: ``triton.compile`` of an ``ASTSource`` with a ``GPUTarget``, then the bundled
+``ptxas -v`` on the PTX for the register and spill counts. Prints a Markdown table; exits with status 1 on any
+compile failure or spill. Runs with TRITON_INTERPRET unset (the interpreter replaces kernels by Python functions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+os.environ["TRITON_INTERPRET"] = "0"  # before triton is imported: compile, do not interpret
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.backends.nvidia.compiler import get_ptxas  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from isvs_triton.ops.lbi import triton_fused  # noqa: E402
+
+
+def lbi_step_sources():
+    """(name, ASTSource, num_warps) for every configuration of the fused step the launcher can use."""
+    pointers = {name: "*fp32" for name in ("p_beta", "p_zh", "p_zv", "p_pbeta", "p_pzh", "p_pzv", "p_beta_o",
+                                            "p_zh_o", "p_zv_o", "p_pbeta_o", "p_pzh_o", "p_pzv_o", "p_xs", "p_run")}  # fmt: skip
+    scalars = {"p_count": "*i32", "C": "i32", "H": "i32", "W": "i32", "tiles_w": "i32", "kappa": "fp32",
+               "step_z": "fp32", "step_beta": "fp32", "inv_nu": "fp32", "momentum": "fp32"}  # fmt: skip
+    block_h, block_w = triton_fused.BLOCK
+    for joint, momentum in itertools.product((False, True), repeat=2):
+        constexprs = {"JOINT": joint, "MOMENTUM": momentum, "BLOCK_H": block_h, "BLOCK_W": block_w}
+        signature = {**pointers, **scalars, **dict.fromkeys(constexprs, "constexpr")}
+        name = f"_lbi_step_kernel joint={joint} momentum={momentum} block={block_h}x{block_w}"
+        yield name, ASTSource(triton_fused._lbi_step_kernel, signature, constexprs), triton_fused.NUM_WARPS
+
+
+def ptxas_usage(ptx: str, arch: int) -> dict:
+    """Registers and spill bytes from ``ptxas -v``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.ptx")
+        with open(path, "w") as f:
+            f.write(ptx)
+        target = re.search(r"\.target\s+(sm_\w+)", ptx).group(1)  # sm_90a on Hopper
+        result = subprocess.run([get_ptxas(arch).path, f"-arch={target}", "-v", path, "-o", os.devnull],
+                                capture_output=True, text=True, check=True)  # fmt: skip
+    text = result.stderr + result.stdout
+    registers = int(re.search(r"Used (\d+) registers", text).group(1))
+    spills = sum(int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", text))
+    return {"registers": registers, "spill_bytes": spills}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", default="80,90", help="compute capabilities, comma-separated")
+    args = parser.parse_args(argv)
+    failures = 0
+    print("| kernel | target | warps | registers | spill bytes | shared bytes |\n|---|---|---|---|---|---|")
+    for arch in map(int, args.archs.split(",")):
+        for name, source, warps in lbi_step_sources():
+            try:
+                compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+                usage = ptxas_usage(compiled.asm["ptx"], arch)
+            except Exception as error:  # report every configuration, then fail
+                print(f"| {name} | sm_{arch} | {warps} | compile failed: {type(error).__name__}: {error} | | |")
+                failures += 1
+                continue
+            failures += usage["spill_bytes"] > 0
+            print(f"| {name} | sm_{arch} | {warps} | {usage['registers']} | {usage['spill_bytes']} | "
+                  f"{compiled.metadata.shared} |")  # fmt: skip
+    print(f"\n{failures} failure(s)" if failures else "\nall kernels compiled without spills")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
