@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -28,18 +29,27 @@ from triton.compiler import ASTSource  # noqa: E402
 from isvs_triton.ops.lbi import triton_fused  # noqa: E402
 
 
+def launch_configs() -> list[dict]:
+    """The default launch configuration and every tuned one shipped in ops/configs/*.json."""
+    configs = [triton_fused.DEFAULT_LAUNCH]
+    for path in sorted(triton_fused.CONFIG_DIR.glob("*.json")):
+        configs += json.loads(path.read_text()).get("lbi_step", {}).values()
+    unique = {tuple(sorted(c.items())): c for c in configs}
+    return list(unique.values())
+
+
 def lbi_step_sources():
     """(name, ASTSource, num_warps) for every configuration of the fused step the launcher can use."""
     pointers = {name: "*fp32" for name in ("p_beta", "p_zh", "p_zv", "p_pbeta", "p_pzh", "p_pzv", "p_beta_o",
                                             "p_zh_o", "p_zv_o", "p_pbeta_o", "p_pzh_o", "p_pzv_o", "p_xs", "p_run")}  # fmt: skip
     scalars = {"p_count": "*i32", "C": "i32", "H": "i32", "W": "i32", "tiles_w": "i32", "kappa": "fp32",
                "step_z": "fp32", "step_beta": "fp32", "inv_nu": "fp32", "momentum": "fp32"}  # fmt: skip
-    block_h, block_w = triton_fused.BLOCK
-    for joint, momentum in itertools.product((False, True), repeat=2):
+    for launch, joint, momentum in itertools.product(launch_configs(), (False, True), (False, True)):
+        block_h, block_w = launch["BLOCK_H"], launch["BLOCK_W"]
         constexprs = {"JOINT": joint, "MOMENTUM": momentum, "BLOCK_H": block_h, "BLOCK_W": block_w}
         signature = {**pointers, **scalars, **dict.fromkeys(constexprs, "constexpr")}
         name = f"_lbi_step_kernel joint={joint} momentum={momentum} block={block_h}x{block_w}"
-        yield name, ASTSource(triton_fused._lbi_step_kernel, signature, constexprs), triton_fused.NUM_WARPS
+        yield name, ASTSource(triton_fused._lbi_step_kernel, signature, constexprs), launch["num_warps"]
 
 
 def ptxas_usage(ptx: str, arch: int) -> dict:

@@ -15,6 +15,12 @@ Images whose run weight is 0 are copied unchanged, so the host needs no synchron
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import re
+from pathlib import Path
+
 import torch
 import triton
 import triton.language as tl
@@ -137,8 +143,34 @@ def _extrapolate(p, p_prev, offset, mask, mu, MOMENTUM: tl.constexpr):
     return v
 
 
-BLOCK = (16, 32)  # (BLOCK_H, BLOCK_W): 512 pixels
-NUM_WARPS = 4
+# Launch configuration when no tuned one is known: 16 x 32 = 512 pixels per program, 4 warps.
+DEFAULT_LAUNCH = {"BLOCK_H": 16, "BLOCK_W": 32, "num_warps": 4}
+BLOCK = (DEFAULT_LAUNCH["BLOCK_H"], DEFAULT_LAUNCH["BLOCK_W"])
+# tools/autotune.py writes <gpu name>.json here; ISVS_CONFIG_DIR points elsewhere (docs/envs in README)
+CONFIG_DIR = Path(os.environ.get("ISVS_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
+
+
+def config_key(height: int, width: int, joint: bool, momentum: bool) -> str:
+    """Key of a tuned launch configuration: image size and the kernel's compile-time flags, never the batch."""
+    return f"{height}x{width}:{'joint' if joint else 'independent'}:{'momentum' if momentum else 'plain'}"
+
+
+def config_file(device_name: str) -> Path:
+    return CONFIG_DIR / (re.sub(r"[^A-Za-z0-9]+", "_", device_name).strip("_") + ".json")
+
+
+@functools.lru_cache(maxsize=None)
+def tuned_configs(device_name: str) -> dict:
+    """The tuned launch configurations of one GPU model ({} when it has not been tuned)."""
+    path = config_file(device_name)
+    return json.loads(path.read_text()).get("lbi_step", {}) if path.exists() else {}
+
+
+def launch_config(height: int, width: int, joint: bool, momentum: bool, device: torch.device) -> dict:
+    if device.type != "cuda":
+        return DEFAULT_LAUNCH
+    tuned = tuned_configs(torch.cuda.get_device_name(device))
+    return tuned.get(config_key(height, width, joint, momentum), DEFAULT_LAUNCH)
 
 
 def _arg(t: torch.Tensor) -> torch.Tensor:
@@ -169,10 +201,14 @@ class TritonStepper:
 
 
 def lbi_step(state: PathState, out: PathState, xs: torch.Tensor, run: torch.Tensor, count: torch.Tensor,
-             cfg: SolverConfig, joint: bool) -> None:  # fmt: skip
-    """Launch one fused iteration: ``state`` -> ``out``; ``count`` (B,) int32 receives the new active edges."""
+             cfg: SolverConfig, joint: bool, launch: dict | None = None) -> None:  # fmt: skip
+    """Launch one fused iteration: ``state`` -> ``out``; ``count`` (B,) int32 receives the new active edges.
+
+    ``launch`` ({"BLOCK_H", "BLOCK_W", "num_warps"}) defaults to the tuned configuration of this GPU and size.
+    """
     batch, channels, height, width = state.beta.shape
-    block_h, block_w = BLOCK
+    launch = launch or launch_config(height, width, joint, state.prev is not None, state.beta.device)
+    block_h, block_w = launch["BLOCK_H"], launch["BLOCK_W"]
     tiles_w = triton.cdiv(width, block_w)
     grid = (triton.cdiv(height, block_h) * tiles_w, batch if joint else batch * channels)
     prev = state.prev or (state.beta, state.zh, state.zv)
@@ -184,5 +220,5 @@ def lbi_step(state: PathState, out: PathState, xs: torch.Tensor, run: torch.Tens
         xs, run, count,
         channels, height, width, tiles_w,
         cfg.kappa, cfg.alpha / cfg.nu, -(cfg.kappa * cfg.alpha), 1.0 / cfg.nu, cfg.momentum,
-        JOINT=joint, MOMENTUM=state.prev is not None, BLOCK_H=block_h, BLOCK_W=block_w, num_warps=NUM_WARPS,
+        JOINT=joint, MOMENTUM=state.prev is not None, BLOCK_H=block_h, BLOCK_W=block_w, num_warps=launch["num_warps"],
     )  # fmt: skip

@@ -1,0 +1,59 @@
+"""tools/autotune.py and the tuned-configuration lookup of the launcher."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
+import autotune  # noqa: E402
+
+from isvs_triton.config import DEFAULT  # noqa: E402
+from isvs_triton.ops.lbi import triton_fused  # noqa: E402
+from isvs_triton.ops.lbi.torch_path import PathState  # noqa: E402
+
+
+def test_dry_run_prints_the_search_space(capsys):
+    assert autotune.main(["--dry-run", "--sizes", "32", "--batches", "8"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(autotune.search_space())} candidates" in out
+    assert "32x32:joint:momentum" in out and "32x32:independent:plain" in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
+def test_without_gpu_says_so_and_exits_2(capsys):
+    assert autotune.main(["--sizes", "32", "--batches", "8"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().out
+
+
+def test_tuned_configs_are_read_by_gpu_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(triton_fused, "CONFIG_DIR", tmp_path)
+    triton_fused.tuned_configs.cache_clear()
+    launch = {"BLOCK_H": 8, "BLOCK_W": 64, "num_warps": 2}
+    key = triton_fused.config_key(32, 32, False, True)
+    triton_fused.config_file("NVIDIA H100 80GB HBM3").write_text(json.dumps({"lbi_step": {key: launch}}))
+    assert triton_fused.tuned_configs("NVIDIA H100 80GB HBM3") == {key: launch}
+    assert triton_fused.tuned_configs("NVIDIA A100-SXM4-40GB") == {}
+    triton_fused.tuned_configs.cache_clear()
+
+
+@pytest.mark.parametrize("launch", autotune.search_space()[::9], ids=lambda c: "{BLOCK_H}x{BLOCK_W}w{num_warps}".format(**c))
+def test_every_tile_shape_gives_the_same_step(launch):
+    """One iteration with a tuned tile shape equals one with the default: the kernel is tile-shape independent."""
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, 13, 21)
+    state = PathState.zeros(x, momentum=True)
+    for t in state.tensors():
+        t.normal_(0, 1)
+    outs, counts = [], []
+    for cfg in (triton_fused.DEFAULT_LAUNCH, launch):
+        out, count = PathState.zeros(x, momentum=True), torch.zeros(2, dtype=torch.int32)
+        triton_fused.lbi_step(state, out, x * DEFAULT.scale, torch.ones(2), count, DEFAULT, False, cfg)
+        outs.append(out)
+        counts.append(count)
+    assert torch.equal(counts[0], counts[1])
+    for a, b in zip(outs[0].tensors(), outs[1].tensors()):
+        assert torch.equal(a, b)
