@@ -24,9 +24,9 @@ BACKENDS: dict[str, Callable] = {
     "torch": torch_path.solve,  # batched, in place: any device
 }
 try:  # triton has no wheels for some platforms (macOS, Windows); the other backends do not need it
-    from .ops.lbi.triton_fused import TritonStepper
+    from .ops.lbi import triton_fused
 
-    BACKENDS["triton"] = functools.partial(torch_path.solve, stepper=TritonStepper)
+    BACKENDS["triton"] = functools.partial(torch_path.solve, advance_fn=triton_fused.advance)
 except ImportError:  # pragma: no cover - depends on the platform
     pass
 

@@ -1,5 +1,8 @@
-"""The fused Split LBI kernel against the torch backend, in Triton's CPU interpreter (TRITON_INTERPRET=1, set by the
-root conftest.py): identical iterations, support and outputs, over shapes that cut tiles in every way."""
+"""The Split LBI kernels against the torch backend, in Triton's CPU interpreter (TRITON_INTERPRET=1, set by the
+root conftest.py): identical iterations, support and outputs, over shapes that cut tiles in every way.
+
+Every test runs both kernels: the persistent one (one program per image, all iterations: the default up to
+PERSISTENT_MAX_SIDE) and the fused one-launch-per-iteration kernel (forced by setting that limit to 0)."""
 
 import pytest
 import torch
@@ -7,6 +10,7 @@ import torch
 import isvs_triton as isvs
 from isvs_triton import backends
 from isvs_triton.config import DEFAULT, SolverConfig
+from isvs_triton.ops.lbi import triton_fused
 from isvs_triton.ops.lbi.triton_fused import BLOCK
 from isvs_triton.testing import assert_close
 
@@ -16,6 +20,13 @@ BH, BW = BLOCK
 # few iterations each, since the interpreter runs every program in Python: momentum (the defaults) and none
 CONFIGS = {"default": DEFAULT, "plain": SolverConfig(scale=1000.0, max_iter=200)}
 SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (BH, BW), (BH + 1, BW + 1), (BH - 1, BW - 1), (2 * BH + 3, 5)]
+
+
+@pytest.fixture(params=["persistent", "fused"], autouse=True)
+def kernel(request, monkeypatch):
+    if request.param == "fused":
+        monkeypatch.setattr(triton_fused, "PERSISTENT_MAX_SIDE", 0)
+    return request.param
 
 
 def compare(x, sparsity, **options):

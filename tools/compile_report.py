@@ -52,6 +52,20 @@ def lbi_step_sources():
         yield name, ASTSource(triton_fused._lbi_step_kernel, signature, constexprs), launch["num_warps"]
 
 
+def lbi_persistent_sources():
+    """(name, ASTSource, num_warps) for the persistent kernel, at the default launch configuration."""
+    pointers = {name: "*fp32" for name in ("p_beta", "p_zh", "p_zv", "p_xs")}
+    ints = {name: "*i32" for name in ("p_need", "p_budget", "p_iters", "p_count")}
+    scalars = {**dict.fromkeys(("C", "H", "W", "tiles_h", "tiles_w", "slot_beta", "slot_zh", "slot_zv"), "i32"),
+               **dict.fromkeys(("kappa", "step_z", "step_beta", "inv_nu", "momentum"), "fp32")}  # fmt: skip
+    launch = triton_fused.DEFAULT_LAUNCH
+    for joint, momentum in itertools.product((False, True), (False, True)):
+        constexprs = {"JOINT": joint, "MOMENTUM": momentum, "BLOCK_H": launch["BLOCK_H"], "BLOCK_W": launch["BLOCK_W"]}
+        signature = {**pointers, **ints, **scalars, **dict.fromkeys(constexprs, "constexpr")}
+        name = f"_lbi_persistent_kernel joint={joint} momentum={momentum} block={launch['BLOCK_H']}x{launch['BLOCK_W']}"
+        yield name, ASTSource(triton_fused._lbi_persistent_kernel, signature, constexprs), launch["num_warps"]
+
+
 def ptxas_usage(ptx: str, arch: int) -> dict:
     """Registers and spill bytes from ``ptxas -v``."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     print("| kernel | target | warps | registers | spill bytes | shared bytes |\n|---|---|---|---|---|---|")
     for arch in map(int, args.archs.split(",")):
-        for name, source, warps in lbi_step_sources():
+        for name, source, warps in itertools.chain(lbi_step_sources(), lbi_persistent_sources()):
             try:
                 compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
                 usage = ptxas_usage(compiled.asm["ptx"], arch)

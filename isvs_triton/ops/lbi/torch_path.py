@@ -148,26 +148,28 @@ def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverC
         index = index[run_w]
 
 
-def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bool, stepper=TorchStepper):
-    """Advance one path through ``targets`` (ascending); yield (state, active_h, active_v, need) at each stop."""
+def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bool, advance_fn=advance):
+    """Advance one path through ``targets`` (ascending); yield (state, active_h, active_v, need) at each stop.
+
+    ``advance_fn`` has the signature of ``advance``; the Triton backend passes its own."""
     batch, c, h, w = x.shape
     edges = edge_count(h, w) * (1 if joint else c)
     state = PathState.zeros(x, momentum=config.momentum > 0)
     xs = x * config.scale
     for target in targets:
         need = torch.full((batch,), required_active(target, edges), dtype=torch.int64, device=x.device)
-        advance(state, xs, need, config, joint, stepper)
+        advance_fn(state, xs, need, config, joint)
         yield (state, *support(state.zh, state.zv, joint), need)
 
 
 def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels: str, projection: str,
-          stepper=TorchStepper):  # fmt: skip
+          advance_fn=advance):  # fmt: skip
     """Backend entry: x (B, C, H, W) in [0, 1]; ``targets`` ascending. Returns [(out, SparsifyInfo)] per target."""
     joint = channels == "joint"
     batch, c, h, w = x.shape
     edges = edge_count(h, w) * (1 if joint else c)
     results = []
-    for state, active_h, active_v, need in stops(x, targets, config, joint, stepper):
+    for state, active_h, active_v, need in stops(x, targets, config, joint, advance_fn):
         active = active_h.flatten(1).sum(1) + active_v.flatten(1).sum(1)
         beta = state.beta / config.scale
         projected, regions = projection_torch.project(x if projection == "input" else beta, active_h, active_v)

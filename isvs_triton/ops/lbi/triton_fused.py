@@ -26,7 +26,8 @@ import triton
 import triton.language as tl
 
 from ...config import SolverConfig
-from .torch_path import PathState
+from . import torch_path
+from .torch_path import PathState, count_active
 
 
 @triton.jit
@@ -47,12 +48,119 @@ def _lbi_step_kernel(
         b, c_first, c_last = pid_plane // C, pid_plane % C, pid_plane % C + 1
     i = (pid_tile // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
     j = (pid_tile % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+    active = _step_tile(
+        p_beta, p_zh, p_zv, p_pbeta, p_pzh, p_pzv, p_beta_o, p_zh_o, p_zv_o, p_pbeta_o, p_pzh_o, p_pzv_o, p_xs,
+        b, c_first, c_last, i, j, C, H, W, tl.load(p_run + b), kappa, step_z, step_beta, inv_nu, momentum,
+        JOINT, MOMENTUM, BLOCK_H, BLOCK_W, MOMENTUM,
+    )  # fmt: skip
+    tl.atomic_add(p_count + b, active)
+
+
+@triton.jit
+def _lbi_persistent_kernel(
+    p_beta, p_zh, p_zv,  # (3, B, C, H, W), (3, B, C, H, W-1), (3, B, C, H-1, W): slot 0 current, slot 2 previous
+    p_xs,  # scale * x (B, C, H, W)
+    p_need,  # (B,) int32: active edges at which the image stops
+    p_budget,  # (B,) int32: iterations it may still run
+    p_iters,  # (B,) int32 out: iterations run
+    p_count,  # (B,) int32 out: active edges at the stop
+    C, H, W, tiles_h, tiles_w, slot_beta, slot_zh, slot_zv,
+    kappa, step_z, step_beta, inv_nu, momentum,
+    JOINT: tl.constexpr, MOMENTUM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    """One program per image runs all its iterations and stops itself: no launch and no host check per iteration.
+
+    The state rotates through three slots (iteration k reads slot k%3 and (k-1)%3, writes (k+1)%3): the tiles of
+    the image read their neighbours' values of the previous iteration, so a barrier separates iterations. At the end
+    the current state is moved back to slot 0 and the previous one to slot 2.
+    """
+    b = tl.program_id(0)
+    need = tl.load(p_need + b)
+    budget = tl.load(p_budget + b)
+    count = tl.zeros([], dtype=tl.int32)
+    for t in range(0, tiles_h * tiles_w):
+        i = (t // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
+        j = (t % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+        count += _count_tile(p_zh, p_zv, b, C, H, W, i, j, JOINT)
+    k = tl.zeros([], dtype=tl.int32)
+    while (count < need) & (k < budget):
+        cur, prev, new = k % 3, (k + 2) % 3, (k + 1) % 3
+        count = tl.zeros([], dtype=tl.int32)
+        for t in range(0, tiles_h * tiles_w):
+            i = (t // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
+            j = (t % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+            count += _step_tile(
+                p_beta + cur * slot_beta, p_zh + cur * slot_zh, p_zv + cur * slot_zv,
+                p_beta + prev * slot_beta, p_zh + prev * slot_zh, p_zv + prev * slot_zv,
+                p_beta + new * slot_beta, p_zh + new * slot_zh, p_zv + new * slot_zv,
+                p_beta, p_zh, p_zv, p_xs,
+                b, 0, C, i, j, C, H, W, 1.0, kappa, step_z, step_beta, inv_nu, momentum,
+                JOINT, MOMENTUM, BLOCK_H, BLOCK_W, False,
+            )  # fmt: skip
+        tl.debug_barrier()
+        k += 1
+    cur, prev = k % 3, (k + 2) % 3
+    for t in range(0, tiles_h * tiles_w):
+        i = (t // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
+        j = (t % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+        for c in range(0, C):
+            o_p = ((b * C + c) * H + i) * W + j
+            o_h = ((b * C + c) * H + i) * (W - 1) + j
+            o_v = ((b * C + c) * (H - 1) + i) * W + j
+            m_p, m_h, m_v = (i < H) & (j < W), (i < H) & (j < W - 1), (i < H - 1) & (j < W)
+            beta = tl.load(p_beta + cur * slot_beta + o_p, mask=m_p)
+            zh = tl.load(p_zh + cur * slot_zh + o_h, mask=m_h)
+            zv = tl.load(p_zv + cur * slot_zv + o_v, mask=m_v)
+            pbeta = tl.load(p_beta + prev * slot_beta + o_p, mask=m_p)
+            pzh = tl.load(p_zh + prev * slot_zh + o_h, mask=m_h)
+            pzv = tl.load(p_zv + prev * slot_zv + o_v, mask=m_v)
+            tl.debug_barrier()  # every thread has read its values before any slot is overwritten
+            tl.store(p_beta + o_p, beta, mask=m_p)
+            tl.store(p_zh + o_h, zh, mask=m_h)
+            tl.store(p_zv + o_v, zv, mask=m_v)
+            tl.store(p_beta + 2 * slot_beta + o_p, pbeta, mask=m_p)
+            tl.store(p_zh + 2 * slot_zh + o_h, pzh, mask=m_h)
+            tl.store(p_zv + 2 * slot_zv + o_v, pzv, mask=m_v)
+            tl.debug_barrier()
+    tl.store(p_iters + b, k)
+    tl.store(p_count + b, count)
+
+
+@triton.jit
+def _count_tile(p_zh, p_zv, b, C, H, W, i, j, JOINT: tl.constexpr):
+    """Active edges of the state in slot 0 at the pixels (i, j) of image b."""
+    m_h, m_v = (i < H) & (j < W - 1), (i < H - 1) & (j < W)
+    n_h = tl.zeros(i.shape, dtype=tl.float32) + tl.zeros(j.shape, dtype=tl.float32)
+    n_v = n_h
+    active = tl.zeros(n_h.shape, dtype=tl.int32)
+    for c in range(0, C):
+        z_h = tl.load(p_zh + ((b * C + c) * H + i) * (W - 1) + j, mask=m_h, other=0.0)
+        z_v = tl.load(p_zv + ((b * C + c) * (H - 1) + i) * W + j, mask=m_v, other=0.0)
+        if JOINT:
+            n_h += z_h * z_h
+            n_v += z_v * z_v
+        else:
+            active += (tl.abs(z_h) > 1.0).to(tl.int32) + (tl.abs(z_v) > 1.0).to(tl.int32)
+    if JOINT:
+        active = (n_h > 1.0).to(tl.int32) + (n_v > 1.0).to(tl.int32)
+    return tl.sum(tl.sum(active, axis=1), axis=0)
+
+
+@triton.jit
+def _step_tile(
+    p_beta, p_zh, p_zv, p_pbeta, p_pzh, p_pzv, p_beta_o, p_zh_o, p_zv_o, p_pbeta_o, p_pzh_o, p_pzv_o, p_xs,
+    b, c_first, c_last, i, j, C, H, W, run, kappa, step_z, step_beta, inv_nu, momentum,
+    JOINT: tl.constexpr, MOMENTUM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, STORE_PREV: tl.constexpr,
+):  # fmt: skip
+    """One Split LBI update of the pixels (i, j) of image b, channels [c_first, c_last); returns its active edges.
+
+    STORE_PREV: also write the new "previous" state (momentum with ping-pong buffers; the persistent kernel rotates
+    three buffers instead, where the current state simply becomes the previous one)."""
     m_pix = (i < H) & (j < W)
     m_h = (i < H) & (j < W - 1)  # edge (i, j)-(i, j+1) exists
     m_hl = (i < H) & (j >= 1) & (j < W)  # edge (i, j-1)-(i, j)
     m_v = (i < H - 1) & (j < W)  # edge (i, j)-(i+1, j)
     m_vu = (i >= 1) & (i < H) & (j < W)  # edge (i-1, j)-(i, j)
-    run = tl.load(p_run + b)
     mu = run * momentum
 
     # joint shrinkage: gamma_e = kappa z_e max(1 - 1/||z_e||, 0); one factor per edge from the norm over channels
@@ -112,7 +220,7 @@ def _lbi_step_kernel(
         tl.store(p_beta_o + o_p, beta, mask=m_pix)
         tl.store(p_zh_o + o_h, z_h, mask=m_h)
         tl.store(p_zv_o + o_v, z_v, mask=m_v)
-        if MOMENTUM:
+        if STORE_PREV:
             # previous <- current for advancing images; a frozen image keeps its previous state
             keep = run == 0.0
             tl.store(p_pbeta_o + o_p, tl.where(keep, tl.load(p_pbeta + o_p, mask=m_pix), _cur(p_beta, o_p, m_pix)),
@@ -126,7 +234,7 @@ def _lbi_step_kernel(
             active += (m_h & (tl.abs(z_h) > 1.0)).to(tl.int32) + (m_v & (tl.abs(z_v) > 1.0)).to(tl.int32)
     if JOINT:
         active = (m_h & (n_h > 1.0)).to(tl.int32) + (m_v & (n_v > 1.0)).to(tl.int32)
-    tl.atomic_add(p_count + b, tl.sum(tl.sum(active, axis=1), axis=0))
+    return tl.sum(tl.sum(active, axis=1), axis=0)
 
 
 @triton.jit
@@ -222,3 +330,52 @@ def lbi_step(state: PathState, out: PathState, xs: torch.Tensor, run: torch.Tens
         cfg.kappa, cfg.alpha / cfg.nu, -(cfg.kappa * cfg.alpha), 1.0 / cfg.nu, cfg.momentum,
         JOINT=joint, MOMENTUM=state.prev is not None, BLOCK_H=block_h, BLOCK_W=block_w, num_warps=launch["num_warps"],
     )  # fmt: skip
+
+
+PERSISTENT_MAX_SIDE = 64  # images up to this size per channel run in the persistent kernel, larger ones per iteration
+
+
+def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverConfig, joint: bool) -> None:
+    """``torch_path.advance`` on the kernels: one persistent launch for small images, a fused launch per iteration
+    (driven by the torch path's loop) for the others."""
+    height, width = state.beta.shape[-2:]
+    if max(height, width) <= PERSISTENT_MAX_SIDE:
+        advance_persistent(state, xs, need, cfg, joint)
+    else:
+        torch_path.advance(state, xs, need, cfg, joint, stepper=TritonStepper)
+
+
+def advance_persistent(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverConfig, joint: bool,
+                       launch: dict | None = None) -> None:  # fmt: skip
+    """Run every image to its stop in one launch of ``_lbi_persistent_kernel`` (one program per image)."""
+    running = (count_active(state.zh, state.zv, joint) < need) & (state.iterations < cfg.max_iter)
+    index = running.nonzero().squeeze(1)
+    if not index.numel():
+        return
+    momentum = state.prev is not None
+    slots = []
+    for cur, prev in zip((state.beta, state.zh, state.zv), state.prev or (None, None, None)):
+        slot = cur.new_empty(3, index.numel(), *cur.shape[1:])
+        slot[0] = cur[index]
+        slot[2] = prev[index] if momentum else slot[0]
+        slots.append(slot)
+    height, width = state.beta.shape[-2:]
+    launch = launch or DEFAULT_LAUNCH
+    block_h, block_w = launch["BLOCK_H"], launch["BLOCK_W"]
+    iters = torch.zeros(index.numel(), dtype=torch.int32, device=xs.device)
+    count = torch.zeros_like(iters)
+    _lbi_persistent_kernel[(index.numel(),)](
+        *(_arg(t) for t in slots), xs.index_select(0, index),
+        need.index_select(0, index).to(torch.int32), (cfg.max_iter - state.iterations[index]).to(torch.int32),
+        iters, count,
+        state.beta.shape[1], height, width, triton.cdiv(height, block_h), triton.cdiv(width, block_w),
+        *(t[0].numel() for t in slots),
+        cfg.kappa, cfg.alpha / cfg.nu, -(cfg.kappa * cfg.alpha), 1.0 / cfg.nu, cfg.momentum,
+        JOINT=joint, MOMENTUM=momentum, BLOCK_H=block_h, BLOCK_W=block_w, num_warps=launch["num_warps"],
+    )  # fmt: skip
+    for dst, slot in zip((state.beta, state.zh, state.zv), slots):
+        dst[index] = slot[0]
+    if momentum:
+        for dst, slot in zip(state.prev, slots):
+            dst[index] = slot[2]
+    state.iterations[index] += iters.to(state.iterations.dtype)
