@@ -1,18 +1,20 @@
-"""Split LBI, one fused Triton kernel per iteration (any image size): the GPU path of DESIGN.md §2.
+"""Split LBI in Triton: the GPU path of DESIGN.md §2. Two kernels share one tile update, ``_step_tile``:
 
+- ``_lbi_step_kernel``: one launch per iteration, any image size. One program owns a BLOCK_H x BLOCK_W tile of one
+  image (every channel in "joint" mode, where the shrinkage needs each edge's channel norm; one channel in
+  "independent" mode) and counts the tile's active edges into its image's counter with one atomic add. The new
+  state goes to a second set of buffers (ping-pong), since neighbouring tiles read this tile's old beta as their
+  halo. Images whose run weight is 0 are copied unchanged, so the host needs no synchronisation to freeze them.
+- ``_lbi_persistent_kernel``: one program per image (up to PERSISTENT_MAX_SIDE per channel) walks its tiles and runs
+  every iteration until its own stop: no launch and no host check per iteration. Three rotating state buffers and a
+  barrier between iterations replace the ping-pong.
+
+The tile update computes the extrapolated point (Nesterov), gamma, the edge residual r = D beta - gamma at the
+tile's own edges and at the edges entering from the left and from above, D^T r, and the new z and beta.
 Per pixel-iteration, fp32, without momentum: read beta (4 B; its halo comes from L1/L2), z horizontal and vertical
 (8 B) and x (4 B), write beta and z (12 B): 28 B. With momentum the previous beta and z are read and written too:
-52 B. About 40 flops. At 3 TB/s of HBM an H100 is bandwidth-bound: 32x32x3 x 12 iterations ~ 1 MB per image with
-momentum, so ~3M images/s of model bandwidth for the iterations alone (docs/performance.md has the roofline).
-
-One program owns a BLOCK_H x BLOCK_W tile of one image: every channel of it in "joint" mode (the shrinkage needs
-the channel norm of each edge), one channel in "independent" mode. It computes the extrapolated point, gamma, the
-edge residual r = D beta - gamma at the tile's own edges and at the edges entering from the left and from above,
-D^T r, the new z and beta; it counts the tile's active edges into its image's counter with one atomic add. The new
-state goes to a second set of buffers (ping-pong), since neighbouring tiles read this tile's old beta as their halo.
-Images whose run weight is 0 are copied unchanged, so the host needs no synchronisation to freeze them.
+52 B. About 40 flops: bandwidth-bound on any GPU (the roofline is in docs/performance.md).
 """
-
 from __future__ import annotations
 
 import functools
