@@ -3,8 +3,8 @@
 Every backend has the signature ``solve(x, targets, config, channels, projection) -> [(out, SparsifyInfo)]`` with
 x (B, C, H, W) float in [0, 1], ``targets`` ascending, one result per target.
 
-"triton" runs the fused Split LBI kernel (float32 math) on CUDA tensors, and on CPU tensors under
-TRITON_INTERPRET=1 (how the kernel tests run); its projection is, for now, the torch one.
+"triton" runs the Split LBI kernels of ``ops/lbi/triton_fused.py`` (float32 math) on CUDA tensors, and on CPU tensors
+under TRITON_INTERPRET=1 (how the kernel tests run); its projection is, for now, the torch one on the same device.
 """
 
 from __future__ import annotations
