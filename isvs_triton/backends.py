@@ -4,7 +4,7 @@ Every backend has the signature ``solve(x, targets, config, channels, projection
 x (B, C, H, W) float in [0, 1], ``targets`` ascending, one result per target.
 
 "triton" runs the Split LBI kernels of ``ops/lbi/triton_fused.py`` (float32 math) on CUDA tensors, and on CPU tensors
-under TRITON_INTERPRET=1 (how the kernel tests run); its projection is, for now, the torch one on the same device.
+under TRITON_INTERPRET=1 (how the kernel tests run), with the block projection of ``ops/projection/triton_block.py``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ BACKENDS: dict[str, Callable] = {
 }
 try:  # triton has no wheels for some platforms (macOS, Windows); the other backends do not need it
     from .ops.lbi import triton_fused
+    from .ops.projection import triton_block
 
-    BACKENDS["triton"] = functools.partial(torch_path.solve, advance_fn=triton_fused.advance)
+    BACKENDS["triton"] = functools.partial(
+        torch_path.solve, advance_fn=triton_fused.advance, project_fn=triton_block.project
+    )
 except ImportError:  # pragma: no cover - depends on the platform
     pass
 

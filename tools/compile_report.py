@@ -66,6 +66,29 @@ def lbi_persistent_sources():
         yield name, ASTSource(triton_fused._lbi_persistent_kernel, signature, constexprs), launch["num_warps"]
 
 
+def projection_sources():
+    """(name, ASTSource, num_warps) for the block projection kernels."""
+    from isvs_triton.ops.projection import triton_block as tb
+
+    i32 = "i32"
+    kernels = {
+        "_tile_label_kernel": (tb._tile_label_kernel, {"p_label": "*i32", "p_ah": "*i8", "p_av": "*i8", "H": i32,
+                               "W": i32, "tiles_w": i32}, {"BLOCK_H": tb.BLOCK_H, "BLOCK_W": tb.BLOCK_W}),
+        "_hook_kernel": (tb._hook_kernel, {"p_label": "*i32", "p_ah": "*i8", "p_av": "*i8", "p_changed": "*i32",
+                         "H": i32, "W": i32, "n": i32}, {"BLOCK": tb.BLOCK}),
+        "_jump_kernel": (tb._jump_kernel, {"p_label": "*i32", "p_changed": "*i32", "n": i32},
+                         {"BLOCK": tb.BLOCK, "JUMPS": 4}),
+        "_region_sum_kernel": (tb._region_sum_kernel, {"p_values": "*fp32", "p_label": "*i32", "p_sums": "*fp32",
+                               "p_counts": "*i32", "p_regions": "*i32", "C": i32, "G": i32, "HW": i32, "n": i32},
+                               {"BLOCK": tb.BLOCK}),
+        "_region_mean_kernel": (tb._region_mean_kernel, {"p_out": "*fp32", "p_label": "*i32", "p_sums": "*fp32",
+                                "p_counts": "*i32", "C": i32, "G": i32, "HW": i32, "n": i32}, {"BLOCK": tb.BLOCK}),
+    }  # fmt: skip
+    for name, (fn, signature, constexprs) in kernels.items():
+        signature = {**signature, **dict.fromkeys(constexprs, "constexpr")}
+        yield name, ASTSource(fn, signature, constexprs), 4
+
+
 def ptxas_usage(ptx: str, arch: int) -> dict:
     """Registers and spill bytes from ``ptxas -v``."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     print("| kernel | target | warps | registers | spill bytes | shared bytes |\n|---|---|---|---|---|---|")
     for arch in map(int, args.archs.split(",")):
-        for name, source, warps in itertools.chain(lbi_step_sources(), lbi_persistent_sources()):
+        for name, source, warps in itertools.chain(lbi_step_sources(), lbi_persistent_sources(), projection_sources()):
             try:
                 compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
                 usage = ptxas_usage(compiled.asm["ptx"], arch)

@@ -163,8 +163,10 @@ def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bo
 
 
 def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels: str, projection: str,
-          advance_fn=advance):  # fmt: skip
-    """Backend entry: x (B, C, H, W) in [0, 1]; ``targets`` ascending. Returns [(out, SparsifyInfo)] per target."""
+          advance_fn=advance, project_fn=projection_torch.project):  # fmt: skip
+    """Backend entry: x (B, C, H, W) in [0, 1]; ``targets`` ascending. Returns [(out, SparsifyInfo)] per target.
+
+    The Triton backend is this function with its own ``advance_fn`` and ``project_fn``."""
     joint = channels == "joint"
     batch, c, h, w = x.shape
     edges = edge_count(h, w) * (1 if joint else c)
@@ -172,7 +174,7 @@ def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels:
     for state, active_h, active_v, need in stops(x, targets, config, joint, advance_fn):
         active = active_h.flatten(1).sum(1) + active_v.flatten(1).sum(1)
         beta = state.beta / config.scale
-        projected, regions = projection_torch.project(x if projection == "input" else beta, active_h, active_v)
+        projected, regions = project_fn(x if projection == "input" else beta, active_h, active_v)
         info = SparsifyInfo(
             iterations=state.iterations.clone(),
             sparsity=active.double() / edges if edges else torch.ones(batch, dtype=torch.float64, device=x.device),

@@ -1,0 +1,179 @@
+"""Sparse projection in Triton: block connected components, atomic region sums, gather of the means.
+
+1. ``_tile_label_kernel``: one program per BLOCK_H x BLOCK_W tile of one (image, segmentation) plane labels the tile
+   on its own: every pixel starts with its global index, then takes the smallest label among itself and its
+   neighbours across inactive edges inside the tile, and jumps to its label's label, until nothing changes
+   (a barrier between rounds; the labels live in global memory, hot in L1).
+2. ``_hook_kernel`` + ``_jump_kernel``, repeated until stable: across tile borders, every inactive edge whose ends
+   carry different roots hooks the larger root under the smaller (``atomic_min``), then every pixel jumps to its
+   label's label. Labels only decrease and stay inside their component, so the loop ends with every pixel labelled
+   by the smallest index of its region; tile-local labelling leaves few rounds.
+3. ``_region_sum_kernel``: atomic sums and counts per (region, channel); ``_region_mean_kernel``: the gather.
+
+Bytes per pixel: the supports (2 B), labels (8 B read, 8 B written per round), values and output (8 B), the sums.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_H, BLOCK_W = 16, 32
+BLOCK = 1024  # pixels per program of the element-wise kernels
+
+
+@triton.jit
+def _tile_label_kernel(
+    p_label,  # (P, H, W) int32: out, global pixel index of the smallest pixel reachable inside the tile
+    p_ah, p_av,  # (P, H, W-1), (P, H-1, W) int8: 1 = active edge (a cut)
+    H, W, tiles_w,
+    BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    pid_tile, plane = tl.program_id(0), tl.program_id(1)
+    i0, j0 = (pid_tile // tiles_w) * BLOCK_H, (pid_tile % tiles_w) * BLOCK_W
+    i = i0 + tl.arange(0, BLOCK_H)[:, None]
+    j = j0 + tl.arange(0, BLOCK_W)[None, :]
+    m_pix = (i < H) & (j < W)
+    o_pix = (plane * H + i) * W + j
+    # inactive edges that stay inside the tile (to the right, left, below, above)
+    o_h = (plane * H + i) * (W - 1) + j
+    o_v = (plane * (H - 1) + i) * W + j
+    m_r = m_pix & (j < W - 1) & (j + 1 < j0 + BLOCK_W)
+    m_l = m_pix & (j >= 1) & (j - 1 >= j0)
+    m_d = m_pix & (i < H - 1) & (i + 1 < i0 + BLOCK_H)
+    m_u = m_pix & (i >= 1) & (i - 1 >= i0)
+    m_r = m_r & (tl.load(p_ah + o_h, mask=m_r, other=1) == 0)
+    m_l = m_l & (tl.load(p_ah + o_h - 1, mask=m_l, other=1) == 0)
+    m_d = m_d & (tl.load(p_av + o_v, mask=m_d, other=1) == 0)
+    m_u = m_u & (tl.load(p_av + o_v - W, mask=m_u, other=1) == 0)
+    label = o_pix.to(tl.int32)
+    tl.store(p_label + o_pix, label, mask=m_pix)
+    tl.debug_barrier()
+    changed = tl.zeros([], dtype=tl.int32) + 1
+    while changed > 0:
+        best = label
+        best = tl.minimum(best, tl.load(p_label + o_pix + 1, mask=m_r, other=2147483647))
+        best = tl.minimum(best, tl.load(p_label + o_pix - 1, mask=m_l, other=2147483647))
+        best = tl.minimum(best, tl.load(p_label + o_pix + W, mask=m_d, other=2147483647))
+        best = tl.minimum(best, tl.load(p_label + o_pix - W, mask=m_u, other=2147483647))
+        tl.debug_barrier()
+        tl.store(p_label + o_pix, best, mask=m_pix)
+        tl.debug_barrier()
+        # pointer jump: the pixel named by my label carries a label at least as small, in the same region
+        best = tl.load(p_label + best, mask=m_pix, other=0)
+        tl.debug_barrier()
+        tl.store(p_label + o_pix, best, mask=m_pix)
+        tl.debug_barrier()
+        changed = tl.sum(tl.sum((m_pix & (best != label)).to(tl.int32), axis=1), axis=0)
+        label = best
+
+
+@triton.jit
+def _hook_kernel(p_label, p_ah, p_av, p_changed, H, W, n, BLOCK: tl.constexpr):
+    """Every inactive edge (to the right, below) whose ends carry different labels hooks max under min."""
+    o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = o < n
+    plane, rem = o // (H * W), o % (H * W)
+    i, j = rem // W, rem % W
+    m_r = m & (j < W - 1)
+    m_d = m & (i < H - 1)
+    m_r = m_r & (tl.load(p_ah + (plane * H + i) * (W - 1) + j, mask=m_r, other=1) == 0)
+    m_d = m_d & (tl.load(p_av + (plane * (H - 1) + i) * W + j, mask=m_d, other=1) == 0)
+    lu = tl.load(p_label + o, mask=m, other=0)
+    lr = tl.load(p_label + o + 1, mask=m_r, other=0)
+    ld = tl.load(p_label + o + W, mask=m_d, other=0)
+    m_r = m_r & (lr != lu)
+    m_d = m_d & (ld != lu)
+    tl.atomic_min(p_label + tl.maximum(lu, lr), tl.minimum(lu, lr), mask=m_r)
+    tl.atomic_min(p_label + tl.maximum(lu, ld), tl.minimum(lu, ld), mask=m_d)
+    tl.atomic_add(p_changed, tl.sum((m_r | m_d).to(tl.int32), axis=0))
+
+
+@triton.jit
+def _jump_kernel(p_label, p_changed, n, BLOCK: tl.constexpr, JUMPS: tl.constexpr):
+    o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = o < n
+    label = tl.load(p_label + o, mask=m, other=0)
+    start = label
+    for _ in tl.static_range(JUMPS):
+        label = tl.load(p_label + label, mask=m, other=0)
+    tl.store(p_label + o, label, mask=m)
+    tl.atomic_add(p_changed, tl.sum((m & (label != start)).to(tl.int32), axis=0))
+
+
+@triton.jit
+def _region_sum_kernel(p_values, p_label, p_sums, p_counts, p_regions, C, G, HW, n, BLOCK: tl.constexpr):
+    """Per pixel value (B, C, H, W): add it to its (region, channel) sum; count regions at their root pixels."""
+    o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # over B * C * H * W
+    m = o < n
+    b, c, p = o // (C * HW), (o // HW) % C, o % HW
+    shared = G != C  # one segmentation for all channels: (region, channel) keys
+    g = tl.where(shared, 0, c)
+    label = tl.load(p_label + (b * G + g) * HW + p, mask=m, other=0)
+    key = tl.where(shared, label * C + c, label)
+    tl.atomic_add(p_sums + key, tl.load(p_values + o, mask=m, other=0.0), mask=m)
+    tl.atomic_add(p_counts + key, tl.full([BLOCK], 1, tl.int32), mask=m)
+    is_root = m & (label == (b * G + g) * HW + p) & (tl.where(shared, c, 0) == 0)  # count shared regions once
+    tl.atomic_add(p_regions + b, tl.full([BLOCK], 1, tl.int32), mask=is_root)
+
+
+@triton.jit
+def _region_mean_kernel(p_out, p_label, p_sums, p_counts, C, G, HW, n, BLOCK: tl.constexpr):
+    o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = o < n
+    b, c, p = o // (C * HW), (o // HW) % C, o % HW
+    shared = G != C
+    label = tl.load(p_label + (b * G + tl.where(shared, 0, c)) * HW + p, mask=m, other=0)
+    key = tl.where(shared, label * C + c, label)
+    total = tl.load(p_sums + key, mask=m, other=0.0)
+    count = tl.load(p_counts + key, mask=m, other=1)
+    tl.store(p_out + o, total / count.to(tl.float32), mask=m)
+
+
+def _edges(active: torch.Tensor) -> torch.Tensor:
+    # int8 supports; an empty one (no edges in that direction) still needs a valid pointer
+    return active.to(torch.int8).contiguous() if active.numel() else torch.ones(1, dtype=torch.int8,
+                                                                                device=active.device)  # fmt: skip
+
+
+def segment(active_h: torch.Tensor, active_v: torch.Tensor) -> torch.Tensor:
+    """Labels (B, G, H, W) int32: the global index of the smallest pixel of each pixel's region."""
+    batch, groups, height, width = active_h.shape[0], active_h.shape[1], active_v.shape[2] + 1, active_h.shape[3] + 1
+    planes, n = batch * groups, batch * groups * height * width
+    if n >= 2**31:
+        raise ValueError(f"the Triton projection labels pixels in int32: {n} pixels is too many for one call")
+    label = torch.empty(n, dtype=torch.int32, device=active_h.device)
+    ah, av = _edges(active_h), _edges(active_v)
+    tiles_w = triton.cdiv(width, BLOCK_W)
+    _tile_label_kernel[(triton.cdiv(height, BLOCK_H) * tiles_w, planes)](
+        label, ah, av, height, width, tiles_w, BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W
+    )
+    changed = torch.zeros(1, dtype=torch.int32, device=label.device)
+    grid = (triton.cdiv(n, BLOCK),)
+    while True:  # each round merges regions across tile borders; a handful of rounds after the tile pass
+        changed.zero_()
+        _hook_kernel[grid](label, ah, av, changed, height, width, n, BLOCK=BLOCK)
+        _jump_kernel[grid](label, changed, n, BLOCK=BLOCK, JUMPS=4)
+        if int(changed) == 0:
+            break
+    return label.view(batch, groups, height, width)
+
+
+def project(values: torch.Tensor, active_h: torch.Tensor, active_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same contract as ``projection.torch_path.project``: region means of ``values`` (B, C, H, W) float32 and the
+    number of regions per image."""
+    batch, channels, height, width = values.shape
+    groups = active_h.shape[1]
+    label = segment(active_h, active_v)
+    n = values.numel()
+    keys = label.numel() * (channels // groups)
+    sums = torch.zeros(keys, dtype=torch.float32, device=values.device)
+    counts = torch.zeros(keys, dtype=torch.int32, device=values.device)
+    regions = torch.zeros(batch, dtype=torch.int32, device=values.device)
+    flat = values.contiguous().float()
+    grid = (triton.cdiv(n, BLOCK),)
+    _region_sum_kernel[grid](flat, label, sums, counts, regions, channels, groups, height * width, n, BLOCK=BLOCK)
+    out = torch.empty_like(flat)
+    _region_mean_kernel[grid](out, label, sums, counts, channels, groups, height * width, n, BLOCK=BLOCK)
+    return out.to(values.dtype), regions.to(torch.int64)
