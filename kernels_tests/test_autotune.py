@@ -21,6 +21,7 @@ def test_dry_run_prints_the_search_space(capsys):
     out = capsys.readouterr().out
     assert f"{len(autotune.search_space())} candidates" in out
     assert "32x32:joint:momentum" in out and "32x32:independent:plain" in out
+    assert "persistent or per-iteration" in out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
@@ -38,6 +39,14 @@ def test_tuned_configs_are_read_by_gpu_name(tmp_path, monkeypatch):
     assert triton_fused.tuned_configs("NVIDIA H100 80GB HBM3") == {key: launch}
     assert triton_fused.tuned_configs("NVIDIA A100-SXM4-40GB") == {}
     triton_fused.tuned_configs.cache_clear()
+
+
+def test_persistent_choice_follows_size_and_tuning(monkeypatch):
+    cpu = torch.device("cpu")
+    assert triton_fused.use_persistent(32, 32, False, True, cpu)
+    assert not triton_fused.use_persistent(triton_fused.PERSISTENT_MAX_SIDE + 1, 8, False, True, cpu)
+    monkeypatch.setattr(triton_fused, "launch_config", lambda *args: {**triton_fused.DEFAULT_LAUNCH, "persistent": False})
+    assert not triton_fused.use_persistent(32, 32, False, True, cpu)
 
 
 @pytest.mark.parametrize("launch", autotune.search_space()[::9], ids=lambda c: "{BLOCK_H}x{BLOCK_W}w{num_warps}".format(**c))

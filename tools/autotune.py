@@ -5,7 +5,9 @@
     python tools/autotune.py --dry-run                # print the search space (any machine)
 
 For every image size x channel mode x momentum on/off, each candidate (BLOCK_H, BLOCK_W, num_warps) is timed on one
-iteration over a random state with ``triton.testing.do_bench``; the fastest goes into
+iteration over a random state with ``triton.testing.do_bench``; for sizes the persistent kernel accepts, iterations
+per launch are tuned too: all of them (persistent, one program per image) against one (a launch per iteration),
+timed on whole runs to sparsity 0.6 of random images. The result goes into
 ``isvs_triton/ops/configs/<GPU name>.json`` (or $ISVS_CONFIG_DIR), keyed by size, mode and momentum but never by
 batch size. The launcher falls back to its default where a key is missing. Without a CUDA GPU a run other than
 --dry-run says so and exits with status 2.
@@ -57,6 +59,29 @@ def tune_one(size: int, batch: int, joint: bool, momentum: bool) -> tuple[dict, 
     return best, best_ms
 
 
+def persistent_is_faster(size: int, batch: int, joint: bool, momentum: bool) -> bool:
+    """Time a whole run to sparsity 0.6 both ways: one persistent launch, or a fused launch per iteration."""
+    from triton.testing import do_bench
+
+    from isvs_triton.config import edge_count, required_active
+    from isvs_triton.ops.lbi import torch_path
+
+    x = torch.rand(batch, 3, size, size, device="cuda")
+    config = DEFAULT.replace(momentum=DEFAULT.momentum if momentum else 0.0)
+    xs = x * config.scale
+    edges = edge_count(size, size) * (1 if joint else 3)
+    need = torch.full((batch,), required_active(0.6, edges), device="cuda")
+
+    def persistent():
+        triton_fused.advance_persistent(PathState.zeros(x, momentum), xs, need, config, joint)
+
+    def per_iteration():
+        state = PathState.zeros(x, momentum)
+        torch_path.advance(state, xs, need, config, joint, stepper=triton_fused.TritonStepper)
+
+    return do_bench(persistent) < do_bench(per_iteration)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="32,224", help="square image sides to tune for")
@@ -74,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(space)} candidates per variant: BLOCK_H in {BLOCKS_H}, BLOCK_W in {BLOCKS_W}, warps in {WARPS}, "
               f"at most {MAX_PIXELS} pixels per program")  # fmt: skip
         for size, batch, joint, momentum in variants:
-            print(f"  {triton_fused.config_key(size, size, joint, momentum)} (timed at batch {batch})")
+            persistent = "; persistent or per-iteration" if size <= triton_fused.PERSISTENT_MAX_SIDE else ""
+            print(f"  {triton_fused.config_key(size, size, joint, momentum)} (timed at batch {batch}{persistent})")
         return 0
     if not torch.cuda.is_available():
         print("autotune: no CUDA GPU on this machine; tuning needs one (use --dry-run to see the search space)")
@@ -84,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     data = json.loads(path.read_text()) if path.exists() else {"device": name, "lbi_step": {}}
     for size, batch, joint, momentum in variants:
         best, ms = tune_one(size, batch, joint, momentum)
+        if size <= triton_fused.PERSISTENT_MAX_SIDE:
+            best = {**best, "persistent": persistent_is_faster(size, batch, joint, momentum)}
         key = triton_fused.config_key(size, size, joint, momentum)
         data["lbi_step"][key] = best
         print(f"{key}: {best} {ms * 1e3:.1f} us per iteration at batch {batch} ({batch / ms * 1e3:.0f} image-its/s)")

@@ -53,13 +53,12 @@ def lbi_step_sources():
 
 
 def lbi_persistent_sources():
-    """(name, ASTSource, num_warps) for the persistent kernel, at the default launch configuration."""
+    """(name, ASTSource, num_warps) for the persistent kernel, at every launch configuration."""
     pointers = {name: "*fp32" for name in ("p_beta", "p_zh", "p_zv", "p_xs")}
     ints = {name: "*i32" for name in ("p_need", "p_budget", "p_iters", "p_count")}
     scalars = {**dict.fromkeys(("C", "H", "W", "tiles_h", "tiles_w", "slot_beta", "slot_zh", "slot_zv"), "i32"),
                **dict.fromkeys(("kappa", "step_z", "step_beta", "inv_nu", "momentum"), "fp32")}  # fmt: skip
-    launch = triton_fused.DEFAULT_LAUNCH
-    for joint, momentum in itertools.product((False, True), (False, True)):
+    for launch, joint, momentum in itertools.product(launch_configs(), (False, True), (False, True)):
         constexprs = {"JOINT": joint, "MOMENTUM": momentum, "BLOCK_H": launch["BLOCK_H"], "BLOCK_W": launch["BLOCK_W"]}
         signature = {**pointers, **ints, **scalars, **dict.fromkeys(constexprs, "constexpr")}
         name = f"_lbi_persistent_kernel joint={joint} momentum={momentum} block={launch['BLOCK_H']}x{launch['BLOCK_W']}"

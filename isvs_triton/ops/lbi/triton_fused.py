@@ -341,10 +341,17 @@ def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverC
     """``torch_path.advance`` on the kernels: one persistent launch for small images, a fused launch per iteration
     (driven by the torch path's loop) for the others."""
     height, width = state.beta.shape[-2:]
-    if max(height, width) <= PERSISTENT_MAX_SIDE:
+    if use_persistent(height, width, joint, state.prev is not None, state.beta.device):
         advance_persistent(state, xs, need, cfg, joint)
     else:
         torch_path.advance(state, xs, need, cfg, joint, stepper=TritonStepper)
+
+
+def use_persistent(height: int, width: int, joint: bool, momentum: bool, device: torch.device) -> bool:
+    """All iterations in one launch (persistent) or one launch per iteration: tuned per GPU where known."""
+    if max(height, width) > PERSISTENT_MAX_SIDE:
+        return False
+    return launch_config(height, width, joint, momentum, device).get("persistent", True)
 
 
 def advance_persistent(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverConfig, joint: bool,
@@ -362,7 +369,7 @@ def advance_persistent(state: PathState, xs: torch.Tensor, need: torch.Tensor, c
         slot[2] = prev[index] if momentum else slot[0]
         slots.append(slot)
     height, width = state.beta.shape[-2:]
-    launch = launch or DEFAULT_LAUNCH
+    launch = launch or launch_config(height, width, joint, momentum, state.beta.device)
     block_h, block_w = launch["BLOCK_H"], launch["BLOCK_W"]
     iters = torch.zeros(index.numel(), dtype=torch.int32, device=xs.device)
     count = torch.zeros_like(iters)
