@@ -33,13 +33,17 @@ class Stop:
     iterations: torch.Tensor  # (B,)
     reached: torch.Tensor  # (B,)
 
+    def select(self, keep: torch.Tensor) -> Stop:
+        """The images where ``keep`` (B,) is True."""
+        return Stop(*(t[keep] for t in vars(self).values()))
+
 
 def stop(x: torch.Tensor, sparsity: float, config: SolverConfig, channels: str = "independent") -> Stop:
     """Run ``config``'s path on x (B, C, H, W) in [0, 1] to ``sparsity``; keep the supports for the comparison."""
     ((state, active_h, active_v, need),) = list(torch_path.stops(x, [sparsity], config, channels == "joint"))
     out, _ = projection_torch.project(x, active_h, active_v)
-    active = active_h.flatten(1).sum(1) + active_v.flatten(1).sum(1)
-    return Stop(out, active_h, active_v, state.iterations.clone(), active >= need)
+    reached = torch_path.count_support(active_h, active_v) >= need
+    return Stop(out, active_h, active_v, state.iterations.clone(), reached)
 
 
 def threshold_stop(x: torch.Tensor, sparsity: float, channels: str = "independent") -> Stop:

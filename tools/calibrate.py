@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ref = reference_stop(x, args, Path(args.cache_dir))
     keep = ref.reached
     x = x[keep]
-    ref = Stop(*(t[keep] for t in vars(ref).values()))
+    ref = ref.select(keep)
     print(f"{int(keep.sum())}/{args.count} crops reach sparsity {args.sparsity} on the reference path "
           f"(median {float(ref.iterations.double().median()):.0f} iterations, max {int(ref.iterations.max())})")
 

@@ -51,9 +51,13 @@ def support(zh: torch.Tensor, zv: torch.Tensor, joint: bool) -> tuple[torch.Tens
     return zh.abs() > 1, zv.abs() > 1
 
 
+def count_support(active_h: torch.Tensor, active_v: torch.Tensor) -> torch.Tensor:
+    """Active edges per image (B,) of a support."""
+    return active_h.flatten(1).sum(1) + active_v.flatten(1).sum(1)
+
+
 def count_active(zh: torch.Tensor, zv: torch.Tensor, joint: bool) -> torch.Tensor:
-    ah, av = support(zh, zv, joint)
-    return ah.flatten(1).sum(1) + av.flatten(1).sum(1)
+    return count_support(*support(zh, zv, joint))
 
 
 def _shrink_(z: torch.Tensor, out: torch.Tensor, joint: bool) -> torch.Tensor:
@@ -172,7 +176,7 @@ def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels:
     edges = edge_count(h, w) * (1 if joint else c)
     results = []
     for state, active_h, active_v, need in stops(x, targets, config, joint, advance_fn):
-        active = active_h.flatten(1).sum(1) + active_v.flatten(1).sum(1)
+        active = count_support(active_h, active_v)
         beta = state.beta / config.scale
         projected, regions = project_fn(x if projection == "input" else beta, active_h, active_v)
         info = SparsifyInfo(

@@ -48,8 +48,7 @@ def _lbi_step_kernel(
         b, c_first, c_last = pid_plane, 0, C
     else:
         b, c_first, c_last = pid_plane // C, pid_plane % C, pid_plane % C + 1
-    i = (pid_tile // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
-    j = (pid_tile % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+    i, j = _tile(pid_tile, tiles_w, BLOCK_H, BLOCK_W)
     active = _step_tile(
         p_beta, p_zh, p_zv, p_pbeta, p_pzh, p_pzv, p_beta_o, p_zh_o, p_zv_o, p_pbeta_o, p_pzh_o, p_pzv_o, p_xs,
         b, c_first, c_last, i, j, C, H, W, tl.load(p_run + b), kappa, step_z, step_beta, inv_nu, momentum,
@@ -81,16 +80,14 @@ def _lbi_persistent_kernel(
     budget = tl.load(p_budget + b)
     count = tl.zeros([], dtype=tl.int32)
     for t in range(0, tiles_h * tiles_w):
-        i = (t // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
-        j = (t % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+        i, j = _tile(t, tiles_w, BLOCK_H, BLOCK_W)
         count += _count_tile(p_zh, p_zv, b, C, H, W, i, j, JOINT)
     k = tl.zeros([], dtype=tl.int32)
     while (count < need) & (k < budget):
         cur, prev, new = k % 3, (k + 2) % 3, (k + 1) % 3
         count = tl.zeros([], dtype=tl.int32)
         for t in range(0, tiles_h * tiles_w):
-            i = (t // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
-            j = (t % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+            i, j = _tile(t, tiles_w, BLOCK_H, BLOCK_W)
             count += _step_tile(
                 p_beta + cur * slot_beta, p_zh + cur * slot_zh, p_zv + cur * slot_zv,
                 p_beta + prev * slot_beta, p_zh + prev * slot_zh, p_zv + prev * slot_zv,
@@ -103,8 +100,7 @@ def _lbi_persistent_kernel(
         k += 1
     cur, prev = k % 3, (k + 2) % 3
     for t in range(0, tiles_h * tiles_w):
-        i = (t // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
-        j = (t % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+        i, j = _tile(t, tiles_w, BLOCK_H, BLOCK_W)
         for c in range(0, C):
             o_p = ((b * C + c) * H + i) * W + j
             o_h = ((b * C + c) * H + i) * (W - 1) + j
@@ -126,6 +122,14 @@ def _lbi_persistent_kernel(
             tl.debug_barrier()
     tl.store(p_iters + b, k)
     tl.store(p_count + b, count)
+
+
+@triton.jit
+def _tile(t, tiles_w, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """Row and column indices, (BLOCK_H, 1) and (1, BLOCK_W), of tile ``t`` in a grid ``tiles_w`` tiles wide."""
+    i = (t // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
+    j = (t % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+    return i, j
 
 
 @triton.jit
