@@ -1,4 +1,4 @@
-# Two entry points on a fresh clone: `make demo` and `make test`. Each creates .venv when missing and installs
+# Entry points on a fresh clone: `make demo` (ARGS=... passes flags), `make test`, `make figure`. Each creates .venv when missing and installs
 # the project into it. TORCH is installed first so that pip never swaps it: on a CPU-only machine point
 # TORCH_INDEX at a CPU wheel index (e.g. https://download.pytorch.org/whl/cpu) to avoid a multi-GB CUDA build.
 PYTHON ?= python3
@@ -8,7 +8,7 @@ TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo figure test install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/python recipes/demo.py $(ARGS)
+
+figure: $(STAMP)
 	$(BIN)/python tools/path_figure.py
 
 test: $(STAMP)

@@ -152,13 +152,16 @@ def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverC
         index = index[run_w]
 
 
-def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bool, advance_fn=advance):
+def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bool, advance_fn=advance,
+          state: PathState | None = None):  # fmt: skip
     """Advance one path through ``targets`` (ascending); yield (state, active_h, active_v, need) at each stop.
 
-    ``advance_fn`` has the signature of ``advance``; the Triton backend passes its own."""
+    ``advance_fn`` has the signature of ``advance``; the Triton backend passes its own. ``state``: continue this path
+    (updated in place) instead of starting from zero; images already past a target do not move."""
     batch, c, h, w = x.shape
     edges = edge_count(h, w) * (1 if joint else c)
-    state = PathState.zeros(x, momentum=config.momentum > 0)
+    if state is None:
+        state = PathState.zeros(x, momentum=config.momentum > 0)
     xs = x * config.scale
     for target in targets:
         need = torch.full((batch,), required_active(target, edges), dtype=torch.int64, device=x.device)
@@ -167,20 +170,21 @@ def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bo
 
 
 def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels: str, projection: str,
-          advance_fn=advance, project_fn=projection_torch.project):  # fmt: skip
+          advance_fn=advance, project_fn=projection_torch.project, state: PathState | None = None):  # fmt: skip
     """Backend entry: x (B, C, H, W) in [0, 1]; ``targets`` ascending. Returns [(out, SparsifyInfo)] per target.
 
-    The Triton backend is this function with its own ``advance_fn`` and ``project_fn``."""
+    The Triton backend is this function with its own ``advance_fn`` and ``project_fn``. ``state`` (optional) is a
+    ``PathState`` of x to continue, updated in place: how training continues each image's path between stages."""
     joint = channels == "joint"
     batch, c, h, w = x.shape
     edges = edge_count(h, w) * (1 if joint else c)
     results = []
-    for state, active_h, active_v, need in stops(x, targets, config, joint, advance_fn):
+    for stop, active_h, active_v, need in stops(x, targets, config, joint, advance_fn, state):
         active = count_support(active_h, active_v)
-        beta = state.beta / config.scale
+        beta = stop.beta / config.scale
         projected, regions = project_fn(x if projection == "input" else beta, active_h, active_v)
         info = SparsifyInfo(
-            iterations=state.iterations.clone(),
+            iterations=stop.iterations.clone(),
             sparsity=active.double() / edges if edges else torch.ones(batch, dtype=torch.float64, device=x.device),
             regions=regions,
             reached=active >= need,

@@ -1,0 +1,283 @@
+"""Image classification data through Hugging Face ``datasets``: Hub ids, local copies, and an embedded default.
+
+``load_data`` returns the train and test splits with their columns renamed to ``image`` / ``label``;
+``Images`` turns a split into uint8 (C, H, W) tensors of one size for a ``DataLoader``; ``augment`` is the standard
+augmentation, applied on the device to a whole batch (after smoothing, so that every epoch smooths the same image).
+
+The embedded default, ``photo-patches``, needs no network: 32x32 patches of ten photographs that ship inside
+scikit-image's wheel, one class per photograph. Training patches come from the left three quarters of each photograph
+and test patches from the right quarter, so no test pixel was ever seen in training.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+EMBEDDED = "photo-patches"
+# (skimage.data function, how to make it RGB): the colour photographs and three grey textures bundled in the wheel
+_PHOTO_CLASSES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
+                  "brick", "grass", "gravel")  # fmt: skip
+_IMAGE_COLUMNS = ("image", "img", "picture")
+_LABEL_COLUMNS = ("label", "labels", "fine_label", "class")
+_TEST_SPLITS = ("validation", "valid", "val", "test")
+# image size of the known datasets (anything else: the size of its first training image)
+KNOWN_SIZES = {EMBEDDED: 32, "uoft-cs/cifar10": 32, "uoft-cs/cifar100": 32, "clane9/imagenet-100": 224}
+
+
+class DataError(ValueError):
+    """A dataset that cannot be loaded or used as asked; the message says why and what to do."""
+
+
+@dataclass
+class Data:
+    train: object  # datasets.Dataset with columns "image" (PIL) and "label" (int)
+    test: object
+    num_classes: int
+    image_size: int
+    name: str
+
+
+# ------------------------------------------------------------------------------------------------- embedded data
+@functools.lru_cache(maxsize=2)  # ~2 s to build; datasets are immutable (select/rename return new ones)
+def photo_patches(size: int = 32, train_per_class: int = 320, test_per_class: int = 80, seed: int = 0):
+    """The embedded dataset as a ``datasets.DatasetDict`` (train / test), identical on every machine for a seed.
+
+    Patches flatter than std 0.02 (black sky, retina background) are redrawn: they carry no class."""
+    import datasets
+    import skimage.data
+
+    generator = np.random.default_rng(seed)
+    splits = {"train": ([], []), "test": ([], [])}
+    for label, name in enumerate(_PHOTO_CLASSES):
+        photo = getattr(skimage.data, name)()
+        photo = np.repeat(photo[..., None], 3, axis=2) if photo.ndim == 2 else photo
+        boundary = photo.shape[1] * 3 // 4
+        for split, (lo, hi), count in (
+            ("train", (0, boundary), train_per_class),
+            ("test", (boundary, None), test_per_class),
+        ):
+            region = photo[:, lo:hi]
+            images, labels = splits[split]
+            while len(labels) < count * (label + 1):
+                top = generator.integers(0, region.shape[0] - size + 1)
+                left = generator.integers(0, region.shape[1] - size + 1)
+                patch = region[top : top + size, left : left + size]
+                if patch.std() / 255 >= 0.02:
+                    images.append(patch)
+                    labels.append(label)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(_PHOTO_CLASSES))})
+    return datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+            for split, (images, labels) in splits.items()
+        }
+    )
+
+
+# ------------------------------------------------------------------------------------------------------- loading
+def _load(name: str, data_dir: str | None):
+    import datasets
+
+    if data_dir is not None:
+        path = Path(data_dir)
+        if not path.exists():
+            raise DataError(f"--data-dir {data_dir!r} does not exist")
+        if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            return datasets.load_from_disk(str(path))  # a save_to_disk folder
+        try:  # parquet / arrow files, or an imagefolder (class sub-folders), inferred by datasets
+            return datasets.load_dataset(str(path))
+        except Exception as error:  # noqa: BLE001 - datasets raises many types; the user needs one message
+            raise DataError(
+                f"could not read {data_dir!r} as a dataset ({type(error).__name__}: {error}); accepted: a "
+                "save_to_disk folder, a folder of parquet or arrow files, or an imagefolder (class sub-folders)"
+            ) from None
+    if name == EMBEDDED:
+        return photo_patches()
+    try:
+        return datasets.load_dataset(name)
+    except Exception as error:  # noqa: BLE001
+        raise DataError(
+            f"could not load dataset {name!r} from the Hugging Face Hub ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). Without network access, copy it here first, "
+            f"e.g. elsewhere `datasets.load_dataset({name!r}).save_to_disk(DIR)` or `hf download {name} "
+            f"--repo-type dataset --local-dir DIR`, and pass --data-dir DIR; or use the embedded --dataset {EMBEDDED}"
+        ) from None
+
+
+def _column(split, asked: str | None, candidates: tuple[str, ...], kind, what: str) -> str:
+    columns = list(split.column_names)
+    if asked is not None:
+        if asked not in columns:
+            raise DataError(f"{what} column {asked!r} not in the dataset; its columns: {columns}")
+        return asked
+    for name in candidates:
+        if name in columns:
+            return name
+    for name, feature in split.features.items():
+        if type(feature).__name__ == kind:
+            return name
+    raise DataError(f"no {what} column found (looked for {list(candidates)}); its columns: {columns}; "
+                    f"name it with --{what}-column")  # fmt: skip
+
+
+def load_data(
+    dataset: str = EMBEDDED,
+    *,
+    data_dir: str | None = None,
+    train_split: str = "train",
+    test_split: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    image_size: int | None = None,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+) -> Data:
+    """Load ``dataset`` (a Hub id, or the embedded ``photo-patches``), from ``data_dir`` when given.
+
+    The test split defaults to the first of validation / valid / val / test that exists (CIFAR has no validation
+    split); ``limit_*`` keep a fixed random subset (seed 0) for quick runs."""
+    splits = _load(dataset, data_dir)
+    if not hasattr(splits, "keys"):
+        raise DataError(f"{data_dir or dataset!r} holds a single split; save it as a DatasetDict with train and test")
+    available = list(splits.keys())
+    if test_split is None:
+        test_split = next((s for s in _TEST_SPLITS if s in available), None)
+        if test_split is None:
+            raise DataError(f"no test split found (looked for {list(_TEST_SPLITS)}); splits: {available}; "
+                            "name one with --test-split")  # fmt: skip
+    for split in (train_split, test_split):
+        if split not in available:
+            raise DataError(f"split {split!r} not in the dataset; its splits: {available}")
+    train = splits[train_split]
+    image_key = _column(train, image_column, _IMAGE_COLUMNS, "Image", "image")
+    label_key = _column(train, label_column, _LABEL_COLUMNS, "ClassLabel", "label")
+    parts = []
+    for split, limit in ((train, limit_train), (splits[test_split], limit_test)):
+        for key in (image_key, label_key):
+            if key not in split.column_names:
+                raise DataError(f"column {key!r} missing from the test split; its columns: {split.column_names}")
+        split = split.select_columns([image_key, label_key])
+        split = split.rename_columns({k: v for k, v in ((image_key, "image"), (label_key, "label")) if k != v})
+        if limit is not None and limit < len(split):
+            split = split.shuffle(seed=0).select(range(limit))
+        parts.append(split)
+    feature = train.features[label_key]
+    num_classes = len(feature.names) if hasattr(feature, "names") else int(max(train[label_key])) + 1
+    if image_size is None:
+        image_size = KNOWN_SIZES.get(dataset) or min(_to_rgb(train[0][image_key]).size)
+    return Data(parts[0], parts[1], num_classes, image_size, dataset if data_dir is None else f"{dataset}@{data_dir}")
+
+
+# ---------------------------------------------------------------------------------------------- images to tensors
+def _to_rgb(image):
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def to_tensor(image, size: int) -> torch.Tensor:
+    """A PIL image (any mode) or HWC array as uint8 (3, size, size): shorter side resized to ``size``, centre crop."""
+    from PIL import Image
+
+    image = _to_rgb(image)
+    if image.size != (size, size):
+        w, h = image.size
+        scale = size / min(w, h)
+        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+        w, h = image.size
+        left, top = (w - size) // 2, (h - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+class Images(torch.utils.data.Dataset):
+    """A split as (index, uint8 image (3, size, size), label); the index keys per-instance state (the path cache)."""
+
+    def __init__(self, split, size: int):
+        self.split, self.size = split, size
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int):
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]):  # one columnar read per batch instead of one per image
+        rows = self.split[list(indices)]
+        return [
+            (i, to_tensor(image, self.size), int(label))
+            for i, image, label in zip(indices, rows["image"], rows["label"])
+        ]
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A permutation drawn from (seed, epoch): the same order after a resume, whatever the RNG state is then.
+
+    Set ``epoch`` before iterating (no ``set_epoch`` on purpose: Accelerate would call it with its own counter)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+# ---------------------------------------------------------------------------------------------------- augmentation
+_MASK32 = 0xFFFFFFFF
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """An integer hash of 32-bit values held in int64 (lowbias32); products wrap, the mask keeps the low 32 bits."""
+    x = x & _MASK32
+    x = ((x ^ (x >> 16)) * 0x7FEB352D) & _MASK32
+    x = ((x ^ (x >> 15)) * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
+def sample_uniform(index: torch.Tensor, epoch: int, seed: int, count: int) -> torch.Tensor:
+    """(B, count) float32 in [0, 1), a function of (seed, epoch, image index) only: an image's augmentation does not
+    depend on the batch it lands in, the number of processes, or the RNG state after a resume."""
+    key = _hash32(_hash32(torch.tensor(seed, dtype=torch.int64)) ^ epoch) ^ index.to(torch.int64).cpu()
+    bits = _hash32(_hash32(key)[:, None] ^ _hash32(torch.arange(1, count + 1)))
+    return (bits >> 8).float() / 2**24  # 24 bits: exact in float32, so never 1.0
+
+
+AUGMENT_DRAWS = 5
+
+
+def augment(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Standard augmentation of a float batch (B, C, H, W) on its device; ``u`` (B, AUGMENT_DRAWS) uniform draws.
+
+    Up to 64 px: random crop with 4 px reflect padding + horizontal flip (CIFAR). Above: random-resized-crop
+    (area 8-100 %, aspect 3/4-4/3, bilinear) + horizontal flip (ImageNet)."""
+    b, _, h, w = x.shape
+    flip = u[:, 0] < 0.5
+    if max(h, w) <= 64:
+        pad = 4
+        top, left = (u[:, 1] * (2 * pad + 1)).long(), (u[:, 2] * (2 * pad + 1)).long()
+        rows = (top[:, None] + torch.arange(h)).to(x.device)  # (B, H)
+        cols = (left[:, None] + torch.arange(w)).to(x.device)  # (B, W)
+        cols = torch.where(flip.to(x.device)[:, None], cols.flip(1), cols)
+        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        batch = torch.arange(b, device=x.device)[:, None, None]
+        return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    area = 0.08 + 0.92 * u[:, 1]
+    ratio = torch.exp(np.log(3 / 4) + np.log(16 / 9) * u[:, 2])
+    sw, sh = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)  # crop side / image side
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = torch.where(flip, -sw, sw), sh
+    theta[:, 0, 2], theta[:, 1, 2] = (u[:, 3] * 2 - 1) * (1 - sw), (u[:, 4] * 2 - 1) * (1 - sh)  # centre in [-1, 1]
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

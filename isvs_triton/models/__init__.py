@@ -1,0 +1,53 @@
+"""Classifiers by name, timm-style: ``create_model("resnet18", num_classes=10, image_size=32)``.
+
+Every model takes images in [0, 1] and normalises them itself (its ``mean`` / ``std`` buffers), so corruptions,
+attacks and the sparsifier all act on the images a person would see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    _REGISTRY[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, *, num_classes: int, image_size: int, **kwargs) -> nn.Module:
+    """A fresh model ``name`` (see ``list_models()``) for ``num_classes`` and square inputs of ``image_size``."""
+    key = name.replace("-", "_") if isinstance(name, str) else name
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; accepted: {list_models()}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if not isinstance(image_size, int) or image_size < 8:
+        raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
+    return _REGISTRY[key](num_classes=num_classes, image_size=image_size, **kwargs)
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel; first layer of every model, so that models take [0, 1] images."""
+
+    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+from . import resnet, vit  # noqa: E402,F401  (registers the models)

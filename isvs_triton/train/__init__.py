@@ -1,0 +1,27 @@
+"""Training with inverse scale space smoothing: ``python -m isvs_triton.train --help`` or the files in ``recipes/``."""
+
+from __future__ import annotations
+
+import sys
+
+from accelerate import PartialState
+
+from ..data import DataError
+from .config import PROCEDURES, TrainConfig, parse_args
+from .loop import evaluate, load_run, train
+
+__all__ = ["PROCEDURES", "TrainConfig", "evaluate", "load_run", "main", "parse_args", "train"]
+
+
+def main(defaults: dict | None = None, argv: list[str] | None = None) -> None:
+    """Command-line entry of the recipes: ``defaults`` (the recipe's settings) < ``-c`` YAML < flags.
+
+    Bad settings and unusable data end the process with a one-line error (exit status 2), not a traceback."""
+    try:
+        config = parse_args(argv, defaults)
+        run = train(config)
+    except (ValueError, DataError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if PartialState().is_main_process:
+        print(f"run folder: {run}")

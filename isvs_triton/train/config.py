@@ -1,0 +1,212 @@
+"""Every training setting in one dataclass, and the command line over it (timm conventions).
+
+Precedence, lowest first: the defaults below < a recipe's defaults < ``-c FILE.yaml`` < kebab-case flags.
+The resolved configuration is written to the run folder as ``args.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..data import EMBEDDED
+from ..models import list_models
+
+PROCEDURES = ("standard", "fixed", "iterative", "finetune")
+PRESETS = ("default", "faithful")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = EMBEDDED  # Hub id, or the embedded "photo-patches"
+    data_dir: str | None = None  # local copy: save_to_disk folder, parquet/arrow files or imagefolder
+    train_split: str = "train"
+    test_split: str | None = None  # None: the first of validation / valid / val / test
+    image_column: str | None = None  # None: image / img, else the first Image feature
+    label_column: str | None = None  # None: label / labels / fine_label, else the first ClassLabel feature
+    image_size: int | None = None  # None: 32 for CIFAR and the embedded data, 224 for ImageNet-100
+    limit_train: int | None = None  # keep a fixed random subset (quick runs)
+    limit_test: int | None = None
+    workers: int = 0  # DataLoader workers (decoding only: smoothing and augmentation run on the device)
+    # model and optimisation
+    model: str = "resnet18"
+    epochs: int = 10
+    batch_size: int = 128  # per process
+    lr: float = 0.1  # peak learning rate (not rescaled with the number of processes)
+    opt: str = "sgd"  # sgd (Nesterov) or adamw
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    grad_accum: int = 1
+    amp_dtype: str | None = None  # no, fp16, bf16; None: as `accelerate launch` / `accelerate config` say, else no
+    # smoothing
+    procedure: str = "standard"  # standard, fixed, iterative, finetune
+    sparsity: float = 0.6  # fixed / finetune / test-time smoothing
+    schedule: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6])  # iterative: one stage per sparsity
+    finetune_epochs: int = 0  # finetune: epochs on smoothed images after `epochs` of standard training
+    finetune_lr: float | None = None  # None: lr / 10
+    cache_smoothed: bool = False  # fixed: smooth the training set once through datasets.map
+    path_state_budget: str = "4GiB"  # iterative: keep each image's (beta, z) between stages if it fits, per process
+    test_smoothing: bool = False  # also smooth the test images (at the last training sparsity)
+    solver: str = "default"  # solver preset: default or faithful
+    channels: str = "independent"
+    backend: str = "auto"
+    # run
+    output: str | None = None  # None: runs/<dataset>-<model>-<procedure>-s<seed>
+    resume: str | None = None  # "latest" (the newest checkpoint in output) or a checkpoint folder
+    checkpoint_every: int = 0  # also save a checkpoint every N steps (0: at the end of each epoch only)
+    keep_checkpoints: int = 2
+    seed: int = 0
+    log_with: str = "tensorboard"  # tensorboard or none (summary.csv is always written)
+    progress: bool = True
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        def check(ok: bool, message: str):
+            if not ok:
+                raise ValueError(message)
+
+        choices = {
+            "model": (self.model.replace("-", "_"), list_models()),
+            "procedure": (self.procedure, PROCEDURES),
+            "opt": (self.opt, ("sgd", "adamw")),
+            "amp_dtype": (self.amp_dtype, (None, "no", "fp16", "bf16")),
+            "solver": (self.solver, PRESETS),
+            "channels": (self.channels, ("independent", "joint")),
+            "backend": (self.backend, ("auto", "torch", "triton", "reference")),
+            "log_with": (self.log_with, ("tensorboard", "none")),
+        }
+        for name, (value, accepted) in choices.items():
+            check(value in accepted, f"unknown --{name.replace('_', '-')} {value!r}; accepted: {list(accepted)}")
+        for name in ("epochs", "batch_size", "grad_accum", "keep_checkpoints"):
+            check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("finetune_epochs", "checkpoint_every", "workers", "warmup_epochs", "weight_decay"):
+            check(getattr(self, name) >= 0, f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        check(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        check(0 < self.sparsity <= 1, f"--sparsity must be in (0, 1], got {self.sparsity}")
+        check(
+            len(self.schedule) >= 1 and all(0 < s <= 1 for s in self.schedule),
+            f"--schedule must be sparsities in (0, 1], got {self.schedule}",
+        )
+        check(
+            all(a < b for a, b in zip(self.schedule, self.schedule[1:])),
+            f"--schedule must rise (the path only moves forward), got {self.schedule}",
+        )
+        check(
+            self.procedure != "iterative" or self.epochs >= len(self.schedule),
+            f"--epochs ({self.epochs}) must be at least the number of stages in --schedule ({len(self.schedule)})",
+        )
+        check(
+            self.procedure != "finetune" or self.finetune_epochs >= 1,
+            "--procedure finetune needs --finetune-epochs >= 1",
+        )
+        check(
+            not self.cache_smoothed or self.procedure == "fixed", "--cache-smoothed applies to --procedure fixed only"
+        )
+        check(
+            self.procedure != "iterative" or self.backend != "reference",
+            "--backend reference cannot continue a path between stages: use auto, torch or triton",
+        )
+        parse_bytes(self.path_state_budget)
+        for name in ("image_size", "limit_train", "limit_test"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        check(self.resume is None or self.resume == "latest" or Path(self.resume).is_dir(),
+              f"--resume must be 'latest' or an existing checkpoint folder, got {self.resume!r}")  # fmt: skip
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + (self.finetune_epochs if self.procedure == "finetune" else 0)
+
+    def sparsity_at(self, epoch: int) -> float | None:
+        """The sparsity the training images of ``epoch`` are smoothed at (None: not smoothed)."""
+        if self.procedure == "fixed":
+            return self.sparsity
+        if self.procedure == "iterative":  # stages of equal length, the remainder in the last one
+            return self.schedule[min(epoch * len(self.schedule) // self.epochs, len(self.schedule) - 1)]
+        if self.procedure == "finetune" and epoch >= self.epochs:
+            return self.sparsity
+        return None
+
+    @property
+    def test_sparsity(self) -> float:
+        return self.schedule[-1] if self.procedure == "iterative" else self.sparsity
+
+    def run_dir(self) -> Path:
+        name = f"{self.dataset.split('/')[-1]}-{self.model}-{self.procedure}-s{self.seed}"
+        return Path(self.output) if self.output else Path("runs") / name
+
+
+def parse_bytes(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*", str(text), flags=re.IGNORECASE)
+    if not match:
+        raise ValueError(f"--path-state-budget must be a size like 512MiB, 4GiB or 0, got {text!r}")
+    unit = (match.group(2) or "B").upper()
+    power = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit[0]]
+    return int(float(match.group(1)) * (1024 if "I" in unit else 1000) ** power)
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Train an image classifier with inverse scale space smoothing.")
+    parser.add_argument("-c", "--config", help="YAML file of settings (keys as below, with - or _)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        names = [flag, "-b"] if f.name == "batch_size" else [flag]
+        if f.type == "bool":
+            parser.add_argument(*names, action=argparse.BooleanOptionalAction)
+        elif f.name == "schedule":
+            parser.add_argument(*names, type=_floats, help="comma-separated sparsities, e.g. 0.2,0.4,0.6")
+        elif f.name == "resume":
+            parser.add_argument(*names, nargs="?", const="latest", help="'latest' (default when given) or a folder")
+        else:
+            kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(f.type, str)
+            parser.add_argument(*names, type=kind)
+    return parser
+
+
+def _yaml_settings(path: str) -> dict:
+    try:
+        settings = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"cannot read config file {path!r}: {error}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"config file {path!r} must hold a mapping of settings, got {type(settings).__name__}")
+    settings = {k.replace("-", "_"): v for k, v in settings.items()}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"unknown settings {unknown} in {path!r}; accepted: {sorted(known)}")
+    return settings
+
+
+def parse_args(argv: list[str] | None = None, defaults: dict | None = None) -> TrainConfig:
+    """TrainConfig from ``defaults`` (a recipe's), then ``-c`` YAML, then the flags in ``argv``."""
+    args = _parser().parse_args(argv)
+    settings = dict(defaults or {})
+    if args.config:
+        settings.update(_yaml_settings(args.config))
+    settings.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
+    if isinstance(settings.get("schedule"), str):
+        settings["schedule"] = _floats(settings["schedule"])
+    return TrainConfig(**settings)
+
+
+def save_yaml(config: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))

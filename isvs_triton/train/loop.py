@@ -1,0 +1,294 @@
+"""The training loop: one Accelerate loop for every procedure (they only choose the sparsity of each epoch).
+
+Per batch, on the device: uint8 -> float [0, 1] -> smoothing (when the epoch has a sparsity) -> augmentation -> step.
+Runs as is under ``python``, ``accelerate launch`` (DDP on GPUs or nodes, several CPU processes), with mixed precision
+and gradient accumulation. A run folder holds ``args.yaml``, ``summary.csv``, TensorBoard logs, ``checkpoints/`` (one
+``save_state`` per epoch and every ``--checkpoint-every`` steps, written to a temporary folder and renamed, so a run
+killed at any moment resumes from its last complete checkpoint, mid-epoch too) and, at the end, ``model.safetensors``
+with ``run.json`` (what ``load_run`` needs).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from ..data import AUGMENT_DRAWS, EpochSampler, Images, augment, load_data, sample_uniform
+from ..models import create_model
+from .config import TrainConfig, save_yaml
+from .procedures import Smoother, smooth_dataset
+
+KILL_ENV = "ISVS_KILL_AFTER_STEP"  # tests: SIGKILL the run right after this global step, as a crash would
+SUMMARY_FIELDS = ("epoch", "sparsity", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
+                  "train_seconds", "smoothing_seconds", "images_per_second")  # fmt: skip
+
+
+class Progress:
+    """Where the run is, saved in every checkpoint: epoch, batches done in it, and the epoch's running sums."""
+
+    def __init__(self):
+        self.epoch, self.step, self.global_step = 0, 0, 0
+        self.sums = [0.0, 0.0, 0.0]  # the epoch's train loss sum, correct, images (all processes, at the checkpoint)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "global_step": self.global_step, "sums": list(self.sums)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.step, self.global_step, self.sums = (
+            state["epoch"],
+            state["step"],
+            state["global_step"],
+            state["sums"],
+        )
+
+
+def learning_rate(config: TrainConfig, epoch: float) -> float:
+    """Linear warm-up then cosine to 0 over ``epochs``; the finetune phase restarts a cosine from ``finetune_lr``."""
+    if epoch >= config.epochs:
+        peak = config.finetune_lr or config.lr / 10
+        return peak * 0.5 * (1 + math.cos(math.pi * (epoch - config.epochs) / config.finetune_epochs))
+    if epoch < config.warmup_epochs:
+        return config.lr * (epoch + 1e-3) / config.warmup_epochs
+    span = max(config.epochs - config.warmup_epochs, 1e-9)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * (epoch - config.warmup_epochs) / span))
+
+
+def evaluate(model, loader, accelerator: Accelerator, transform=None) -> dict:
+    """Loss and accuracy of ``model`` over ``loader`` (index, uint8 image, label), gathered over processes.
+
+    ``transform`` maps the float [0, 1] batch before the model (test-time smoothing, corruptions)."""
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    with torch.no_grad():
+        for _, images, labels in loader:
+            x = images.float().div_(255)
+            if transform is not None:
+                x = transform(x)
+            logits = model(x).float()
+            losses, predictions, labels = accelerator.gather_for_metrics(
+                (F.cross_entropy(logits, labels, reduction="none"), logits.argmax(1), labels)
+            )
+            loss_sum += float(losses.sum())
+            correct += int((predictions == labels).sum())
+            count += labels.numel()
+    return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1)}
+
+
+def _checkpoints(run: Path) -> list[Path]:
+    return sorted((run / "checkpoints").glob("step_*"))
+
+
+def _save_checkpoint(accelerator: Accelerator, run: Path, progress: Progress, running: torch.Tensor, keep: int):
+    """Save the state with ``running`` (this process's epoch sums) in ``progress``; returns the sums to go on with.
+
+    A checkpoint is loaded by every process, so the main process saves the sums of all and the others restart at 0."""
+    folder = run / "checkpoints" / f"step_{progress.global_step:09d}"
+    if folder.exists():
+        return running
+    running = accelerator.reduce(running, "sum")
+    if not accelerator.is_main_process:
+        running.zero_()
+    progress.sums = running.tolist()
+    temporary = run / "checkpoints" / "incomplete"
+    if accelerator.is_main_process and temporary.exists():
+        shutil.rmtree(temporary)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        os.replace(temporary, folder)  # atomic: a checkpoint folder is complete or absent
+        for old in _checkpoints(run)[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return running
+
+
+def _resume(accelerator: Accelerator, config: TrainConfig, run: Path, progress: Progress) -> None:
+    if config.resume == "latest":
+        found = _checkpoints(run)
+        if not found:
+            accelerator.print(f"--resume: no checkpoint in {run / 'checkpoints'} yet, starting from the beginning")
+            return
+        folder = found[-1]
+    else:
+        folder = Path(config.resume)
+    accelerator.load_state(str(folder))
+    if not accelerator.is_main_process:
+        progress.sums = [0.0, 0.0, 0.0]
+    accelerator.print(f"resumed from {folder} (epoch {progress.epoch + 1}, step {progress.step})")
+
+
+def _write_summary(path: Path, row: dict | None, keep_epochs: int | None = None) -> None:
+    rows = list(csv.DictReader(path.open())) if path.exists() else []
+    if keep_epochs is not None:  # a resumed run rewrites the epochs after its checkpoint
+        rows = [r for r in rows if int(r["epoch"]) <= keep_epochs]
+    rows += [row] if row else []
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def train(config: TrainConfig) -> Path:
+    """Train as ``config`` says; returns the run folder."""
+    run = config.run_dir()
+    accelerator = Accelerator(
+        # torchrun on a machine without GPUs: without cpu=True every process would run alone, racing on the folder
+        cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available(),
+        mixed_precision=config.amp_dtype,
+        gradient_accumulation_steps=config.grad_accum,
+        log_with=None if config.log_with == "none" else config.log_with,
+        project_dir=str(run),
+    )
+    if config.resume is None and (_checkpoints(run) or (run / "model.safetensors").exists()):
+        raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --output")
+    set_seed(config.seed)
+    with accelerator.main_process_first():  # the main process builds the datasets caches, the others read them
+        data = load_data(
+            config.dataset, data_dir=config.data_dir, train_split=config.train_split, test_split=config.test_split,
+            image_column=config.image_column, label_column=config.label_column, image_size=config.image_size,
+            limit_train=config.limit_train, limit_test=config.limit_test,
+        )  # fmt: skip
+        train_split = smooth_dataset(data.train, config, data.image_size) if config.cache_smoothed else data.train
+    size = data.image_size
+    model = create_model(config.model, num_classes=data.num_classes, image_size=size)
+    if config.opt == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
+                                    weight_decay=config.weight_decay)  # fmt: skip
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sampler = EpochSampler(len(train_split), config.seed)
+    if len(train_split) < config.batch_size * accelerator.num_processes:
+        raise ValueError(f"{len(train_split)} training images make no full batch of {config.batch_size} per "
+                         f"process x {accelerator.num_processes} processes: lower --batch-size")  # fmt: skip
+    loader_args = dict(batch_size=config.batch_size, num_workers=config.workers, persistent_workers=config.workers > 0)
+    train_loader = torch.utils.data.DataLoader(
+        Images(train_split, size), sampler=sampler, drop_last=True, **loader_args
+    )
+    test_loader = torch.utils.data.DataLoader(Images(data.test, size), **loader_args)
+    model, optimizer, train_loader, test_loader = accelerator.prepare(model, optimizer, train_loader, test_loader)
+    progress = Progress()
+    accelerator.register_for_checkpointing(progress)
+    if config.resume is not None:
+        _resume(accelerator, config, run, progress)
+    smoother = Smoother(config, len(train_split), size)
+
+    if accelerator.is_main_process:
+        run.mkdir(parents=True, exist_ok=True)
+        save_yaml(config, run / "args.yaml")
+        _write_summary(run / "summary.csv", None, keep_epochs=progress.epoch)
+    hyperparameters = {k: str(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(config).items()}
+    accelerator.init_trackers("tensorboard", config={k: v for k, v in hyperparameters.items() if v is not None})
+    test_transform = None
+    if config.test_smoothing:
+        test_transform = lambda x: smoother(x, config.test_sparsity)  # noqa: E731
+
+    steps_per_epoch = len(train_loader)
+    kill_after = int(os.environ.get(KILL_ENV, "0"))
+    for epoch in range(progress.epoch, config.total_epochs):
+        sampler.epoch = epoch
+        sparsity = None if config.cache_smoothed else config.sparsity_at(epoch)
+        loader = accelerator.skip_first_batches(train_loader, progress.step) if progress.step else train_loader
+        smoothing_before, start, seen = smoother.seconds, _clock(accelerator), 0
+        running = torch.tensor(progress.sums, dtype=torch.float64, device=accelerator.device)
+        lr = learning_rate(config, epoch + progress.step / steps_per_epoch)
+        model.train()
+        bar = tqdm(
+            loader,
+            total=steps_per_epoch,
+            initial=progress.step,
+            desc=f"epoch {epoch + 1}/{config.total_epochs}",
+            disable=not (config.progress and accelerator.is_local_main_process),
+            leave=False,
+        )
+        for index, images, labels in bar:
+            lr = learning_rate(config, epoch + progress.step / steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x = images.float().div_(255)
+            if sparsity is not None:
+                x = smoother(x, sparsity, index)
+            x = augment(x, sample_uniform(index, epoch, config.seed, AUGMENT_DRAWS))
+            with accelerator.accumulate(model):
+                logits = model(x)
+                loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            running[0] += loss.detach() * labels.numel()  # on the device: no synchronisation per step
+            running[1] += (logits.argmax(1) == labels).sum()
+            running[2] += labels.numel()
+            seen += labels.numel()
+            progress.step += 1
+            progress.global_step += 1
+            if progress.step % 20 == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{float(running[0] / running[2]):.3f}", lr=f"{lr:.3g}")
+            if config.checkpoint_every and progress.global_step % config.checkpoint_every == 0:
+                running = _save_checkpoint(accelerator, run, progress, running, config.keep_checkpoints)
+            if progress.global_step == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        seconds = max(_clock(accelerator) - start, 1e-9)
+        sums = accelerator.reduce(running, "sum").tolist()
+        progress.epoch, progress.step, progress.sums = epoch + 1, 0, [0.0, 0.0, 0.0]
+        test = evaluate(model, test_loader, accelerator, test_transform)
+        row = {
+            "epoch": epoch + 1, "sparsity": sparsity if sparsity is not None else "", "lr": f"{lr:.6g}",
+            "train_loss": f"{sums[0] / sums[2]:.6f}", "train_acc": f"{sums[1] / sums[2]:.6f}",
+            "test_loss": f"{test['loss']:.6f}", "test_acc": f"{test['acc']:.6f}", "train_seconds": f"{seconds:.3f}",
+            "smoothing_seconds": f"{smoother.seconds - smoothing_before:.3f}",
+            "images_per_second": f"{seen * accelerator.num_processes / seconds:.1f}",
+        }  # fmt: skip
+        if accelerator.is_main_process:
+            _write_summary(run / "summary.csv", row)
+        accelerator.log({k: float(v) for k, v in row.items() if v != "" and k != "epoch"}, step=epoch + 1)
+        accelerator.print(
+            f"epoch {epoch + 1}/{config.total_epochs}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "epoch")
+        )
+        _save_checkpoint(accelerator, run, progress, torch.zeros_like(running), config.keep_checkpoints)
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        accelerator.save_model(model, str(run))  # model.safetensors
+        description = {
+            "model": config.model, "num_classes": data.num_classes, "image_size": size, "dataset": data.name,
+            "classes": getattr(data.train.features["label"], "names", None),
+            "smoothing": {"procedure": config.procedure, "test_sparsity": config.test_sparsity,
+                          "schedule": config.schedule, "solver": config.solver, "channels": config.channels},
+            "config": dataclasses.asdict(config),
+        }  # fmt: skip
+        (run / "run.json").write_text(json.dumps(description, indent=2))
+    accelerator.end_training()
+    return run
+
+
+def _clock(accelerator: Accelerator) -> float:
+    if accelerator.device.type == "cuda":
+        torch.cuda.synchronize(accelerator.device)
+    return time.perf_counter()
+
+
+def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The trained model of a run folder (in eval mode) and its ``run.json`` description."""
+    run = Path(path)
+    if not (run / "model.safetensors").exists() or not (run / "run.json").exists():
+        raise FileNotFoundError(f"{run} holds no finished run (model.safetensors and run.json are written at the end)")
+    description = json.loads((run / "run.json").read_text())
+    model = create_model(
+        description["model"], num_classes=description["num_classes"], image_size=description["image_size"]
+    )
+    model.load_state_dict(load_file(str(run / "model.safetensors"), device=str(device)))
+    return model.to(device).eval(), description

@@ -1,0 +1,94 @@
+"""What each procedure feeds the loop: which sparsity an epoch's images are smoothed at (``TrainConfig.sparsity_at``)
+and the smoothing itself, on the device, batch by batch.
+
+``iterative`` advances each training image's path stage after stage. When every image's Split LBI state
+(beta, z, and the momentum's previous iterate) fits in ``--path-state-budget``, ``PathCache`` keeps it in host memory
+between visits, so stage k+1 continues the path where stage k stopped; otherwise each visit recomputes the path from a
+blank image. Both give the same images (tests/test_train.py), the cache only saves iterations.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from PIL import Image
+
+from .. import backends
+from ..api import sparsify
+from ..config import DEFAULT, FAITHFUL
+from ..data import to_tensor
+from ..ops.lbi.torch_path import PathState
+from .config import TrainConfig, parse_bytes
+
+PRESETS = {"default": DEFAULT, "faithful": FAITHFUL}
+
+
+def path_state_bytes(channels: int, height: int, width: int, momentum: bool) -> int:
+    """Host bytes of one image's path state in float32: beta, both z's (twice with momentum), its iteration count."""
+    floats = channels * (height * width + height * (width - 1) + (height - 1) * width)
+    return 4 * floats * (2 if momentum else 1) + 8
+
+
+class PathCache:
+    """Per-instance path states of a whole training set, in host memory, zero (= the path's start) until visited."""
+
+    def __init__(self, size: int, image_shape: tuple[int, int, int], momentum: bool):
+        c, h, w = image_shape
+        shapes = [(c, h, w), (c, h, w - 1), (c, h - 1, w)] * (2 if momentum else 1)
+        self.tensors = [torch.zeros(size, *shape) for shape in shapes]
+        self.iterations = torch.zeros(size, dtype=torch.int64)
+        self.momentum = momentum
+
+    def take(self, index: torch.Tensor, device: torch.device) -> PathState:
+        t = [x[index].to(device) for x in self.tensors]
+        return PathState(t[0], t[1], t[2], tuple(t[3:]) if self.momentum else None, self.iterations[index].to(device))
+
+    def put(self, index: torch.Tensor, state: PathState) -> None:
+        for dst, src in zip(self.tensors, state.tensors()):
+            dst[index] = src.cpu()
+        self.iterations[index] = state.iterations.cpu()
+
+
+class Smoother:
+    """Smooths training batches on their device for a ``TrainConfig``; keeps the time it spends (``seconds``)."""
+
+    def __init__(self, config: TrainConfig, train_size: int, image_size: int):
+        self.config, self.solver = config, PRESETS[config.solver]
+        self.cache = None
+        if config.procedure == "iterative":
+            momentum = self.solver.momentum > 0
+            needed = train_size * path_state_bytes(3, image_size, image_size, momentum)
+            if needed <= parse_bytes(config.path_state_budget):
+                self.cache = PathCache(train_size, (3, image_size, image_size), momentum)
+        self.seconds = 0.0
+
+    def __call__(self, x: torch.Tensor, sparsity: float, index: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, 3, H, W) float in [0, 1]; ``index`` (B,) the images' positions in the training set (path cache)."""
+        start = time.perf_counter()
+        if self.cache is not None and index is not None:
+            state = self.cache.take(index.cpu(), x.device)
+            solve = backends.resolve(self.config.backend, x.device, x.dtype)
+            ((out, _),) = solve(x, [sparsity], self.solver, self.config.channels, "input", state=state)
+            self.cache.put(index.cpu(), state)
+        else:
+            out = sparsify(
+                x, sparsity, channels=self.config.channels, backend=self.config.backend, **self.solver.kwargs()
+            )
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def smooth_dataset(split, config: TrainConfig, image_size: int, batch_size: int = 256):
+    """``--cache-smoothed``: the training split smoothed once at ``config.sparsity`` by ``datasets.map`` (stored as
+    uint8; the map is fingerprinted, so a Hub dataset's smoothed copy is reused from the datasets cache)."""
+    solver = PRESETS[config.solver]
+
+    def smooth(batch):
+        x = torch.stack([to_tensor(image, image_size) for image in batch["image"]])
+        y = sparsify(x, config.sparsity, channels=config.channels, backend=config.backend, **solver.kwargs())
+        return {"image": [Image.fromarray(image.permute(1, 2, 0).numpy()) for image in y]}
+
+    return split.map(smooth, batched=True, batch_size=batch_size, desc=f"smoothing at sparsity {config.sparsity}")

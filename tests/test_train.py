@@ -1,0 +1,231 @@
+"""The training framework end to end on the embedded real data: procedures, resume after a kill, two processes."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import isvs_triton as isvs
+from isvs_triton.data import Images, load_data
+from isvs_triton.samples import crops
+from isvs_triton.train import evaluate, load_run, main, parse_args, train
+from isvs_triton.train.loop import KILL_ENV
+from isvs_triton.train.procedures import Smoother, smooth_dataset
+
+TINY = ["--model", "resnet8", "--limit-train", "128", "--limit-test", "64", "-b", "32", "--lr", "0.05",
+        "--no-progress", "--log-with", "none"]  # fmt: skip
+
+
+def _rows(run):
+    with open(run / "summary.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _train(tmp_path, *flags, name="run"):
+    return train(parse_args([*TINY, "--output", str(tmp_path / name), *flags]))
+
+
+def _command(*flags):
+    return [sys.executable, "-m", "isvs_triton.train", *TINY, *flags]
+
+
+@pytest.mark.parametrize(
+    "procedure, flags, sparsities",
+    [
+        ("standard", ["--epochs", "2"], ["", ""]),
+        ("fixed", ["--epochs", "2", "--sparsity", "0.5"], ["0.5", "0.5"]),
+        ("fixed", ["--epochs", "1", "--cache-smoothed"], [""]),  # smoothed before the loop
+        ("iterative", ["--epochs", "3", "--schedule", "0.2,0.5"], ["0.2", "0.2", "0.5"]),
+        ("finetune", ["--epochs", "1", "--finetune-epochs", "1", "--sparsity", "0.4"], ["", "0.4"]),
+    ],
+    ids=["standard", "fixed", "fixed-cached", "iterative", "finetune"],
+)
+def test_procedure_end_to_end(tmp_path, procedure, flags, sparsities):
+    run = _train(tmp_path, "--procedure", procedure, *flags)
+    rows = _rows(run)
+    assert [r["sparsity"] for r in rows] == sparsities
+    assert all(float(r["smoothing_seconds"]) > 0 for r, s in zip(rows, sparsities) if s)
+    assert all(float(r["smoothing_seconds"]) == 0 for r, s in zip(rows, sparsities) if not s)
+    assert (run / "args.yaml").exists() and not list((run / "checkpoints").glob("incomplete*"))
+    # the saved weights reproduce the last reported test accuracy
+    model, description = load_run(run)
+    assert description["model"] == "resnet8" and description["smoothing"]["procedure"] == procedure
+    from accelerate import Accelerator
+
+    data = load_data(limit_train=128, limit_test=64)
+    loader = torch.utils.data.DataLoader(Images(data.test, 32), batch_size=32)
+    assert evaluate(model, loader, Accelerator())["acc"] == pytest.approx(float(rows[-1]["test_acc"]), abs=1e-6)
+
+
+def test_cached_smoothing_equals_on_the_fly():
+    config = parse_args([*TINY, "--procedure", "fixed", "--sparsity", "0.5", "--cache-smoothed"])
+    data = load_data(limit_train=40, limit_test=8)
+    cached = Images(smooth_dataset(data.train, config, 32), 32).__getitems__(list(range(40)))
+    raw = Images(data.train, 32).__getitems__(list(range(40)))
+    x = torch.stack([image for _, image, _ in raw]).float() / 255
+    on_the_fly = Smoother(config, 40, 32)(x, 0.5)
+    stored = torch.stack([image for _, image, _ in cached]).float() / 255
+    assert (stored - on_the_fly).abs().max() <= 0.5 / 255 + 1e-6  # stored as uint8
+    assert (stored - x).abs().max() > 0.05, "the cached images are smoothed"
+
+
+def test_iterative_continued_path_equals_restarted_path():
+    x = crops(16, 12, seed=3)
+    index = torch.arange(12)
+    keep = Smoother(parse_args([*TINY, "--procedure", "iterative", "--path-state-budget", "1GiB"]), 12, 16)
+    recompute = Smoother(parse_args([*TINY, "--procedure", "iterative", "--path-state-budget", "0"]), 12, 16)
+    assert keep.cache is not None and recompute.cache is None
+    keep(x[6:], 0.2, index[6:])  # stage 1, in two batches of another composition than stage 2
+    keep(x[:6], 0.2, index[:6])
+    after_stage_1 = keep.cache.iterations.clone()
+    continued = keep(x, 0.5, index)
+    assert (keep.cache.iterations >= after_stage_1).all() and (keep.cache.iterations > after_stage_1).any()
+    assert (after_stage_1 > 0).all()
+    torch.testing.assert_close(continued, recompute(x, 0.5, index), rtol=0, atol=0)
+    torch.testing.assert_close(continued, isvs.sparsify(x, 0.5), rtol=0, atol=0)
+    again = keep.cache.iterations.clone()
+    torch.testing.assert_close(keep(x, 0.5, index), continued, rtol=0, atol=0)  # a revisit costs no iteration
+    assert torch.equal(keep.cache.iterations, again)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_mid_epoch_matches_uninterrupted_run(tmp_path):
+    flags = ["--procedure", "iterative", "--schedule", "0.2,0.5", "--epochs", "2", "--checkpoint-every", "3"]
+    whole = _train(tmp_path, *flags, name="whole")
+    # 4 steps per epoch; checkpoints after steps 3, 4, 6: killed after step 7, the run resumes mid-epoch 2 at step 6
+    killed = tmp_path / "killed"
+    env = {**os.environ, KILL_ENV: "7"}
+    result = subprocess.run(_command(*flags, "--output", str(killed)), env=env, capture_output=True, text=True)
+    assert result.returncode == -9, result.stderr[-2000:]
+    assert not (killed / "model.safetensors").exists()
+    assert [p.name for p in sorted((killed / "checkpoints").iterdir())] == ["step_000000004", "step_000000006"]
+    resumed = train(parse_args([*TINY, *flags, "--output", str(killed), "--resume"]))
+    final, expected = load_file(resumed / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert final.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(final[name], expected[name], rtol=0, atol=1e-6, msg=name)
+    assert [r["test_acc"] for r in _rows(resumed)] == [r["test_acc"] for r in _rows(whole)]
+    assert [r["train_loss"] for r in _rows(resumed)] == [r["train_loss"] for r in _rows(whole)]
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_match_one(tmp_path):
+    flags = ["--procedure", "fixed", "--epochs", "2", "--limit-train", "256"]
+    one = _train(tmp_path, *flags, name="one")
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "isvs_triton.train",
+        *TINY,
+        *flags,
+        "-b",
+        "16",
+        "--output",
+        str(tmp_path / "two"),
+    ]  # 2 x 16 = the same 32 images a step
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run folder:") == 1, "one process reports"
+    rows_one, rows_two = _rows(one), _rows(tmp_path / "two")
+    assert len(rows_two) == 2 and (tmp_path / "two" / "model.safetensors").exists()
+    for a, b in zip(rows_one, rows_two):  # same images per step; batch-norm statistics over 16 instead of 32
+        assert float(b["train_loss"]) == pytest.approx(float(a["train_loss"]), rel=0.15)
+        assert float(b["test_acc"]) == pytest.approx(float(a["test_acc"]), abs=0.15)
+
+
+@pytest.mark.slow
+def test_embedded_real_data_is_learned(tmp_path):
+    run = train(parse_args(["--model", "resnet8", "--epochs", "3", "-b", "64", "--lr", "0.05", "--no-progress",
+                            "--log-with", "none", "--output", str(tmp_path / "run")]))  # fmt: skip
+    rows = _rows(run)
+    assert float(rows[-1]["train_loss"]) < 0.7 * float(rows[0]["train_loss"])
+    assert float(rows[-1]["test_acc"]) > 0.4, "ten classes: chance is 0.1"
+
+
+def test_yaml_then_flags_override_recipe_defaults(tmp_path):
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("epochs: 7\nbatch-size: 16\nschedule: [0.1, 0.3]\n")
+    defaults = dict(epochs=3, batch_size=8, model="resnet8", lr=0.2)
+    config = parse_args(["-c", str(config_file), "--batch-size", "4"], defaults)
+    assert (config.epochs, config.batch_size, config.model, config.lr, config.schedule) == (
+        7,
+        4,
+        "resnet8",
+        0.2,
+        [0.1, 0.3],
+    )
+    assert parse_args(["--schedule", "0.3,0.6", "--procedure", "iterative"]).sparsity_at(9) == 0.6
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "resnet7"], "accepted: ['resnet18'"),
+        (["--procedure", "curriculum"], "accepted: ['standard', 'fixed', 'iterative', 'finetune']"),
+        (["--procedure", "iterative", "--schedule", "0.6,0.4"], "--schedule must rise"),
+        (["--procedure", "iterative", "--epochs", "2"], "at least the number of stages"),
+        (["--procedure", "iterative", "--backend", "reference"], "cannot continue a path"),
+        (["--procedure", "standard", "--cache-smoothed"], "--cache-smoothed applies to --procedure fixed only"),
+        (["--sparsity", "1.5"], "--sparsity must be in (0, 1]"),
+        (["--path-state-budget", "lots"], "a size like 512MiB"),
+        (["--image-column", "pixels"], "image column 'pixels' not in the dataset; its columns: ['image', 'label']"),
+        (["--test-split", "dev"], "split 'dev' not in the dataset; its splits: ['train', 'test']"),
+        (["--dataset", "uoft-cs/cifar10"], "--data-dir DIR"),
+        (["--data-dir", "/nonexistent/cifar"], "does not exist"),
+        (["--limit-train", "16"], "no full batch"),
+    ],
+)
+def test_bad_settings_end_with_one_clear_line(tmp_path, capsys, monkeypatch, argv, message):
+    import datasets
+    import huggingface_hub
+
+    # fail at once instead of retrying a Hub that cannot be reached (both libraries read the variable at import)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv=[*TINY, "--output", str(tmp_path / "run"), *argv])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and message in error and "Traceback" not in error
+
+
+def test_refuses_to_overwrite_a_run_and_rejects_unknown_yaml_keys(tmp_path, capsys):
+    _train(tmp_path, "--epochs", "1")
+    with pytest.raises(SystemExit):
+        main(argv=[*TINY, "--epochs", "1", "--output", str(tmp_path / "run")])
+    assert "pass --resume" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epoch: 3\n")
+    with pytest.raises(SystemExit):
+        main(argv=["-c", str(bad)])
+    assert "unknown settings ['epoch']" in capsys.readouterr().err
+
+
+def test_local_copies_load_like_the_original(tmp_path):
+    original = load_data(limit_train=30, limit_test=10)
+    from datasets import DatasetDict
+
+    splits = DatasetDict(train=original.train, test=original.test)
+    splits.save_to_disk(str(tmp_path / "disk"))
+    (tmp_path / "parquet").mkdir()
+    for name, split in splits.items():
+        split.to_parquet(str(tmp_path / "parquet" / f"{name}-00000.parquet"))
+    for name, split in splits.items():  # imagefolder: split / class / file
+        for i, row in enumerate(split):
+            folder = tmp_path / "folder" / name / split.features["label"].names[row["label"]]
+            folder.mkdir(parents=True, exist_ok=True)
+            row["image"].save(folder / f"{i}.png")
+    for kind in ("disk", "parquet", "folder"):
+        data = load_data("my-copy", data_dir=str(tmp_path / kind))
+        assert (len(data.train), len(data.test), data.image_size) == (30, 10, 32), kind
+        images = sorted(Images(data.train, 32)[i][1].sum().item() for i in range(30))
+        assert images == sorted(Images(original.train, 32)[i][1].sum().item() for i in range(30)), kind
+        assert data.num_classes == (10 if kind != "folder" else len({r for r in original.train["label"]})), kind
