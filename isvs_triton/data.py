@@ -26,6 +26,7 @@ _PHOTO_CLASSES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemis
 _IMAGE_COLUMNS = ("image", "img", "picture")
 _LABEL_COLUMNS = ("label", "labels", "fine_label", "class")
 _TEST_SPLITS = ("validation", "valid", "val", "test")
+SMALL_SIDE = 64  # images up to this side are CIFAR-like: crop augmentation, CIFAR model stems, CIFAR-C constants
 # image size of the known datasets (anything else: the size of its first training image)
 KNOWN_SIZES = {EMBEDDED: 32, "uoft-cs/cifar10": 32, "uoft-cs/cifar100": 32, "clane9/imagenet-100": 224}
 
@@ -264,7 +265,7 @@ def augment(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     (area 8-100 %, aspect 3/4-4/3, bilinear) + horizontal flip (ImageNet)."""
     b, _, h, w = x.shape
     flip = u[:, 0] < 0.5
-    if max(h, w) <= 64:
+    if max(h, w) <= SMALL_SIDE:
         pad = 4
         top, left = (u[:, 1] * (2 * pad + 1)).long(), (u[:, 2] * (2 * pad + 1)).long()
         rows = (top[:, None] + torch.arange(h)).to(x.device)  # (B, H)

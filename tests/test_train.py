@@ -13,6 +13,7 @@ import isvs_triton as isvs
 from isvs_triton.data import Images, load_data
 from isvs_triton.samples import crops
 from isvs_triton.train import evaluate, load_run, main, parse_args, train
+from isvs_triton.train.config import BASELINES
 from isvs_triton.train.loop import KILL_ENV
 from isvs_triton.train.procedures import Smoother, smooth_dataset
 
@@ -41,15 +42,16 @@ def _command(*flags):
         ("fixed", ["--epochs", "1", "--cache-smoothed"], [""]),  # smoothed before the loop
         ("iterative", ["--epochs", "3", "--schedule", "0.2,0.5"], ["0.2", "0.2", "0.5"]),
         ("finetune", ["--epochs", "1", "--finetune-epochs", "1", "--sparsity", "0.4"], ["", "0.4"]),
+        *[(baseline, ["--epochs", "1"], [""]) for baseline in BASELINES],
     ],
-    ids=["standard", "fixed", "fixed-cached", "iterative", "finetune"],
+    ids=["standard", "fixed", "fixed-cached", "iterative", "finetune", *BASELINES],
 )
 def test_procedure_end_to_end(tmp_path, procedure, flags, sparsities):
     run = _train(tmp_path, "--procedure", procedure, *flags)
     rows = _rows(run)
     assert [r["sparsity"] for r in rows] == sparsities
-    assert all(float(r["smoothing_seconds"]) > 0 for r, s in zip(rows, sparsities) if s)
-    assert all(float(r["smoothing_seconds"]) == 0 for r, s in zip(rows, sparsities) if not s)
+    transformed = [bool(s) or procedure in BASELINES for s in sparsities]
+    assert [float(r["smoothing_seconds"]) > 0 for r in rows] == transformed
     assert (run / "args.yaml").exists() and not list((run / "checkpoints").glob("incomplete*"))
     # the saved weights reproduce the last reported test accuracy
     model, description = load_run(run)
@@ -169,7 +171,7 @@ def test_yaml_then_flags_override_recipe_defaults(tmp_path):
     "argv, message",
     [
         (["--model", "resnet7"], "accepted: ['resnet18'"),
-        (["--procedure", "curriculum"], "accepted: ['standard', 'fixed', 'iterative', 'finetune']"),
+        (["--procedure", "curriculum"], "accepted: ['standard', 'fixed', 'iterative', 'finetune', 'blur'"),
         (["--procedure", "iterative", "--schedule", "0.6,0.4"], "--schedule must rise"),
         (["--procedure", "iterative", "--epochs", "2"], "at least the number of stages"),
         (["--procedure", "iterative", "--backend", "reference"], "cannot continue a path"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..data import SMALL_SIDE
 from . import Normalize, register_model
 
 
@@ -50,7 +51,7 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
 class ResNet(nn.Module):
     def __init__(self, block, depths, *, num_classes: int, image_size: int, base_width: int = 64):
         super().__init__()
-        small = image_size <= 64
+        small = image_size <= SMALL_SIDE
         stem = (
             [nn.Conv2d(3, base_width, 3, 1, 1, bias=False)]
             if small

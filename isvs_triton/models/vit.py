@@ -10,6 +10,7 @@ from einops import rearrange
 from einops.layers.torch import Rearrange
 from torch import nn
 
+from ..data import SMALL_SIDE
 from . import Normalize, register_model
 
 
@@ -42,7 +43,7 @@ class ViT(nn.Module):
         self, *, dim: int, depth: int, heads: int, num_classes: int, image_size: int, patch: int | None = None
     ):
         super().__init__()
-        patch = patch or (4 if image_size <= 64 else 16)
+        patch = patch or (4 if image_size <= SMALL_SIDE else 16)
         if image_size % patch:
             raise ValueError(f"image_size {image_size} is not a multiple of the patch size {patch}")
         tokens = (image_size // patch) ** 2

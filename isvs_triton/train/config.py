@@ -18,6 +18,7 @@ from ..data import EMBEDDED
 from ..models import list_models
 
 PROCEDURES = ("standard", "fixed", "iterative", "finetune")
+BASELINES = ("blur", "lowpass", "tv", "noise")  # the alternatives ISVS is compared with, applied like `fixed`
 PRESETS = ("default", "faithful")
 
 
@@ -46,7 +47,7 @@ class TrainConfig:
     grad_accum: int = 1
     amp_dtype: str | None = None  # no, fp16, bf16; None: as `accelerate launch` / `accelerate config` say, else no
     # smoothing
-    procedure: str = "standard"  # standard, fixed, iterative, finetune
+    procedure: str = "standard"  # standard, fixed, iterative, finetune; or a baseline: blur, lowpass, tv, noise
     sparsity: float = 0.6  # fixed / finetune / test-time smoothing
     schedule: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6])  # iterative: one stage per sparsity
     finetune_epochs: int = 0  # finetune: epochs on smoothed images after `epochs` of standard training
@@ -54,6 +55,11 @@ class TrainConfig:
     cache_smoothed: bool = False  # fixed: smooth the training set once through datasets.map
     path_state_budget: str = "4GiB"  # iterative: keep each image's (beta, z) between stages if it fits, per process
     test_smoothing: bool = False  # also smooth the test images (at the last training sparsity)
+    # baselines (--procedure blur / lowpass / tv / noise), applied to every training image like `fixed`
+    blur_sigma: float = 1.0  # blur: Gaussian blur, in pixels
+    lowpass_radius: float = 0.5  # lowpass: keep spatial frequencies up to this fraction of Nyquist (radial FFT mask)
+    tv_weight: float = 0.1  # tv: scikit-image denoise_tv_chambolle weight (100 iterations)
+    noise_sigma: float = 0.1  # noise: Gaussian-noise augmentation, sigma uniform in [0, noise_sigma] per image
     solver: str = "default"  # solver preset: default or faithful
     channels: str = "independent"
     backend: str = "auto"
@@ -76,7 +82,7 @@ class TrainConfig:
 
         choices = {
             "model": (self.model.replace("-", "_"), list_models()),
-            "procedure": (self.procedure, PROCEDURES),
+            "procedure": (self.procedure, PROCEDURES + BASELINES),
             "opt": (self.opt, ("sgd", "adamw")),
             "amp_dtype": (self.amp_dtype, (None, "no", "fp16", "bf16")),
             "solver": (self.solver, PRESETS),
@@ -90,7 +96,8 @@ class TrainConfig:
             check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         for name in ("finetune_epochs", "checkpoint_every", "workers", "warmup_epochs", "weight_decay"):
             check(getattr(self, name) >= 0, f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        for name in ("lr", "blur_sigma", "lowpass_radius", "tv_weight", "noise_sigma"):
+            check(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         check(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         check(0 < self.sparsity <= 1, f"--sparsity must be in (0, 1], got {self.sparsity}")
         check(

@@ -1,6 +1,7 @@
-"""The training loop: one Accelerate loop for every procedure (they only choose the sparsity of each epoch).
+"""The training loop: one Accelerate loop for every procedure (a procedure only decides what happens to each epoch's
+training images: smoothing at a sparsity, a baseline's filter or noise, or nothing).
 
-Per batch, on the device: uint8 -> float [0, 1] -> smoothing (when the epoch has a sparsity) -> augmentation -> step.
+Per batch, on the device: uint8 -> float [0, 1] -> ``Smoother.train_batch`` -> augmentation -> step.
 Runs as is under ``python``, ``accelerate launch`` (DDP on GPUs or nodes, several CPU processes), with mixed precision
 and gradient accumulation. A run folder holds ``args.yaml``, ``summary.csv``, TensorBoard logs, ``checkpoints/`` (one
 ``save_state`` per epoch and every ``--checkpoint-every`` steps, written to a temporary folder and renamed, so a run
@@ -201,7 +202,7 @@ def train(config: TrainConfig) -> Path:
     kill_after = int(os.environ.get(KILL_ENV, "0"))
     for epoch in range(progress.epoch, config.total_epochs):
         sampler.epoch = epoch
-        sparsity = None if config.cache_smoothed else config.sparsity_at(epoch)
+        sparsity = None if config.cache_smoothed else config.sparsity_at(epoch)  # for the summary
         loader = accelerator.skip_first_batches(train_loader, progress.step) if progress.step else train_loader
         smoothing_before, start, seen = smoother.seconds, _clock(accelerator), 0
         running = torch.tensor(progress.sums, dtype=torch.float64, device=accelerator.device)
@@ -219,9 +220,7 @@ def train(config: TrainConfig) -> Path:
             lr = learning_rate(config, epoch + progress.step / steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = images.float().div_(255)
-            if sparsity is not None:
-                x = smoother(x, sparsity, index)
+            x = smoother.train_batch(images.float().div_(255), epoch, index)
             x = augment(x, sample_uniform(index, epoch, config.seed, AUGMENT_DRAWS))
             with accelerator.accumulate(model):
                 logits = model(x)

@@ -1,5 +1,5 @@
 """What each procedure feeds the loop: which sparsity an epoch's images are smoothed at (``TrainConfig.sparsity_at``)
-and the smoothing itself, on the device, batch by batch.
+and the smoothing itself, on the device, batch by batch; or, for the baselines, their filter or noise.
 
 ``iterative`` advances each training image's path stage after stage. When every image's Split LBI state
 (beta, z, and the momentum's previous iterate) fits in ``--path-state-budget``, ``PathCache`` keeps it in host memory
@@ -17,7 +17,8 @@ from PIL import Image
 from .. import backends
 from ..api import sparsify
 from ..config import DEFAULT, FAITHFUL
-from ..data import to_tensor
+from ..data import sample_uniform, to_tensor
+from ..filters import gaussian_blur, gaussian_noise, lowpass, tv_chambolle
 from ..ops.lbi.torch_path import PathState
 from .config import TrainConfig, parse_bytes
 
@@ -62,6 +63,26 @@ class Smoother:
             if needed <= parse_bytes(config.path_state_budget):
                 self.cache = PathCache(train_size, (3, image_size, image_size), momentum)
         self.seconds = 0.0
+
+    def train_batch(self, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
+        """What the procedure does to the training batch x (B, 3, H, W) of ``epoch``; ``index`` its dataset rows."""
+        config, start = self.config, time.perf_counter()
+        sparsity = config.sparsity_at(epoch)
+        if sparsity is not None and not config.cache_smoothed:
+            return self(x, sparsity, index)
+        if config.procedure == "blur":
+            x = gaussian_blur(x, config.blur_sigma)
+        elif config.procedure == "lowpass":
+            x = lowpass(x, config.lowpass_radius)
+        elif config.procedure == "tv":
+            x = tv_chambolle(x, config.tv_weight)
+        elif config.procedure == "noise":
+            draws = sample_uniform(index, epoch, config.seed + 7919, 1 + 2 * x[0].numel())  # 7919: not the crop's draws
+            x = gaussian_noise(x, draws[:, 0].to(x) * config.noise_sigma, draws[:, 1:])
+        else:
+            return x
+        self.seconds += time.perf_counter() - start
+        return x
 
     def __call__(self, x: torch.Tensor, sparsity: float, index: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, 3, H, W) float in [0, 1]; ``index`` (B,) the images' positions in the training set (path cache)."""

@@ -1,0 +1,47 @@
+"""Classical image filters on float (B, C, H, W) batches in [0, 1]: the smoothing baselines ISVS is compared with
+(training on blurred, low-passed or TV-denoised images, or with Gaussian-noise augmentation), and the blur corruption.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian filter as scikit-image's ``gaussian``: nearest-edge padding, truncated at 4 sigma."""
+    radius = int(4.0 * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(x)
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def lowpass(x: torch.Tensor, radius: float) -> torch.Tensor:
+    """Keep the spatial frequencies within ``radius`` x Nyquist of zero (a radial mask on the 2-D FFT), clipped."""
+    h, w = x.shape[-2:]
+    fy = torch.fft.fftfreq(h, device=x.device)[:, None]
+    fx = torch.fft.rfftfreq(w, device=x.device)[None, :]
+    mask = (fy.square() + fx.square()).sqrt() <= radius * 0.5
+    return torch.fft.irfft2(torch.fft.rfft2(x.float()) * mask, s=(h, w)).to(x.dtype).clamp(0, 1)
+
+
+def tv_chambolle(x: torch.Tensor, weight: float, max_num_iter: int = 100) -> torch.Tensor:
+    """scikit-image's ``denoise_tv_chambolle`` per image (on the CPU, as the library runs it)."""
+    from skimage.restoration import denoise_tv_chambolle
+
+    images = x.detach().float().cpu().permute(0, 2, 3, 1).numpy()
+    out = [denoise_tv_chambolle(image, weight=weight, max_num_iter=max_num_iter, channel_axis=-1) for image in images]
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x)
+
+
+def gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """x + N(0, sigma) per image, clipped; the normals come by Box-Muller from ``uniform`` (B, 2 * C * H * W) in
+    [0, 1), so the caller decides where the randomness comes from."""
+    u1, u2 = uniform.view(x.shape[0], 2, -1).unbind(1)
+    normal = (-2 * torch.log1p(-u1)).sqrt() * torch.cos(2 * torch.pi * u2)  # log1p(-u): u < 1, so finite
+    return (x + sigma.view(-1, 1, 1, 1) * normal.view(x.shape).to(x)).clamp(0, 1)

@@ -1,0 +1,223 @@
+"""Corruptions against their definitions (and scikit-image where it has the same operation), low resolution, the
+attacks, and the evaluation of a briefly trained model: PGD falls with epsilon, and BPDA sees through the smoothing."""
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from isvs_triton.robustness import CONSTANTS, CORRUPTIONS, Pipeline, corrupt, evaluate_run, fgsm, low_resolution, pgd
+from isvs_triton.robustness.corruptions import constants_for
+from isvs_triton.samples import crops
+
+FLAT = torch.full((2, 3, 96, 96), 0.5)
+
+
+@pytest.mark.parametrize("severity", [1, 3, 5])
+def test_gaussian_noise_std_is_sigma(severity):
+    sigma = CONSTANTS["cifar"]["gaussian_noise"][severity - 1]
+    noise = corrupt(FLAT, "gaussian_noise", severity, constants="cifar") - 0.5
+    assert noise.std().item() == pytest.approx(sigma, rel=0.03) and abs(noise.mean().item()) < 0.01
+
+
+@pytest.mark.parametrize("severity", [1, 5])
+def test_impulse_noise_flips_p_of_the_values_to_0_or_1(severity):
+    p = CONSTANTS["imagenet"]["impulse_noise"][severity - 1]
+    out = corrupt(FLAT, "impulse_noise", severity, constants="imagenet")
+    changed = out != 0.5
+    assert changed.double().mean().item() == pytest.approx(p, rel=0.08)
+    assert set(out[changed].unique().tolist()) <= {0.0, 1.0}
+    assert (out[changed] == 1).double().mean().item() == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.parametrize("severity", [1, 5])
+def test_shot_noise_variance_is_x_over_lambda(severity):
+    lam = CONSTANTS["cifar"]["shot_noise"][severity - 1]
+    out = corrupt(FLAT, "shot_noise", severity, constants="cifar")
+    assert out.var().item() == pytest.approx(0.5 / lam, rel=0.05) and out.mean().item() == pytest.approx(0.5, abs=0.01)
+    assert torch.allclose(out * lam, (out * lam).round(), atol=1e-4), "Poisson counts / lambda"
+
+
+def test_speckle_contrast_and_brightness_definitions():
+    x = crops(32, 4, seed=1)
+    speckle = corrupt(FLAT, "speckle_noise", 2, constants="cifar") - 0.5
+    assert speckle.std().item() == pytest.approx(0.5 * CONSTANTS["cifar"]["speckle_noise"][1], rel=0.05)
+    contrast = corrupt(x, "contrast", 3)
+    mean = x.mean((2, 3), keepdim=True)
+    torch.testing.assert_close(contrast, ((x - mean) * 0.4 + mean).clamp(0, 1))
+    from skimage.color import hsv2rgb, rgb2hsv
+
+    hsv = rgb2hsv(x.permute(0, 2, 3, 1).double().numpy(), channel_axis=-1)
+    hsv[..., 2] = np.clip(hsv[..., 2] + 0.15, 0, 1)
+    expected = torch.from_numpy(hsv2rgb(hsv, channel_axis=-1)).permute(0, 3, 1, 2).float()
+    torch.testing.assert_close(corrupt(x, "brightness", 3), expected, atol=1e-5, rtol=0)
+
+
+def test_gaussian_blur_equals_scikit_image():
+    from skimage.filters import gaussian
+
+    x = crops(32, 2, seed=2)
+    for severity, constants in ((1, "cifar"), (5, "cifar"), (2, "imagenet")):
+        sigma = CONSTANTS[constants]["gaussian_blur"][severity - 1]
+        expected = gaussian(x.permute(0, 2, 3, 1).double().numpy(), sigma=(0, sigma, sigma, 0), mode="nearest")
+        out = corrupt(x, "gaussian_blur", severity, constants=constants)
+        torch.testing.assert_close(out, torch.from_numpy(expected).permute(0, 3, 1, 2).float(), atol=1e-5, rtol=0)
+
+
+def test_pixelate_and_jpeg_lose_detail_more_with_severity():
+    x = crops(32, 8, seed=4)
+    for name in ("pixelate", "jpeg_compression"):
+        errors = [(corrupt(x, name, s) - x).abs().mean().item() for s in (1, 5)]
+        assert 0 < errors[0] < errors[1], name
+
+
+def test_every_corruption_keeps_shape_range_dtype_and_device():
+    x = crops(32, 3, seed=5).double()
+    for name in CORRUPTIONS:
+        out = corrupt(x, name, 3)
+        assert out.shape == x.shape and out.dtype == x.dtype and 0 <= out.min() and out.max() <= 1, name
+        assert not torch.equal(out, x), name
+
+
+def test_constants_by_size_and_by_name():
+    assert constants_for(torch.zeros(1, 3, 32, 32)) == "cifar"
+    assert constants_for(torch.zeros(1, 3, 224, 224)) == "imagenet"
+    forced = corrupt(FLAT, "gaussian_noise", 1, constants="imagenet") - 0.5
+    assert forced.std().item() == pytest.approx(0.08, rel=0.03)
+
+
+def test_draws_depend_on_seed_index_and_severity_only():
+    x = crops(32, 4, seed=6)
+    a = corrupt(x, "gaussian_noise", 2, seed=1)
+    assert torch.equal(a, corrupt(x, "gaussian_noise", 2, seed=1))
+    assert not torch.equal(a, corrupt(x, "gaussian_noise", 2, seed=2))
+    assert torch.equal(corrupt(x[2:], "gaussian_noise", 2, seed=1, index=torch.tensor([2, 3])), a[2:])
+    noise_3 = corrupt(x, "gaussian_noise", 3, seed=1) - x
+    assert not torch.allclose(noise_3 / 0.08, (a - x) / 0.06, atol=1e-3), "severities draw afresh"
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: corrupt(FLAT, "fog", 1), "accepted: ['gaussian_noise'"),
+        (lambda: corrupt(FLAT, "gaussian_noise", 0), "severity must be an int in 1-5"),
+        (lambda: corrupt(FLAT, "gaussian_noise", 6), "severity must be an int in 1-5"),
+        (lambda: corrupt(FLAT, "gaussian_noise", True), "severity must be an int in 1-5"),
+        (lambda: corrupt(FLAT * 3, "gaussian_noise", 1), "in [0, 1]"),
+        (lambda: corrupt(FLAT[0], "gaussian_noise", 1), "(B, C, H, W)"),
+        (lambda: corrupt(FLAT, "gaussian_noise", 1, constants="tiny"), "accepted: ['auto', 'cifar', 'imagenet']"),
+        (lambda: low_resolution(FLAT, 0), "factor must be an int >= 1"),
+    ],
+)
+def test_bad_arguments(call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()
+
+
+def test_low_resolution_keeps_shape_and_removes_high_frequencies():
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2
+    x = torch.stack([checker.float()] * 3)[None]
+    ramp = torch.linspace(0, 1, 32)[None, None, None, :].expand(1, 3, 32, 32)
+    for factor in (2, 4):
+        out = low_resolution(x, factor)
+        assert out.shape == x.shape
+        assert (out - 0.5).abs().max() < 0.05, "the finest checkerboard averages out"
+        assert (low_resolution(ramp, factor) - ramp)[..., 4:-4].abs().max() < 0.02, "a smooth ramp survives"
+    assert torch.equal(low_resolution(x, 1), x)
+
+
+# --------------------------------------------------------------------------------------------------------- attacks
+class _Linear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 8 * 8, 2)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_attacks_stay_in_the_ball_and_raise_the_loss():
+    torch.manual_seed(0)
+    model, x, y = _Linear(), torch.rand(16, 3, 8, 8), torch.randint(0, 2, (16,))
+    loss = lambda z: torch.nn.functional.cross_entropy(model(z), y).item()  # noqa: E731
+    for attack in (lambda: fgsm(model, x, y, 4 / 255), lambda: pgd(model, x, y, 4 / 255, steps=5, seed=3)):
+        adversarial = attack()
+        assert (adversarial - x).abs().max() <= 4 / 255 + 1e-6 and adversarial.min() >= 0 and adversarial.max() <= 1
+        assert loss(adversarial) > loss(x)
+    assert torch.equal(pgd(model, x, y, 4 / 255, steps=2, seed=3), pgd(model, x, y, 4 / 255, steps=2, seed=3))
+
+
+def test_attacks_leave_every_module_in_its_mode():
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(3), _Linear()).eval()
+    pipeline = Pipeline(model)  # a new module: training=True, while the model inside is in eval mode
+    x, y = torch.rand(4, 3, 8, 8), torch.randint(0, 2, (4,))
+    fgsm(pipeline, x, y, 2 / 255)
+    pgd(pipeline, x, y, 2 / 255, steps=2)
+    assert pipeline.training and not any(m.training for m in model.modules())
+
+
+def test_bpda_passes_gradients_and_naive_does_not():
+    model, x, y = _Linear(), torch.rand(4, 3, 8, 8), torch.randint(0, 2, (4,))
+    smooth = lambda z: z.round()  # noqa: E731  any smoothing without a useful gradient
+    with pytest.raises(ValueError, match="accepted: \\['bpda', 'naive'\\]"):
+        Pipeline(model, smooth, "straight")
+    assert torch.equal(Pipeline(model, smooth)(x), model(x.round()))
+    naive = fgsm(Pipeline(model, smooth, "naive"), x, y, 8 / 255)
+    assert torch.equal(naive, x), "no gradient: FGSM does not move"
+    assert not torch.equal(fgsm(Pipeline(model, smooth, "bpda"), x, y, 8 / 255), x)
+
+
+# ------------------------------------------------------------------------------------------- a trained model, evaluated
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from isvs_triton.train import parse_args, train
+
+    folder = tmp_path_factory.mktemp("robust") / "run"
+    flags = ["--model", "resnet8", "--epochs", "3", "-b", "64", "--lr", "0.05", "--procedure", "standard",
+             "--no-progress", "--log-with", "none", "--output", str(folder)]  # fmt: skip
+    return train(parse_args(flags))
+
+
+@pytest.mark.slow
+def test_pgd_falls_with_epsilon_and_undercuts_fgsm(trained_run, tmp_path):
+    results = evaluate_run(trained_run, limit_test=128, corruptions=("gaussian_noise", "contrast"), severities=(1, 5),
+                           epsilons=[1 / 255, 4 / 255, 16 / 255], pgd_steps=10, pipelines=("plain",),
+                           output=tmp_path / "eval", progress=False)  # fmt: skip
+    plain = results["pipelines"]["plain"]
+    assert plain["clean"] > 0.4, "the briefly trained model learned something"
+    pgd_acc, fgsm_acc = list(plain["pgd"].values()), list(plain["fgsm"].values())
+    assert plain["clean"] > pgd_acc[0] >= pgd_acc[1] >= pgd_acc[2]
+    assert pgd_acc[-1] <= 0.05, "a large epsilon breaks an undefended model"
+    assert all(p <= f + 1 / 128 for p, f in zip(pgd_acc, fgsm_acc))
+    assert plain["corruptions"]["gaussian_noise"][4] < plain["corruptions"]["gaussian_noise"][0]
+    for name in ("results.json", "results.csv", "results.md", "corruptions.png", "adversarial.png"):
+        assert (tmp_path / "eval" / name).stat().st_size > 0, name
+    assert "| plain |" in (tmp_path / "eval" / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_bpda_attack_beats_naive_attack_through_smoothing(trained_run):
+    common = dict(limit_test=128, corruptions=(), resolutions=(), epsilons=[4 / 255], pgd_steps=10,
+                  pipelines=("smoothed",), progress=False)  # fmt: skip
+    bpda = evaluate_run(trained_run, attack_grad="bpda", **common)["pipelines"]["smoothed"]
+    naive = evaluate_run(trained_run, attack_grad="naive", **common)["pipelines"]["smoothed"]
+    assert bpda["clean"] == naive["clean"]
+    assert bpda["pgd"]["4/255"] < naive["pgd"]["4/255"] - 0.1, (bpda, naive)
+
+
+@pytest.mark.slow
+def test_evaluate_tool_writes_its_report(trained_run, tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import evaluate
+
+    evaluate.main([str(trained_run), "--limit-test", "32", "--corruptions", "shot_noise", "--severities", "3",
+                   "--epsilons", "2", "--pgd-steps", "2", "--resolutions", "2", "--output", str(tmp_path / "e"),
+                   "--no-progress"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "| smoothed |" in printed and "PGD-2 2/255" in printed and "shot_noise" in printed
+    with pytest.raises(SystemExit):
+        evaluate.main([str(tmp_path), "--no-progress"])
+    assert "holds no finished run" in capsys.readouterr().err
