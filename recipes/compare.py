@@ -43,7 +43,14 @@ CONFIGURATIONS = {
 SMOOTHED_AT_TEST = ("standard", "isvs fixed 0.4", "isvs fixed 0.6", "isvs fixed 0.8", "isvs iterative", "isvs finetune")
 SETTINGS = {
     "quick": {
-        "train": {"model": "resnet8", "epochs": 4, "batch_size": 64, "lr": 0.05, "limit_train": 1000, "limit_test": 200},
+        "train": {
+            "model": "resnet8",
+            "epochs": 4,
+            "batch_size": 64,
+            "lr": 0.05,
+            "limit_train": 1000,
+            "limit_test": 200,
+        },
         "eval": {"severities": (1, 3, 5), "epsilons": [2 / 255, 8 / 255], "pgd_steps": 10},
     },
     "medium": {
@@ -55,12 +62,18 @@ SETTINGS = {
         "eval": {},  # every corruption x severity, eps 1-8/255, PGD-20
     },
 }
+
+
+def _severity_mean(accuracies: list[float | None]) -> float:
+    return statistics.fmean(a for a in accuracies if a is not None)  # None: a severity not evaluated
+
+
 # the table: (column, how to read it from one pipeline's results)
 COLUMNS = [
     ("clean", lambda r: r["clean"]),
     ("mean corruption", lambda r: r["mean_corruption"]),
     ("noise mean", lambda r: r["mean_noise"]),
-    *[(name.replace("_noise", ""), lambda r, n=name: statistics.fmean(r["corruptions"][n])) for name in NOISES],
+    *[(name.replace("_noise", ""), lambda r, n=name: _severity_mean(r["corruptions"][n])) for name in NOISES],
     ("low-freq. mean", lambda r: r["mean_low_frequency"]),
     ("low-res x2", lambda r: r["low_resolution"]["x2"]),
     ("low-res x4", lambda r: r["low_resolution"]["x4"]),

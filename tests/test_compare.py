@@ -22,7 +22,9 @@ def test_quick_comparison(tmp_path):
         assert f"| {name} | smoothed (BPDA) |" in report
         assert all(r["attacks"]["gradient_through_smoothing"] == "bpda" for r in results[name])
     assert report.count("±") > 100
-    seeds = {json.loads((tmp_path / "runs" / f"standard-s{s}" / "run.json").read_text())["config"]["seed"] for s in (0, 1, 2)}
+    seeds = {
+        json.loads((tmp_path / "runs" / f"standard-s{s}" / "run.json").read_text())["config"]["seed"] for s in (0, 1, 2)
+    }
     assert seeds == {0, 1, 2}
     for png in ("comparison.png", "examples.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"

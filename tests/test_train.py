@@ -1,6 +1,7 @@
 """The training framework end to end on the embedded real data: procedures, resume after a kill, two processes."""
 
 import csv
+import math
 import os
 import subprocess
 import sys
@@ -61,6 +62,18 @@ def test_procedure_end_to_end(tmp_path, procedure, flags, sparsities):
     data = load_data(limit_train=128, limit_test=64)
     loader = torch.utils.data.DataLoader(Images(data.test, 32), batch_size=32)
     assert evaluate(model, loader, Accelerator())["acc"] == pytest.approx(float(rows[-1]["test_acc"]), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_mixed_precision_with_gradient_accumulation(tmp_path):
+    # its own process: Accelerate keeps one mixed-precision setting per process
+    run = tmp_path / "bf16"
+    flags = ["--procedure", "fixed", "--epochs", "2", "--amp-dtype", "bf16", "--grad-accum", "2", "--output", str(run)]
+    result = subprocess.run(_command(*flags), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = _rows(run)
+    assert len(rows) == 2 and all(math.isfinite(float(r["train_loss"])) for r in rows)
+    assert load_run(run)[1]["config"]["amp_dtype"] == "bf16"
 
 
 def test_cached_smoothing_equals_on_the_fly():
