@@ -81,7 +81,7 @@ class Smoother:
             x = gaussian_noise(x, draws[:, 0].to(x) * config.noise_sigma, draws[:, 1:])
         else:
             return x
-        self.seconds += time.perf_counter() - start
+        self._stop_clock(x, start)
         return x
 
     def __call__(self, x: torch.Tensor, sparsity: float, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -96,10 +96,13 @@ class Smoother:
             out = sparsify(
                 x, sparsity, channels=self.config.channels, backend=self.config.backend, **self.solver.kwargs()
             )
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)
-        self.seconds += time.perf_counter() - start
+        self._stop_clock(out, start)
         return out
+
+    def _stop_clock(self, result: torch.Tensor, start: float) -> None:
+        if result.device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
+            torch.cuda.synchronize(result.device)
+        self.seconds += time.perf_counter() - start
 
 
 def smooth_dataset(split, config: TrainConfig, image_size: int, batch_size: int = 256):
