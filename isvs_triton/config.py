@@ -48,6 +48,8 @@ REFERENCE = SolverConfig()
 DEFAULT = SolverConfig(kappa=10.0, nu=3.0, step=1.0, scale=400.0, momentum=0.9, max_iter=128)
 # Closer to the reference (relative error 0.30 instead of 0.82) at ~8x the iterations.
 FAITHFUL = SolverConfig(kappa=10.0, nu=1.0, step=1.0, scale=30.0, momentum=0.9, max_iter=2000)
+# the presets by name (training and evaluation settings name them)
+PRESETS = {"default": DEFAULT, "faithful": FAITHFUL}
 
 
 def required_active(target: float, edges: int) -> int:

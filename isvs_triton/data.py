@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 EMBEDDED = "photo-patches"
-# (skimage.data function, how to make it RGB): the colour photographs and three grey textures bundled in the wheel
+# skimage.data functions: the colour photographs and three grey textures bundled in its wheel, one class each
 _PHOTO_CLASSES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
                   "brick", "grass", "gravel")  # fmt: skip
 _IMAGE_COLUMNS = ("image", "img", "picture")

@@ -64,16 +64,12 @@ SETTINGS = {
 }
 
 
-def _severity_mean(accuracies: list[float | None]) -> float:
-    return statistics.fmean(a for a in accuracies if a is not None)  # None: a severity not evaluated
-
-
 # the table: (column, how to read it from one pipeline's results)
 COLUMNS = [
     ("clean", lambda r: r["clean"]),
     ("mean corruption", lambda r: r["mean_corruption"]),
     ("noise mean", lambda r: r["mean_noise"]),
-    *[(name.replace("_noise", ""), lambda r, n=name: _severity_mean(r["corruptions"][n])) for name in NOISES],
+    *[(name.replace("_noise", ""), lambda r, n=name: r["corruption_means"][n]) for name in NOISES],
     ("low-freq. mean", lambda r: r["mean_low_frequency"]),
     ("low-res x2", lambda r: r["low_resolution"]["x2"]),
     ("low-res x4", lambda r: r["low_resolution"]["x4"]),

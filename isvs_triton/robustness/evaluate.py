@@ -18,9 +18,9 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..api import sparsify
+from ..config import PRESETS
 from ..data import SMALL_SIDE, Images, load_data
 from ..train.loop import load_run
-from ..train.procedures import PRESETS
 from .attacks import ATTACK_GRADS, Pipeline, fgsm, pgd
 from .corruptions import CORRUPTIONS, LOW_FREQUENCY, NOISES, constants_for, corrupt, low_resolution
 
@@ -105,11 +105,10 @@ def evaluate_run(
         for name in pipelines:
             pipeline, hits = models[name], []
             for kind, what, level in conditions:
-                if kind in ("fgsm", "pgd"):
-                    attack = fgsm(pipeline, x, labels, level) if kind == "fgsm" else pgd(
-                        pipeline, x, labels, level, step=pgd_step, steps=pgd_steps, seed=seed, index=index
-                    )  # fmt: skip
-                    inputs = attack
+                if kind == "fgsm":
+                    inputs = fgsm(pipeline, x, labels, level)
+                elif kind == "pgd":
+                    inputs = pgd(pipeline, x, labels, level, step=pgd_step, steps=pgd_steps, seed=seed, index=index)
                 elif kind == "corruption":
                     inputs = corrupt(x, what, level, constants=constants, seed=seed, index=index)
                 elif kind == "low_resolution":
@@ -130,15 +129,15 @@ def evaluate_run(
         "seconds": seconds, "pipelines": {},
     }  # fmt: skip
     for name in pipelines:
-        accuracy = torch.cat(correct[name]).double().mean(0).tolist()
-        results["test_images"] = int(torch.cat(correct[name]).shape[0])
-        results["pipelines"][name] = _summarise(conditions, accuracy, severities)
+        hits = torch.cat(correct[name])  # (test images, conditions)
+        results["test_images"] = hits.shape[0]
+        results["pipelines"][name] = _summarise(conditions, hits.double().mean(0).tolist())
     if output is not None and accelerator.is_main_process:
         write_report(results, Path(output))
     return results
 
 
-def _summarise(conditions, accuracy, severities) -> dict:
+def _summarise(conditions, accuracy) -> dict:
     out = {"clean": None, "corruptions": {}, "low_resolution": {}, "fgsm": {}, "pgd": {}}
     for (kind, what, level), acc in zip(conditions, accuracy):
         if kind == "clean":
@@ -154,6 +153,7 @@ def _summarise(conditions, accuracy, severities) -> dict:
         values = [a for n in names if n in out["corruptions"] for a in out["corruptions"][n] if a is not None]
         return sum(values) / len(values) if values else None
 
+    out["corruption_means"] = {name: mean([name]) for name in out["corruptions"]}  # over the severities evaluated
     out["mean_corruption"] = mean(CORRUPTIONS)
     out["mean_noise"], out["mean_low_frequency"] = mean(NOISES), mean(LOW_FREQUENCY)
     return out
@@ -198,13 +198,8 @@ def markdown(results: dict) -> str:
     lines += ["", "| corruption | pipeline | s1 | s2 | s3 | s4 | s5 | mean |", "|---|---|---|---|---|---|---|---|"]
     for corruption in first["corruptions"]:
         for name, r in pipelines.items():
-            values = r["corruptions"][corruption]
-            known = [v for v in values if v is not None]
-            lines.append(
-                f"| {corruption} | {name} | "
-                + " | ".join(_pct(v) for v in values)
-                + f" | {_pct(sum(known) / len(known))} |"
-            )
+            values = " | ".join(_pct(v) for v in r["corruptions"][corruption])
+            lines.append(f"| {corruption} | {name} | {values} | {_pct(r['corruption_means'][corruption])} |")
     return "\n".join(lines) + "\n"
 
 

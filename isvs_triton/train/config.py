@@ -14,12 +14,12 @@ from pathlib import Path
 
 import yaml
 
+from ..config import PRESETS
 from ..data import EMBEDDED
 from ..models import list_models
 
 PROCEDURES = ("standard", "fixed", "iterative", "finetune")
 BASELINES = ("blur", "lowpass", "tv", "noise")  # the alternatives ISVS is compared with, applied like `fixed`
-PRESETS = ("default", "faithful")
 
 
 @dataclass

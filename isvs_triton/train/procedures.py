@@ -16,13 +16,11 @@ from PIL import Image
 
 from .. import backends
 from ..api import sparsify
-from ..config import DEFAULT, FAITHFUL
+from ..config import PRESETS
 from ..data import sample_uniform, to_tensor
 from ..filters import gaussian_blur, gaussian_noise, lowpass, tv_chambolle
 from ..ops.lbi.torch_path import PathState
 from .config import TrainConfig, parse_bytes
-
-PRESETS = {"default": DEFAULT, "faithful": FAITHFUL}
 
 
 def path_state_bytes(channels: int, height: int, width: int, momentum: bool) -> int:
