@@ -74,6 +74,6 @@ def test_triton_backend_refuses_what_it_cannot_run(monkeypatch):
         isvs.sparsify(torch.rand(1, 3, 4, 4, dtype=torch.float64), backend="triton")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="CUDA tensors"):
-        isvs.sparsify(torch.rand(1, 3, 4, 4), backend="triton")
+        isvs.sparsify(torch.rand(1, 3, 4, 4, device="cpu"), backend="triton")
     # "auto" on the CPU never picks the kernels
     assert backends.resolve("auto", torch.device("cpu"), torch.float32) is backends.BACKENDS["torch"]

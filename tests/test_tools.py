@@ -41,6 +41,30 @@ def test_bench_prints_every_provider(tmp_path, capsys):
     csv_path = tmp_path / "bench.csv"
     rows = bench.main(["--sizes", "32", "--batch", "4", "--repeat", "1", "--csv", str(csv_path)])
     providers = {r["provider"] for r in rows}
-    assert {"skimage denoise_tv_chambolle (100 it)", "isvs torch backend (defaults)", "of which projection"} <= providers
+    assert {
+        "skimage denoise_tv_chambolle (100 it)",
+        "isvs torch backend (defaults)",
+        "of which projection",
+    } <= providers
     assert all(r["images_per_s"] > 0 for r in rows)
     assert csv_path.read_text().count("\n") == len(rows) + 1
+
+
+def test_bench_on_cuda_needs_a_gpu(capsys):
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the message of one without is not reachable")
+    with pytest.raises(SystemExit) as error:
+        bench.main(["--device", "cuda", "--csv", ""])
+    assert error.value.code == 2 and "needs a CUDA GPU" in capsys.readouterr().err
+
+
+import profile_sparsify  # noqa: E402
+
+
+def test_profile_sparsify_prints_wall_time_and_operations(capsys):
+    profile_sparsify.main(["--device", "cpu", "--settings", "16:4", "--rows", "3"])
+    out = capsys.readouterr().out
+    assert "16x16x3 B=4, sparsity 0.6: wall" in out and "ms per call" in out and "aten::" in out

@@ -12,6 +12,7 @@ to each anchor, and a Markdown table; appends a CSV row per provider to --csv wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import platform
 import sys
@@ -26,46 +27,90 @@ import isvs_triton as isvs
 from isvs_triton.config import DEFAULT
 from isvs_triton.ops.lbi import torch_path
 from isvs_triton.ops.projection import torch_path as projection_torch
+
+try:  # the GPU providers need triton; a CPU run does not
+    from isvs_triton.ops.lbi import triton_fused
+    from isvs_triton.ops.projection import triton_block
+except ImportError:  # pragma: no cover - depends on the platform
+    triton_fused = triton_block = None
 from isvs_triton.samples import crops
 
 SETTINGS = {32: (256, 0.6), 224: (16, 0.3)}  # size -> (batch, sparsity)
 
 
-def best_of(fn, repeat: int) -> float:
-    """Best wall time of ``repeat`` calls (after one warm-up): the least disturbed measurement."""
+def best_of(fn, repeat: int, sync=lambda: None) -> float:
+    """Best wall time of ``repeat`` calls (after one warm-up): the least disturbed measurement. ``sync`` waits for
+    queued device work, so that a GPU call is timed to its end."""
     fn()
+    sync()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return min(times)
 
 
-def providers(x: torch.Tensor, sparsity: float):
+@contextlib.contextmanager
+def one_launch_per_iteration():
+    """Make the Triton backend drive its fused kernel from the host every iteration instead of the persistent one."""
+    saved, triton_fused.PERSISTENT_MAX_SIDE = triton_fused.PERSISTENT_MAX_SIDE, 0
+    try:
+        yield
+    finally:
+        triton_fused.PERSISTENT_MAX_SIDE = saved
+
+
+def main_backend(device: torch.device) -> str:
+    return "triton" if device.type == "cuda" else "torch"
+
+
+def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[str, tuple]:
+    """name -> (callable, images it smooths). The anchors run per image on the CPU, so with ``--batch`` above the
+    setting's they are timed on the setting's number of images only (their images/s does not depend on the batch)."""
     from skimage.restoration import denoise_tv_bregman, denoise_tv_chambolle
 
-    images = [img.permute(1, 2, 0).numpy().astype(np.float64) for img in x]
-    joint = False
-    state = {}
+    images = [img.permute(1, 2, 0).numpy().astype(np.float64) for img in x[: SETTINGS[x.shape[-1]][0]]]
+    backend = main_backend(device)
+    xd, joint, state = x.to(device), False, {}
+    advance_fn = triton_fused.advance if backend == "triton" else torch_path.advance
+    project_fn = triton_block.project if backend == "triton" else projection_torch.project
 
     def lbi_only():
-        state["stop"] = list(torch_path.stops(x, [sparsity], DEFAULT, joint))[0]
+        state["stop"] = list(torch_path.stops(xd, [sparsity], DEFAULT, joint, advance_fn))[0]
 
     def projection_only():
+        if "stop" not in state:
+            lbi_only()
         _, active_h, active_v, _ = state["stop"]
-        projection_torch.project(x, active_h, active_v)
+        project_fn(xd, active_h, active_v)
 
-    return {
-        "skimage denoise_tv_chambolle (100 it)": lambda: [
-            denoise_tv_chambolle(i, weight=0.1, max_num_iter=100, channel_axis=-1) for i in images
-        ],
-        "skimage denoise_tv_bregman": lambda: [denoise_tv_bregman(i, weight=5.0, channel_axis=-1) for i in images],
-        "isvs reference backend (defaults)": lambda: isvs.sparsify(x, sparsity, backend="reference"),
-        "isvs torch backend (defaults)": lambda: isvs.sparsify(x, sparsity, backend="torch"),
-        "  of which Split LBI": lbi_only,
-        "  of which projection": projection_only,
+    def per_iteration():
+        with one_launch_per_iteration():
+            isvs.sparsify(xd, sparsity, backend="triton")
+
+    table = {
+        "skimage denoise_tv_chambolle (100 it)": (
+            lambda: [denoise_tv_chambolle(i, weight=0.1, max_num_iter=100, channel_axis=-1) for i in images],
+            len(images),
+        ),
+        "skimage denoise_tv_bregman": (
+            lambda: [denoise_tv_bregman(i, weight=5.0, channel_axis=-1) for i in images],
+            len(images),
+        ),
     }
+    if device.type == "cpu":
+        table["isvs reference backend (defaults)"] = (lambda: isvs.sparsify(x, sparsity, backend="reference"), len(x))
+    else:
+        table["isvs torch backend on the GPU (defaults)"] = (lambda: isvs.sparsify(xd, sparsity, backend="torch"),
+                                                             len(x))  # fmt: skip
+        if max(x.shape[-2:]) <= triton_fused.PERSISTENT_MAX_SIDE:
+            table["isvs triton, one launch per iteration"] = (per_iteration, len(x))
+    table[f"isvs {backend} backend (defaults)"] = (lambda: isvs.sparsify(xd, sparsity, backend=backend), len(x))
+    table["  of which Split LBI"] = (lbi_only, len(x))
+    table["  of which projection"] = (projection_only, len(x))
+    return table
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -75,30 +120,43 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--batch", type=int, default=None, help="override the batch size of every setting")
     parser.add_argument("--csv", default="docs/benchmarks.csv", help="append the rows here ('' for none)")
+    parser.add_argument("--device", default="cpu", help="where isvs runs: cpu (torch backend) or cuda (triton)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and (not torch.cuda.is_available() or triton_fused is None):
+        parser.error("--device cuda needs a CUDA GPU and the triton package")
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
 
-    device = f"{platform.machine()} CPU, {args.threads} threads"
+    where = f"{platform.machine()} CPU, {args.threads} threads"
+    if device.type == "cuda":
+        where = f"{torch.cuda.get_device_name(device)} (anchors: {where})"
     versions = f"torch {torch.__version__}, isvs_triton {isvs.__version__}, python {platform.python_version()}"
-    print(f"{device}; {versions}; defaults {DEFAULT}")
+    if triton_fused is not None:
+        import triton
+
+        versions += f", triton {triton.__version__}"
+    print(f"{where}; {versions}; defaults {DEFAULT}")
+    ours = f"isvs {main_backend(device)} backend (defaults)"
     rows = []
     for size in map(int, args.sizes.split(",")):
         batch, sparsity = SETTINGS[size]
         batch = args.batch or batch
         x = crops(size, batch, seed=0)
-        _, info = isvs.sparsify(x, sparsity, return_info=True)
-        it = info.iterations.double()
+        _, info = isvs.sparsify(x.to(device), sparsity, return_info=True)
+        it = info.iterations.double().cpu()
         print(f"\n{size}x{size}x3, B={batch}, sparsity {sparsity}: defaults take median {float(it.median()):.0f} "
               f"(max {int(it.max())}) iterations, {int(info.reached.sum())}/{batch} reach the target")  # fmt: skip
-        timings = {name: best_of(fn, args.repeat) for name, fn in providers(x, sparsity).items()}
-        ours = timings["isvs torch backend (defaults)"]
+        rates = {
+            name: count / best_of(fn, args.repeat, sync) for name, (fn, count) in providers(x, sparsity, device).items()
+        }
         print("| provider | images/s | defaults are x faster |\n|---|---|---|")
-        for name, seconds in timings.items():
-            ratio = "" if name.startswith("  ") else f"{seconds / ours:.1f}"
-            print(f"| {name} | {batch / seconds:.1f} | {ratio} |")
+        for name, rate in rates.items():
+            ratio = "" if name.startswith("  ") else f"{rates[ours] / rate:.1f}"
+            print(f"| {name} | {rate:.1f} | {ratio} |")
             rows.append(dict(time=datetime.now(timezone.utc).isoformat(timespec="seconds"), size=size, batch=batch,
-                             sparsity=sparsity, provider=name.strip(), images_per_s=round(batch / seconds, 2),
-                             device=device, versions=versions, command=" ".join(["python", *sys.argv])))  # fmt: skip
+                             sparsity=sparsity, provider=name.strip(), images_per_s=round(rate, 2),
+                             device=where, versions=versions, command=" ".join(["python", *sys.argv])))  # fmt: skip
     if args.csv:
         path = Path(args.csv)
         new = not path.exists()

@@ -8,7 +8,8 @@
    carry different roots hooks the larger root under the smaller (``atomic_min``), then every pixel jumps to its
    label's label. Labels only decrease and stay inside their component, so the loop ends with every pixel labelled
    by the smallest index of its region; tile-local labelling leaves few rounds.
-3. ``_region_sum_kernel``: atomic sums and counts per (region, channel); ``_region_mean_kernel``: the gather.
+3. ``_region_sum_kernel``: sums and counts per (region, channel), one atomic per run of equal regions in a block
+   (a segmented scan adds up the run first); ``_region_mean_kernel``: the gather.
 
 Bytes per pixel: the supports (2 B), labels (8 B read, 8 B written per round), values and output (8 B), the sums.
 """
@@ -103,19 +104,44 @@ def _jump_kernel(p_label, p_changed, n, BLOCK: tl.constexpr, JUMPS: tl.constexpr
 
 
 @triton.jit
-def _region_sum_kernel(p_values, p_label, p_sums, p_counts, p_regions, C, G, HW, n, BLOCK: tl.constexpr):
-    """Per pixel value (B, C, H, W): add it to its (region, channel) sum; count regions at their root pixels."""
-    o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # over B * C * H * W
-    m = o < n
+def _segmented_add(run1, total1, count1, run2, total2, count2):
+    # (run start flag, sum, count) pairs: a start on the right discards what came before it (associative)
+    return run1 | run2, tl.where(run2 != 0, total2, total1 + total2), tl.where(run2 != 0, count2, count1 + count2)
+
+
+@triton.jit
+def _region_key(p_label, o, m, C, G, HW):
+    """The (region, channel) sum slot of flat pixel ``o`` of (B, C, H, W), -1 where ``m`` is off; and whether ``o``
+    is the root pixel of its region (counted once per region: at channel 0 when the channels share a segmentation)."""
     b, c, p = o // (C * HW), (o // HW) % C, o % HW
-    shared = G != C  # one segmentation for all channels: (region, channel) keys
-    g = tl.where(shared, 0, c)
-    label = tl.load(p_label + (b * G + g) * HW + p, mask=m, other=0)
-    key = tl.where(shared, label * C + c, label)
-    tl.atomic_add(p_sums + key, tl.load(p_values + o, mask=m, other=0.0), mask=m)
-    tl.atomic_add(p_counts + key, tl.full([BLOCK], 1, tl.int32), mask=m)
-    is_root = m & (label == (b * G + g) * HW + p) & (tl.where(shared, c, 0) == 0)  # count shared regions once
-    tl.atomic_add(p_regions + b, tl.full([BLOCK], 1, tl.int32), mask=is_root)
+    shared = G != C
+    plane = b * G + tl.where(shared, 0, c)
+    label = tl.load(p_label + plane * HW + p, mask=m, other=-1)
+    key = tl.where(m, tl.where(shared, label * C + c, label), -1)
+    return key, m & (label == plane * HW + p) & (tl.where(shared, c, 0) == 0)
+
+
+@triton.jit
+def _region_sum_kernel(p_values, p_label, p_sums, p_counts, p_regions, C, G, HW, n, BLOCK: tl.constexpr):
+    """Per pixel value (B, C, H, W): add it to its (region, channel) sum; count regions at their root pixels.
+
+    Neighbouring pixels of a row mostly share a region: a segmented scan first adds up each run of equal keys inside
+    the block, so that one atomic per run (not per pixel) reaches the sums. Per pixel, the atomics of one large
+    region all queue on one address (measured on an H100: a quarter of the GPU time of a 224 px batch)."""
+    start = tl.program_id(0) * BLOCK
+    o = start + tl.arange(0, BLOCK)  # over B * C * H * W
+    m = o < n
+    key, is_root = _region_key(p_label, o, m, C, G, HW)
+    before, _ = _region_key(p_label, o - 1, m & (o > start), C, G, HW)  # -1 at the block's first pixel
+    after, _ = _region_key(p_label, o + 1, (o + 1 < n) & (o + 1 < start + BLOCK), C, G, HW)
+    run_start = (key != before).to(tl.int32)
+    _, total, count = tl.associative_scan(
+        (run_start, tl.load(p_values + o, mask=m, other=0.0), m.to(tl.int32)), 0, _segmented_add
+    )
+    run_end = m & (key != after)
+    tl.atomic_add(p_sums + key, total, mask=run_end)
+    tl.atomic_add(p_counts + key, count, mask=run_end)
+    tl.atomic_add(p_regions + o // (C * HW), tl.full([BLOCK], 1, tl.int32), mask=is_root)
 
 
 @triton.jit
@@ -167,6 +193,8 @@ def project(values: torch.Tensor, active_h: torch.Tensor, active_v: torch.Tensor
     groups = active_h.shape[1]
     label = segment(active_h, active_v)
     n = values.numel()
+    if n >= 2**31:
+        raise ValueError(f"the Triton projection indexes values in int32: {n} values is too many for one call")
     keys = label.numel() * (channels // groups)
     sums = torch.zeros(keys, dtype=torch.float32, device=values.device)
     counts = torch.zeros(keys, dtype=torch.int32, device=values.device)
