@@ -5,7 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
-import path_figure
+import bench  # noqa: E402
+import calibrate  # noqa: E402
+import path_figure  # noqa: E402
+import profile_sparsify  # noqa: E402
 
 
 def test_path_figure_writes_png(tmp_path, capsys):
@@ -14,10 +17,6 @@ def test_path_figure_writes_png(tmp_path, capsys):
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "| independent | 0.5 |" in printed and "| joint | 0.2 |" in printed
-
-
-import bench
-import calibrate
 
 
 def test_calibrate_writes_table_with_baselines(tmp_path, capsys):
@@ -59,9 +58,6 @@ def test_bench_on_cuda_needs_a_gpu(capsys):
     with pytest.raises(SystemExit) as error:
         bench.main(["--device", "cuda", "--csv", ""])
     assert error.value.code == 2 and "needs a CUDA GPU" in capsys.readouterr().err
-
-
-import profile_sparsify  # noqa: E402
 
 
 def test_profile_sparsify_prints_wall_time_and_operations(capsys):
