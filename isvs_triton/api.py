@@ -196,8 +196,9 @@ def sparsify(
         channels: "independent" (a segmentation per channel) or "joint" (one shared by all channels).
         max_iter: iteration budget per image; an image that has not reached ``sparsity`` by then stops there.
             None: DEFAULT.max_iter with the default constants, SolverConfig.max_iter (200,000) with any other.
-        backend: "auto", "reference", "torch" or "triton"; "auto" honours the ISVS_BACKEND environment variable,
-            then takes "triton" for float32 math on CUDA and "torch" otherwise.
+        backend: "auto", "reference", "torch", "numba" or "triton"; "auto" honours the ISVS_BACKEND environment
+            variable, then takes "triton" for float32 math on CUDA, "numba" for float32 math on the CPU, and "torch"
+            otherwise (float64, other devices, or where numba / triton cannot be imported).
         value_range: (lo, hi) of the input values when they are not [0, 1] (float) or [0, 255] (uint8).
         return_info: also return a ``SparsifyInfo`` (iterations, sparsity, regions, reached per image).
 

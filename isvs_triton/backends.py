@@ -3,6 +3,9 @@
 Every backend has the signature ``solve(x, targets, config, channels, projection) -> [(out, SparsifyInfo)]`` with
 x (B, C, H, W) float in [0, 1], ``targets`` ascending, one result per target.
 
+"numba" (the CPU default for float32) runs each image's iterations in compiled loops while its state stays in cache,
+images over threads (``ops/lbi/numba_cpu.py``), with a union-find projection (``ops/projection/numba_cpu.py``).
+
 "triton" runs the Split LBI kernels of ``ops/lbi/triton_fused.py`` (float32 math) on CUDA tensors, and on CPU tensors
 under TRITON_INTERPRET=1 (how the kernel tests run), with the block projection of ``ops/projection/triton_block.py``.
 """
@@ -23,6 +26,15 @@ BACKENDS: dict[str, Callable] = {
     "reference": reference.solve,  # plain and float64-capable: the oracle, slow
     "torch": torch_path.solve,  # batched, in place: any device
 }
+try:  # numba can fail to import (e.g. a numpy newer than it supports): the CPU then falls back to "torch"
+    from .ops.lbi import numba_cpu
+    from .ops.projection import numba_cpu as projection_numba
+
+    BACKENDS["numba"] = functools.partial(
+        torch_path.solve, advance_fn=numba_cpu.advance, project_fn=projection_numba.project
+    )
+except ImportError:  # pragma: no cover - depends on the environment
+    pass
 try:  # triton has no wheels for some platforms (macOS, Windows); the other backends do not need it
     from .ops.lbi import triton_fused
     from .ops.projection import triton_block
@@ -43,8 +55,8 @@ def names() -> list[str]:
 
 
 def check_name(name: object, where: str) -> str:
-    if name == "triton" and "triton" not in BACKENDS:
-        raise ValueError(f"backend 'triton' ({where}) needs the triton package, which is not installed here")
+    if name in ("triton", "numba") and name not in BACKENDS:
+        raise ValueError(f"backend {name!r} ({where}) needs the {name} package, which cannot be imported here")
     if name not in names():
         raise ValueError(f"unknown backend {name!r} ({where}); accepted: {names()}")
     return name  # type: ignore[return-value]
@@ -55,8 +67,17 @@ def resolve(name: str, device: torch.device, dtype: torch.dtype) -> Callable:
     if name == "auto":
         name = check_name(os.environ.get(ENV_VAR, "auto"), f"environment variable {ENV_VAR}")
     if name == "auto":
-        fits_triton = device.type == "cuda" and dtype == torch.float32 and "triton" in BACKENDS
-        name = "triton" if fits_triton else "torch"
+        if dtype == torch.float32 and device.type == "cuda" and "triton" in BACKENDS:
+            name = "triton"
+        elif dtype == torch.float32 and device.type == "cpu" and "numba" in BACKENDS:
+            name = "numba"
+        else:
+            name = "torch"
+    if name == "numba" and (device.type != "cpu" or dtype != torch.float32):
+        raise ValueError(
+            f"backend 'numba' computes in float32 on CPU tensors (got {dtype} math on {device.type}): "
+            "use backend 'torch' (any device and dtype) or 'triton' (CUDA)"
+        )
     if name == "triton":
         if device.type != "cuda" and not _interpreting():
             raise ValueError(

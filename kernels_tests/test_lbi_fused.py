@@ -76,4 +76,4 @@ def test_triton_backend_refuses_what_it_cannot_run(monkeypatch):
     with pytest.raises(ValueError, match="CUDA tensors"):
         isvs.sparsify(torch.rand(1, 3, 4, 4, device="cpu"), backend="triton")
     # "auto" on the CPU never picks the kernels
-    assert backends.resolve("auto", torch.device("cpu"), torch.float32) is backends.BACKENDS["torch"]
+    assert backends.resolve("auto", torch.device("cpu"), torch.float32) is not backends.BACKENDS["triton"]

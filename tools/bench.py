@@ -4,9 +4,10 @@
     python tools/bench.py --sizes 32 --repeat 5
 
 Providers: scikit-image's denoise_tv_chambolle (100 iterations, per image, channel_axis) and denoise_tv_bregman
-(per image), the plain ``reference`` backend at the default constants and stop, and the ``torch`` backend at the
-defaults (what CPU users get; its projection share is reported apart). Prints images/s, the ratio of the defaults
-to each anchor, and a Markdown table; appends a CSV row per provider to --csv with the device and versions.
+(per image), the plain ``reference`` backend at the default constants and stop, the ``torch`` backend, and what
+``backend="auto"`` runs at the defaults (``numba`` on the CPU, ``triton`` with ``--device cuda``; its Split LBI and
+projection are also timed apart). Prints images/s, the ratio of the defaults to each anchor, and a Markdown table;
+appends a CSV row per provider to --csv with the device and versions.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from isvs_triton.config import DEFAULT
 from isvs_triton.ops.lbi import torch_path
 from isvs_triton.ops.projection import torch_path as projection_torch
 
+from isvs_triton import backends
+
+if "numba" in backends.BACKENDS:
+    from isvs_triton.ops.lbi import numba_cpu
+    from isvs_triton.ops.projection import numba_cpu as projection_numba
 try:  # the GPU providers need triton; a CPU run does not
     from isvs_triton.ops.lbi import triton_fused
     from isvs_triton.ops.projection import triton_block
@@ -63,7 +69,10 @@ def one_launch_per_iteration():
 
 
 def main_backend(device: torch.device) -> str:
-    return "triton" if device.type == "cuda" else "torch"
+    """What ``backend="auto"`` runs for float32 on this device."""
+    if device.type == "cuda":
+        return "triton"
+    return "numba" if "numba" in backends.BACKENDS else "torch"
 
 
 def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[str, tuple]:
@@ -74,8 +83,11 @@ def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[st
     images = [img.permute(1, 2, 0).numpy().astype(np.float64) for img in x[: SETTINGS[x.shape[-1]][0]]]
     backend = main_backend(device)
     xd, joint, state = x.to(device), False, {}
-    advance_fn = triton_fused.advance if backend == "triton" else torch_path.advance
-    project_fn = triton_block.project if backend == "triton" else projection_torch.project
+    advance_fn, project_fn = {
+        "triton": (getattr(triton_fused, "advance", None), getattr(triton_block, "project", None)),
+        "numba": (numba_cpu.advance, projection_numba.project),
+        "torch": (torch_path.advance, projection_torch.project),
+    }[backend]
 
     def lbi_only():
         state["stop"] = list(torch_path.stops(xd, [sparsity], DEFAULT, joint, advance_fn))[0]
@@ -102,6 +114,8 @@ def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[st
     }
     if device.type == "cpu":
         table["isvs reference backend (defaults)"] = (lambda: isvs.sparsify(x, sparsity, backend="reference"), len(x))
+        if backend != "torch":
+            table["isvs torch backend (defaults)"] = (lambda: isvs.sparsify(x, sparsity, backend="torch"), len(x))
     else:
         table["isvs torch backend on the GPU (defaults)"] = (lambda: isvs.sparsify(xd, sparsity, backend="torch"),
                                                              len(x))  # fmt: skip

@@ -1,0 +1,132 @@
+"""The numba CPU backend (compiled per-image loops, union-find projection) against the torch backend: the same stops,
+support and regions, outputs within float32 rounding, over shapes that cut rows and columns in every way."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import isvs_triton as isvs
+from isvs_triton import backends
+from isvs_triton.config import DEFAULT, SolverConfig
+from isvs_triton.ops.lbi import torch_path
+from isvs_triton.ops.lbi.torch_path import PathState
+from isvs_triton.ops.projection import numba_cpu as projection_numba
+from isvs_triton.ops.projection import torch_path as projection_torch
+from isvs_triton.samples import crops
+from isvs_triton.testing import FAST_MOMENTUM, assert_close
+
+CONFIGS = {"default": DEFAULT, "plain": SolverConfig(scale=1000.0, max_iter=300), "momentum": FAST_MOMENTUM}
+SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (16, 32), (33, 17)]
+
+
+def compare(x, sparsity, **options):
+    ref, ref_info = isvs.sparsify(x, sparsity, backend="torch", return_info=True, **options)
+    out, info = isvs.sparsify(x, sparsity, backend="numba", return_info=True, **options)
+    for key in ("iterations", "sparsity", "regions", "reached"):
+        assert torch.equal(info[key], ref_info[key]), f"{key}: numba {info[key]} != torch {ref_info[key]}"
+    assert_close("output", out, ref, 1e-5)
+    return info
+
+
+@pytest.mark.parametrize("height,width", SHAPES, ids=lambda s: str(s))
+@pytest.mark.parametrize("channels", [1, 3], ids=["c1", "c3"])
+@pytest.mark.parametrize("mode", ["independent", "joint"])
+@pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
+def test_numba_equals_torch(height, width, channels, mode, config):
+    x = torch.rand(3, channels, height, width)
+    compare(x, 0.5, channels=mode, **CONFIGS[config].kwargs())
+
+
+@pytest.mark.parametrize("projection", ["input", "beta", "none"])
+@pytest.mark.parametrize("mode", ["independent", "joint"])
+def test_numba_on_photographs_all_projections(projection, mode):
+    """Real crops at the defaults: some stop within ten iterations, some run to max_iter (8-bit ties)."""
+    x = crops(32, 24, seed=3)
+    info = compare(x, 0.6, channels=mode, projection=projection)
+    assert info.iterations.min() < 20 and info.reached.any()
+
+
+def test_images_that_stop_far_apart():
+    ramp = torch.linspace(0, 1, 12).view(1, 1, 12).expand(3, 10, 12) + 0.01 * torch.rand(3, 10, 12)
+    x = torch.stack([torch.rand(3, 10, 12), ramp.clamp(0, 1), torch.full((3, 10, 12), 0.4)])
+    info = compare(x, 0.6, **{**DEFAULT.kwargs(), "max_iter": 30})
+    assert info.reached.tolist() == [True, True, False]
+    assert int(info.iterations[1]) > 3 * int(info.iterations[0]) and int(info.iterations[2]) == 30
+
+
+def test_path_continues_exactly():
+    x = torch.rand(2, 3, 8, 9)
+    outs = isvs.path(x, [0.2, 0.5], backend="numba", **DEFAULT.kwargs())
+    for sparsity, out in zip([0.2, 0.5], outs):
+        assert_close(f"path at {sparsity}", out, isvs.sparsify(x, sparsity, backend="numba", **DEFAULT.kwargs()), 0)
+
+
+def test_state_that_is_not_contiguous_is_advanced_in_place():
+    """A state viewing every other image of larger buffers (as a cache slice may) is written back, not copied away."""
+    x = torch.rand(4, 3, 9, 11)
+    wide = PathState.zeros(torch.rand(8, 3, 9, 11), momentum=True)
+    view = PathState(*(t[::2] for t in (wide.beta, wide.zh, wide.zv)), tuple(t[::2] for t in wide.prev),
+                     wide.iterations[::2])  # fmt: skip
+    assert not view.beta.is_contiguous()
+    solve = backends.resolve("numba", x.device, x.dtype)
+    ((out, info),) = solve(x, [0.5], DEFAULT, "independent", "input", state=view)
+    ((expected, expected_info),) = torch_path.solve(x, [0.5], DEFAULT, "independent", "input")
+    assert torch.equal(info.iterations, expected_info.iterations)
+    assert torch.equal(wide.iterations[::2], expected_info.iterations) and (wide.iterations[1::2] == 0).all()
+    assert_close("output", out, expected, 1e-5)
+
+
+@pytest.mark.parametrize("channels,groups", [(1, 1), (3, 3), (3, 1)], ids=["c1", "c3", "c3-shared"])
+@pytest.mark.parametrize("density", [0.0, 0.4, 0.8, 1.0])
+@pytest.mark.parametrize("height,width", [(1, 1), (1, 9), (8, 1), (13, 21)], ids=lambda s: str(s))
+def test_union_find_projection_equals_torch(channels, groups, density, height, width):
+    """Same regions and bit-identical means: both add the pixels of a region in raster order."""
+    active_h = torch.rand(3, groups, height, width - 1) < density
+    active_v = torch.rand(3, groups, height - 1, width) < density
+    values = torch.rand(3, channels, height, width)
+    out, regions = projection_numba.project(values, active_h, active_v)
+    expected, expected_regions = projection_torch.project(values, active_h, active_v)
+    assert torch.equal(regions, expected_regions) and torch.equal(out, expected)
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    x = crops(32, 10, seed=1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = isvs.sparsify(x, 0.6, backend="numba", return_info=True)
+        torch.set_num_threads(3)
+        three = isvs.sparsify(x, 0.6, backend="numba", return_info=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], three[0]) and torch.equal(one[1].iterations, three[1].iterations)
+
+
+def test_auto_picks_numba_on_the_cpu_for_float32_only():
+    cpu = torch.device("cpu")
+    assert backends.resolve("auto", cpu, torch.float32) is backends.BACKENDS["numba"]
+    assert backends.resolve("auto", cpu, torch.float64) is backends.BACKENDS["torch"]
+    with pytest.raises(ValueError, match="float32 on CPU tensors"):
+        isvs.sparsify(torch.rand(1, 3, 4, 4, dtype=torch.float64), backend="numba")
+    with pytest.raises(ValueError, match="float32 on CPU tensors"):
+        backends.resolve("numba", torch.device("cuda"), torch.float32)
+
+
+def test_without_numba_the_cpu_falls_back_to_torch():
+    """numba can fail to import (a numpy newer than it supports): 'auto' still works, 'numba' says why it cannot."""
+    code = (
+        "import sys; sys.modules['numba'] = None\n"
+        "import torch, isvs_triton as isvs\n"
+        "from isvs_triton import backends\n"
+        "assert 'numba' not in backends.BACKENDS\n"
+        "assert backends.resolve('auto', torch.device('cpu'), torch.float32) is backends.BACKENDS['torch']\n"
+        "isvs.sparsify(torch.rand(1, 3, 8, 8), 0.5)\n"
+        "try:\n    isvs.sparsify(torch.rand(1, 3, 8, 8), 0.5, backend='numba')\n"
+        "except ValueError as e:\n    print(e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "needs the numba package, which cannot be imported here" in result.stdout
