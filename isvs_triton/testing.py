@@ -19,3 +19,24 @@ def assert_close(name: str, actual: torch.Tensor, expected: torch.Tensor, atol: 
     worst = float(diff.max()) if diff.numel() else 0.0
     scale = float(expected.double().abs().max()) if expected.numel() else 0.0
     assert worst <= atol, f"{name}: max abs diff {worst:.3e} (relative {worst / max(scale, 1e-30):.3e}) > {atol:.1e}"
+
+
+def assert_backend_agrees(backend: str, x: torch.Tensor, sparsity: float, against: str = "torch", **options):
+    """``backend`` takes the same stops as ``against`` on x: iterations, sparsity, regions and reached equal per image,
+    outputs within 1e-5 (float32 rounding). Returns ``backend``'s SparsifyInfo."""
+    from .api import sparsify
+
+    expected, expected_info = sparsify(x, sparsity, backend=against, return_info=True, **options)
+    out, info = sparsify(x, sparsity, backend=backend, return_info=True, **options)
+    for key in ("iterations", "sparsity", "regions", "reached"):
+        assert torch.equal(info[key], expected_info[key]), (
+            f"{key}: {backend} {info[key]} != {against} {expected_info[key]}"
+        )
+    assert_close("output", out, expected, 1e-5)
+    return info
+
+
+def images_stopping_far_apart() -> torch.Tensor:
+    """(3, 3, 10, 12): noise (stops within a few iterations), a smooth ramp (much later), a flat image (never)."""
+    ramp = torch.linspace(0, 1, 12).view(1, 1, 12).expand(3, 10, 12) + 0.01 * torch.rand(3, 10, 12)
+    return torch.stack([torch.rand(3, 10, 12), ramp.clamp(0, 1), torch.full((3, 10, 12), 0.4)])

@@ -12,7 +12,7 @@ from isvs_triton import backends
 from isvs_triton.config import DEFAULT, SolverConfig
 from isvs_triton.ops.lbi import triton_fused
 from isvs_triton.ops.lbi.triton_fused import BLOCK
-from isvs_triton.testing import assert_close
+from isvs_triton.testing import assert_backend_agrees, assert_close, images_stopping_far_apart
 
 # the joint shrinkage divides by the norm of z, 0 at the start: 1/0 = inf -> factor 0, as intended (numpy warns)
 pytestmark = pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
@@ -30,12 +30,7 @@ def kernel(request, monkeypatch):
 
 
 def compare(x, sparsity, **options):
-    ref, ref_info = isvs.sparsify(x, sparsity, backend="torch", return_info=True, **options)
-    out, info = isvs.sparsify(x, sparsity, backend="triton", return_info=True, **options)
-    for key in ("iterations", "sparsity", "regions", "reached"):
-        assert torch.equal(info[key], ref_info[key]), f"{key}: triton {info[key]} != torch {ref_info[key]}"
-    assert_close("output", out, ref, 1e-5)
-    return info
+    return assert_backend_agrees("triton", x, sparsity, **options)
 
 
 @pytest.mark.parametrize("height,width", SHAPES, ids=lambda s: str(s))
@@ -55,8 +50,7 @@ def test_fused_kernel_all_projections(projection):
 @pytest.mark.parametrize("mode", ["independent", "joint"])
 def test_images_that_stop_far_apart(mode):
     """A noisy image stops within a few iterations, a smooth ramp much later, a flat one never (max_iter)."""
-    ramp = torch.linspace(0, 1, 12).view(1, 1, 12).expand(3, 10, 12) + 0.01 * torch.rand(3, 10, 12)
-    x = torch.stack([torch.rand(3, 10, 12), ramp.clamp(0, 1), torch.full((3, 10, 12), 0.4)])
+    x = images_stopping_far_apart()
     info = compare(x, 0.6, channels=mode, **{**DEFAULT.kwargs(), "max_iter": 30})
     assert info.reached.tolist() == [True, True, False]
     assert int(info.iterations[1]) > 3 * int(info.iterations[0]) and int(info.iterations[2]) == 30

@@ -16,19 +16,14 @@ from isvs_triton.ops.lbi.torch_path import PathState
 from isvs_triton.ops.projection import numba_cpu as projection_numba
 from isvs_triton.ops.projection import torch_path as projection_torch
 from isvs_triton.samples import crops
-from isvs_triton.testing import FAST_MOMENTUM, assert_close
+from isvs_triton.testing import FAST_MOMENTUM, assert_backend_agrees, assert_close, images_stopping_far_apart
 
 CONFIGS = {"default": DEFAULT, "plain": SolverConfig(scale=1000.0, max_iter=300), "momentum": FAST_MOMENTUM}
 SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (16, 32), (33, 17)]
 
 
 def compare(x, sparsity, **options):
-    ref, ref_info = isvs.sparsify(x, sparsity, backend="torch", return_info=True, **options)
-    out, info = isvs.sparsify(x, sparsity, backend="numba", return_info=True, **options)
-    for key in ("iterations", "sparsity", "regions", "reached"):
-        assert torch.equal(info[key], ref_info[key]), f"{key}: numba {info[key]} != torch {ref_info[key]}"
-    assert_close("output", out, ref, 1e-5)
-    return info
+    return assert_backend_agrees("numba", x, sparsity, **options)
 
 
 @pytest.mark.parametrize("height,width", SHAPES, ids=lambda s: str(s))
@@ -50,9 +45,7 @@ def test_numba_on_photographs_all_projections(projection, mode):
 
 
 def test_images_that_stop_far_apart():
-    ramp = torch.linspace(0, 1, 12).view(1, 1, 12).expand(3, 10, 12) + 0.01 * torch.rand(3, 10, 12)
-    x = torch.stack([torch.rand(3, 10, 12), ramp.clamp(0, 1), torch.full((3, 10, 12), 0.4)])
-    info = compare(x, 0.6, **{**DEFAULT.kwargs(), "max_iter": 30})
+    info = compare(images_stopping_far_apart(), 0.6, **{**DEFAULT.kwargs(), "max_iter": 30})
     assert info.reached.tolist() == [True, True, False]
     assert int(info.iterations[1]) > 3 * int(info.iterations[0]) and int(info.iterations[2]) == 30
 
