@@ -123,3 +123,25 @@ def test_without_numba_the_cpu_falls_back_to_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "needs the numba package, which cannot be imported here" in result.stdout
+
+
+class _Crops(torch.utils.data.Dataset):
+    """Crops smoothed by the transform inside the dataset, as a torchvision-style pipeline does."""
+
+    def __init__(self, transform):
+        self.images, self.transform = crops(16, 8, seed=5), transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.transform(self.images[index])
+
+
+def test_transform_in_dataloader_workers_equals_the_main_process():
+    """The default CPU backend inside DataLoader worker processes (forked after the parent ran it: its thread pool
+    must not be inherited) gives what the main process gives."""
+    transform = isvs.Sparsify(0.6)
+    expected = transform(_Crops(transform).images)  # the parent runs the batch first: its thread pool now exists
+    loader = torch.utils.data.DataLoader(_Crops(transform), batch_size=3, num_workers=2)
+    assert torch.equal(torch.cat(list(loader)), expected)

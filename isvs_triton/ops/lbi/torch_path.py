@@ -1,4 +1,5 @@
-"""Split LBI, batched torch path: what CPU users get, and the oracle the Triton kernels are compared with.
+"""Split LBI, batched torch path: any device and dtype (float64 too), and the oracle the numba loops and the Triton
+kernels are compared with.
 
 Same equations as ``reference.py`` (README.md beside this file), on a whole batch at once:
 - the state (beta, z) lives in a ``PathState`` that can be advanced from one stop to the next, so ``path`` computes
