@@ -19,31 +19,34 @@ from collections.abc import Callable
 import torch
 
 from .ops.lbi import reference, torch_path
+from .ops.projection import torch_path as projection_torch
 
 ENV_VAR = "ISVS_BACKEND"
 
-BACKENDS: dict[str, Callable] = {
-    "reference": reference.solve,  # plain and float64-capable: the oracle, slow
-    "torch": torch_path.solve,  # batched, in place: any device
-}
+# the batched backends share torch_path.solve and differ in how a path advances and how it is projected
+PATH_PARTS: dict[str, tuple[Callable, Callable]] = {"torch": (torch_path.advance, projection_torch.project)}
 try:  # numba can fail to import (e.g. a numpy newer than it supports): the CPU then falls back to "torch"
     from .ops.lbi import numba_cpu
     from .ops.projection import numba_cpu as projection_numba
 
-    BACKENDS["numba"] = functools.partial(
-        torch_path.solve, advance_fn=numba_cpu.advance, project_fn=projection_numba.project
-    )
+    PATH_PARTS["numba"] = (numba_cpu.advance, projection_numba.project)
 except ImportError:  # pragma: no cover - depends on the environment
     pass
 try:  # triton has no wheels for some platforms (macOS, Windows); the other backends do not need it
     from .ops.lbi import triton_fused
     from .ops.projection import triton_block
 
-    BACKENDS["triton"] = functools.partial(
-        torch_path.solve, advance_fn=triton_fused.advance, project_fn=triton_block.project
-    )
+    PATH_PARTS["triton"] = (triton_fused.advance, triton_block.project)
 except ImportError:  # pragma: no cover - depends on the platform
     pass
+
+BACKENDS: dict[str, Callable] = {
+    "reference": reference.solve,  # plain and float64-capable: the oracle, slow
+    **{
+        name: functools.partial(torch_path.solve, advance_fn=advance, project_fn=project)
+        for name, (advance, project) in PATH_PARTS.items()
+    },
+}
 
 
 def _interpreting() -> bool:

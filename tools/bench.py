@@ -25,21 +25,15 @@ import numpy as np
 import torch
 
 import isvs_triton as isvs
+from isvs_triton import backends
 from isvs_triton.config import DEFAULT
 from isvs_triton.ops.lbi import torch_path
-from isvs_triton.ops.projection import torch_path as projection_torch
+from isvs_triton.samples import crops
 
-from isvs_triton import backends
-
-if "numba" in backends.BACKENDS:
-    from isvs_triton.ops.lbi import numba_cpu
-    from isvs_triton.ops.projection import numba_cpu as projection_numba
 try:  # the GPU providers need triton; a CPU run does not
     from isvs_triton.ops.lbi import triton_fused
-    from isvs_triton.ops.projection import triton_block
 except ImportError:  # pragma: no cover - depends on the platform
-    triton_fused = triton_block = None
-from isvs_triton.samples import crops
+    triton_fused = None
 
 SETTINGS = {32: (256, 0.6), 224: (16, 0.3)}  # size -> (batch, sparsity)
 
@@ -72,7 +66,7 @@ def main_backend(device: torch.device) -> str:
     """What ``backend="auto"`` runs for float32 on this device."""
     if device.type == "cuda":
         return "triton"
-    return "numba" if "numba" in backends.BACKENDS else "torch"
+    return "numba" if "numba" in backends.PATH_PARTS else "torch"
 
 
 def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[str, tuple]:
@@ -83,11 +77,7 @@ def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[st
     images = [img.permute(1, 2, 0).numpy().astype(np.float64) for img in x[: SETTINGS[x.shape[-1]][0]]]
     backend = main_backend(device)
     xd, joint, state = x.to(device), False, {}
-    advance_fn, project_fn = {
-        "triton": (getattr(triton_fused, "advance", None), getattr(triton_block, "project", None)),
-        "numba": (numba_cpu.advance, projection_numba.project),
-        "torch": (torch_path.advance, projection_torch.project),
-    }[backend]
+    advance_fn, project_fn = backends.PATH_PARTS[backend]
 
     def lbi_only():
         state["stop"] = list(torch_path.stops(xd, [sparsity], DEFAULT, joint, advance_fn))[0]
@@ -134,7 +124,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--batch", type=int, default=None, help="override the batch size of every setting")
     parser.add_argument("--csv", default="docs/benchmarks.csv", help="append the rows here ('' for none)")
-    parser.add_argument("--device", default="cpu", help="where isvs runs: cpu (torch backend) or cuda (triton)")
+    parser.add_argument(
+        "--device", default="cpu", help="where isvs runs: cpu (numba, else torch backend) or cuda (triton)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

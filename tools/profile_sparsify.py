@@ -15,9 +15,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import isvs_triton as isvs
+from bench import SETTINGS  # the benchmark's sparsity per size (tools/ is on the path of a script run from it)
 from isvs_triton.samples import crops
-
-SPARSITY = {32: 0.6, 224: 0.3}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     sync = torch.cuda.synchronize if cuda else lambda: None
     for setting in args.settings.split(","):
         size, batch = map(int, setting.split(":"))
-        x, sparsity = crops(size, batch, seed=0).to(device), SPARSITY.get(size, 0.6)
+        x, sparsity = crops(size, batch, seed=0).to(device), SETTINGS.get(size, (None, 0.6))[1]
         for _ in range(3):  # compile and warm up
             isvs.sparsify(x, sparsity)
         sync()

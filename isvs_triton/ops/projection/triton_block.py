@@ -148,10 +148,7 @@ def _region_sum_kernel(p_values, p_label, p_sums, p_counts, p_regions, C, G, HW,
 def _region_mean_kernel(p_out, p_label, p_sums, p_counts, C, G, HW, n, BLOCK: tl.constexpr):
     o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = o < n
-    b, c, p = o // (C * HW), (o // HW) % C, o % HW
-    shared = G != C
-    label = tl.load(p_label + (b * G + tl.where(shared, 0, c)) * HW + p, mask=m, other=0)
-    key = tl.where(shared, label * C + c, label)
+    key, _ = _region_key(p_label, o, m, C, G, HW)
     total = tl.load(p_sums + key, mask=m, other=0.0)
     count = tl.load(p_counts + key, mask=m, other=1)
     tl.store(p_out + o, total / count.to(tl.float32), mask=m)
