@@ -45,24 +45,32 @@ def test_persistent_choice_follows_size_and_tuning(monkeypatch):
     cpu = torch.device("cpu")
     assert triton_fused.use_persistent(32, 32, False, True, cpu)
     assert not triton_fused.use_persistent(triton_fused.PERSISTENT_MAX_SIDE + 1, 8, False, True, cpu)
-    monkeypatch.setattr(triton_fused, "launch_config", lambda *args: {**triton_fused.DEFAULT_LAUNCH, "persistent": False})
+    monkeypatch.setattr(
+        triton_fused, "launch_config", lambda *args: {**triton_fused.DEFAULT_LAUNCH, "persistent": False}
+    )
     assert not triton_fused.use_persistent(32, 32, False, True, cpu)
 
 
-@pytest.mark.parametrize("launch", autotune.search_space()[::9], ids=lambda c: "{BLOCK_H}x{BLOCK_W}w{num_warps}".format(**c))
-def test_every_tile_shape_gives_the_same_step(launch):
-    """One iteration with a tuned tile shape equals one with the default: the kernel is tile-shape independent."""
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "stepped"])
+@pytest.mark.parametrize(
+    "launch", autotune.search_space()[::9], ids=lambda c: "{BLOCK_H}x{BLOCK_W}w{num_warps}".format(**c)
+)
+def test_every_tile_shape_gives_the_same_iterations(launch, persistent):
+    """Three iterations from a state in mid-path with a tuned tile shape equal those with the default: the kernels
+    are tile-shape independent."""
     torch.manual_seed(1)
     x = torch.rand(2, 3, 13, 21)
-    state = PathState.zeros(x, momentum=True)
-    for t in state.tensors():
+    start = PathState.zeros(x, momentum=True)
+    for t in start.tensors():  # z straddling the threshold
         t.normal_(0, 1)
-    outs, counts = [], []
+    need = torch.full((2,), 10**6)  # never reached: every image runs to max_iter
+    ends = []
     for cfg in (triton_fused.DEFAULT_LAUNCH, launch):
-        out, count = PathState.zeros(x, momentum=True), torch.zeros(2, dtype=torch.int32)
-        triton_fused.lbi_step(state, out, x * DEFAULT.scale, torch.ones(2), count, DEFAULT, False, cfg)
-        outs.append(out)
-        counts.append(count)
-    assert torch.equal(counts[0], counts[1])
-    for a, b in zip(outs[0].tensors(), outs[1].tensors()):
+        state = PathState(
+            *(t.clone() for t in start.tensors()[:3]), tuple(t.clone() for t in start.prev), start.iterations.clone()
+        )
+        triton_fused.advance(state, x * DEFAULT.scale, need, DEFAULT.replace(max_iter=3), False, persistent, cfg)
+        ends.append(state)
+    assert ends[0].iterations.tolist() == [3, 3]
+    for a, b in zip(ends[0].tensors(), ends[1].tensors()):
         assert torch.equal(a, b)

@@ -56,6 +56,12 @@ def test_images_that_stop_far_apart(mode):
     assert int(info.iterations[1]) > 3 * int(info.iterations[0]) and int(info.iterations[2]) == 30
 
 
+def test_batches_past_the_index_limit_run_in_chunks(monkeypatch):
+    x = torch.rand(5, 3, 9, 10)
+    monkeypatch.setattr(triton_fused, "INDEX_LIMIT", 3 * 2 * x[0].numel())  # two images per chunk
+    compare(x, 0.5, **DEFAULT.kwargs())
+
+
 def test_path_continues_exactly():
     x = torch.rand(2, 3, 8, 9)
     outs = isvs.path(x, [0.2, 0.5], backend="triton", **DEFAULT.kwargs())

@@ -47,13 +47,15 @@ def tune_one(size: int, batch: int, joint: bool, momentum: bool) -> tuple[dict, 
     state = PathState.zeros(x, momentum)
     for t in state.tensors():  # a state in the middle of a path: z straddling the threshold
         t.normal_(0, 1)
-    out = PathState.zeros(x, momentum)
-    run = torch.ones(batch, device="cuda")
-    count = torch.zeros(batch, dtype=torch.int32, device="cuda")
+    slots = triton_fused.to_slots(state, torch.arange(batch, device="cuda"))
+    need = torch.full((batch,), 2**30, dtype=torch.int32, device="cuda")  # every image runs
+    iters, counts = torch.zeros_like(need), torch.zeros(3, batch, dtype=torch.int32, device="cuda")
     config = DEFAULT.replace(momentum=DEFAULT.momentum if momentum else 0.0)
     best, best_ms = None, float("inf")
     for launch in search_space():
-        ms = do_bench(lambda launch=launch: triton_fused.lbi_step(state, out, x, run, count, config, joint, launch))
+        ms = do_bench(
+            lambda launch=launch: triton_fused.lbi_step(slots, x, need, need, iters, counts, 0, config, joint, launch)
+        )
         if ms < best_ms:
             best, best_ms = launch, ms
     return best, best_ms
@@ -64,7 +66,6 @@ def persistent_is_faster(size: int, batch: int, joint: bool, momentum: bool) -> 
     from triton.testing import do_bench
 
     from isvs_triton.config import edge_count, required_active
-    from isvs_triton.ops.lbi import torch_path
 
     x = torch.rand(batch, 3, size, size, device="cuda")
     config = DEFAULT.replace(momentum=DEFAULT.momentum if momentum else 0.0)
@@ -73,11 +74,10 @@ def persistent_is_faster(size: int, batch: int, joint: bool, momentum: bool) -> 
     need = torch.full((batch,), required_active(0.6, edges), device="cuda")
 
     def persistent():
-        triton_fused.advance_persistent(PathState.zeros(x, momentum), xs, need, config, joint)
+        triton_fused.advance(PathState.zeros(x, momentum), xs, need, config, joint, persistent=True)
 
     def per_iteration():
-        state = PathState.zeros(x, momentum)
-        torch_path.advance(state, xs, need, config, joint, stepper=triton_fused.TritonStepper)
+        triton_fused.advance(PathState.zeros(x, momentum), xs, need, config, joint, persistent=False)
 
     return do_bench(persistent) < do_bench(per_iteration)
 

@@ -40,14 +40,14 @@ def launch_configs() -> list[dict]:
 
 def lbi_step_sources():
     """(name, ASTSource, num_warps) for every configuration of the fused step the launcher can use."""
-    pointers = {name: "*fp32" for name in ("p_beta", "p_zh", "p_zv", "p_pbeta", "p_pzh", "p_pzv", "p_beta_o",
-                                            "p_zh_o", "p_zv_o", "p_pbeta_o", "p_pzh_o", "p_pzv_o", "p_xs", "p_run")}  # fmt: skip
-    scalars = {"p_count": "*i32", "C": "i32", "H": "i32", "W": "i32", "tiles_w": "i32", "kappa": "fp32",
-               "step_z": "fp32", "step_beta": "fp32", "inv_nu": "fp32", "momentum": "fp32"}  # fmt: skip
+    pointers = {name: "*fp32" for name in ("p_beta", "p_zh", "p_zv", "p_xs")}
+    ints = {name: "*i32" for name in ("p_need", "p_budget", "p_iters", "p_count")}
+    scalars = {**dict.fromkeys(("k", "B", "C", "H", "W", "tiles_w", "slot_beta", "slot_zh", "slot_zv"), "i32"),
+               **dict.fromkeys(("kappa", "step_z", "step_beta", "inv_nu", "momentum"), "fp32")}  # fmt: skip
     for launch, joint, momentum in itertools.product(launch_configs(), (False, True), (False, True)):
         block_h, block_w = launch["BLOCK_H"], launch["BLOCK_W"]
         constexprs = {"JOINT": joint, "MOMENTUM": momentum, "BLOCK_H": block_h, "BLOCK_W": block_w}
-        signature = {**pointers, **scalars, **dict.fromkeys(constexprs, "constexpr")}
+        signature = {**pointers, **ints, **scalars, **dict.fromkeys(constexprs, "constexpr")}
         name = f"_lbi_step_kernel joint={joint} momentum={momentum} block={block_h}x{block_w}"
         yield name, ASTSource(triton_fused._lbi_step_kernel, signature, constexprs), launch["num_warps"]
 

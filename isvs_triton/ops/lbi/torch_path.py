@@ -128,18 +128,16 @@ class TorchStepper:
         return count_active(work.zh, work.zv, self.joint)
 
 
-def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverConfig, joint: bool,
-            stepper=TorchStepper) -> None:  # fmt: skip
+def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverConfig, joint: bool) -> None:
     """Run every image of ``state`` until it has ``need`` (B,) active edges or ``cfg.max_iter`` iterations.
 
     ``xs`` is scale * x (B, C, H, W). The state is updated in place; images already at their target do not move.
-    ``stepper(work, cfg, joint)`` makes the callable that runs one iteration (``TorchStepper``, or the Triton one).
     """
     running = (count_active(state.zh, state.zv, joint) < need) & (state.iterations < cfg.max_iter)
     index = running.nonzero().squeeze(1)
     while index.numel():
         work, xw, need_w = _take(state, index), xs.index_select(0, index), need.index_select(0, index)
-        step, run_w = stepper(work, cfg, joint), torch.ones(index.numel(), dtype=torch.bool, device=xs.device)
+        step, run_w = TorchStepper(work, cfg, joint), torch.ones(index.numel(), dtype=torch.bool, device=xs.device)
         while True:
             for _ in range(CHECK_EVERY):
                 count = step(work, xw, run_w.to(xw.dtype))
@@ -157,8 +155,8 @@ def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bo
           state: PathState | None = None):  # fmt: skip
     """Advance one path through ``targets`` (ascending); yield (state, active_h, active_v, need) at each stop.
 
-    ``advance_fn`` has the signature of ``advance``; the Triton backend passes its own. ``state``: continue this path
-    (updated in place) instead of starting from zero; images already past a target do not move."""
+    ``advance_fn`` has the signature of ``advance``; the numba and Triton backends pass their own. ``state``:
+    continue this path (updated in place) instead of starting from zero; images already past a target do not move."""
     batch, c, h, w = x.shape
     edges = edge_count(h, w) * (1 if joint else c)
     if state is None:
