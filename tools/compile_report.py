@@ -65,6 +65,19 @@ def lbi_persistent_sources():
         yield name, ASTSource(triton_fused._lbi_persistent_kernel, signature, constexprs), launch["num_warps"]
 
 
+def write_back_sources():
+    """(name, ASTSource, num_warps) for the copy of the final states out of the slots."""
+    pointers = {**dict.fromkeys(("p_beta", "p_zh", "p_zv"), "*fp32"), "p_iters": "*i32",
+                **dict.fromkeys(("p_beta_d", "p_zh_d", "p_zv_d", "p_pbeta_d", "p_pzh_d", "p_pzv_d"), "*fp32"),
+                "p_rows": "*i64"}  # fmt: skip
+    scalars = dict.fromkeys(("C", "H", "W", "tiles_w", "slot_beta", "slot_zh", "slot_zv", "write_prev"), "i32")
+    for launch, joint in itertools.product(launch_configs(), (False, True)):
+        constexprs = {"JOINT": joint, "BLOCK_H": launch["BLOCK_H"], "BLOCK_W": launch["BLOCK_W"]}
+        signature = {**pointers, **scalars, **dict.fromkeys(constexprs, "constexpr")}
+        name = f"_write_back_kernel joint={joint} block={launch['BLOCK_H']}x{launch['BLOCK_W']}"
+        yield name, ASTSource(triton_fused._write_back_kernel, signature, constexprs), launch["num_warps"]
+
+
 def projection_sources():
     """(name, ASTSource, num_warps) for the block projection kernels."""
     from isvs_triton.ops.projection import triton_block as tb
@@ -110,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     print("| kernel | target | warps | registers | spill bytes | shared bytes |\n|---|---|---|---|---|---|")
     for arch in map(int, args.archs.split(",")):
-        for name, source, warps in itertools.chain(lbi_step_sources(), lbi_persistent_sources(), projection_sources()):
+        for name, source, warps in itertools.chain(
+            lbi_step_sources(), lbi_persistent_sources(), write_back_sources(), projection_sources()
+        ):
             try:
                 compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
                 usage = ptxas_usage(compiled.asm["ptx"], arch)

@@ -121,6 +121,43 @@ def _tile(t, tiles_w, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
 
 
 @triton.jit
+def _write_back_kernel(
+    p_beta, p_zh, p_zv,  # the slots, as in _lbi_step_kernel
+    p_iters,  # (B,) int32: iterations each image ran (its state is in slot iters%3, the one before in (iters-1)%3)
+    p_beta_d, p_zh_d, p_zv_d, p_pbeta_d, p_pzh_d, p_pzv_d,  # the caller's state and previous state (N, C, H, W) ...
+    p_rows,  # (B,) int64: the row of each image there
+    C, H, W, tiles_w, slot_beta, slot_zh, slot_zv, write_prev,
+    JOINT: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    """Copy each image's last state (and, if ``write_prev``, the one before) from its slot to the caller's tensors:
+    one read and one write, where a gather from the slots and a scatter to the rows would take two of each."""
+    pid_tile, pid_plane = tl.program_id(0), tl.program_id(1)
+    if JOINT:
+        b, c_first, c_last = pid_plane, 0, C
+    else:
+        b, c_first, c_last = pid_plane // C, pid_plane % C, pid_plane % C + 1
+    i, j = _tile(pid_tile, tiles_w, BLOCK_H, BLOCK_W)
+    row, last = tl.load(p_rows + b), tl.load(p_iters + b) % 3
+    _copy_tile(p_beta + last * slot_beta, p_zh + last * slot_zh, p_zv + last * slot_zv, p_beta_d, p_zh_d, p_zv_d,
+               b, row, c_first, c_last, i, j, C, H, W)  # fmt: skip
+    if write_prev != 0:
+        before = (last + 2) % 3
+        _copy_tile(p_beta + before * slot_beta, p_zh + before * slot_zh, p_zv + before * slot_zv,
+                   p_pbeta_d, p_pzh_d, p_pzv_d, b, row, c_first, c_last, i, j, C, H, W)  # fmt: skip
+
+
+@triton.jit
+def _copy_tile(p_beta, p_zh, p_zv, p_beta_d, p_zh_d, p_zv_d, b, row, c_first, c_last, i, j, C, H, W):
+    """Copy the pixels (i, j) of image b, channels [c_first, c_last), to image ``row`` of the (beta, zh, zv) _d."""
+    m_p, m_h, m_v = (i < H) & (j < W), (i < H) & (j < W - 1), (i < H - 1) & (j < W)
+    for c in range(c_first, c_last):
+        s, d = b * C + c, row * C + c
+        tl.store(p_beta_d + (d * H + i) * W + j, tl.load(p_beta + (s * H + i) * W + j, mask=m_p), mask=m_p)
+        tl.store(p_zh_d + (d * H + i) * (W - 1) + j, tl.load(p_zh + (s * H + i) * (W - 1) + j, mask=m_h), mask=m_h)
+        tl.store(p_zv_d + (d * (H - 1) + i) * W + j, tl.load(p_zv + (s * (H - 1) + i) * W + j, mask=m_v), mask=m_v)
+
+
+@triton.jit
 def _step_tile(
     p_beta, p_zh, p_zv, p_pbeta, p_pzh, p_pzv, p_beta_o, p_zh_o, p_zv_o, p_xs,
     b, c_first, c_last, i, j, C, H, W, kappa, step_z, step_beta, inv_nu, mu,
@@ -250,27 +287,15 @@ def to_slots(state: PathState, index: torch.Tensor) -> list[torch.Tensor]:
 
     Iteration k reads slot k%3 (and (k-1)%3 with momentum) and writes (k+1)%3, so an image that stops leaves its
     state where it is and nothing is copied per iteration. Slot 0 starts with the current state, slot 2 with the
-    previous one (momentum only: never read otherwise)."""
+    previous one (when the state keeps it)."""
     slots = []
     for i, cur in enumerate((state.beta, state.zh, state.zv)):
         slot = cur.new_empty(3, index.numel(), *cur.shape[1:])
-        slot[0] = cur.index_select(0, index)
+        torch.index_select(cur, 0, index, out=slot[0])
         if state.prev is not None:
-            slot[2] = state.prev[i].index_select(0, index)
+            torch.index_select(state.prev[i], 0, index, out=slot[2])
         slots.append(slot)
     return slots
-
-
-def from_slots(state: PathState, index: torch.Tensor, slots: list[torch.Tensor], iters: torch.Tensor) -> None:
-    """Write back the images ``index`` after ``iters`` (A,) iterations each: state k is in slot k%3."""
-    rows = torch.arange(index.numel(), device=index.device)
-    last = iters.long() % 3
-    for dst, slot in zip((state.beta, state.zh, state.zv), slots):
-        dst[index] = slot[last, rows]
-    if state.prev is not None:
-        for dst, slot in zip(state.prev, slots):
-            dst[index] = slot[(last + 2) % 3, rows]
-    state.iterations[index] += iters.to(state.iterations.dtype)
 
 
 def _solver_args(cfg: SolverConfig) -> tuple[float, ...]:
@@ -301,12 +326,20 @@ def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverC
         persistent = use_persistent(height, width, joint, momentum, state.beta.device)
     launch = launch or launch_config(height, width, joint, momentum, state.beta.device)
     run = _run_persistent if persistent else _run_stepped
+    # the kernels write where the state lives: a non-contiguous state goes through a contiguous copy
+    tensors = state.tensors()
+    dst = [t.contiguous() for t in tensors]
+    target = PathState(*dst[:3], tuple(dst[3:]) if state.prev is not None else None, state.iterations)
     for chunk in index.split(max(1, INDEX_LIMIT // (3 * state.beta[0].numel()))):
         slots = to_slots(state, chunk)
         budget = (cfg.max_iter - state.iterations[chunk]).to(torch.int32)
         iters = run(slots, xs.index_select(0, chunk), need[chunk].to(torch.int32), budget,
                     active[chunk].to(torch.int32), cfg, joint, launch)  # fmt: skip
-        from_slots(state, chunk, slots, iters)
+        write_back(slots, iters, target, chunk, joint, launch)
+        state.iterations[chunk] += iters.to(state.iterations.dtype)
+    for t, d in zip(tensors, dst):
+        if d is not t:
+            t.copy_(d)
 
 
 def lbi_step(slots: list[torch.Tensor], xs: torch.Tensor, need: torch.Tensor, budget: torch.Tensor,
@@ -348,6 +381,21 @@ def _run_persistent(slots, xs, need, budget, count, cfg, joint, launch) -> torch
         num_warps=launch["num_warps"],
     )  # fmt: skip
     return iters
+
+
+def write_back(slots: list[torch.Tensor], iters: torch.Tensor, state: PathState, rows: torch.Tensor,
+               joint: bool, launch: dict) -> None:  # fmt: skip
+    """Each image's state after ``iters`` (A,) iterations, from the slots to rows ``rows`` of ``state``
+    (contiguous tensors)."""
+    batch, channels, height, width = slots[0].shape[1:]
+    tiles_w = triton.cdiv(width, launch["BLOCK_W"])
+    grid = (triton.cdiv(height, launch["BLOCK_H"]) * tiles_w, batch if joint else batch * channels)
+    dst = state.tensors() if state.prev is not None else state.tensors() * 2  # placeholders: never written
+    _write_back_kernel[grid](
+        *(_arg(t) for t in slots), iters, *(_arg(t) for t in dst), rows,
+        channels, height, width, tiles_w, *(t[0].numel() for t in slots), int(state.prev is not None),
+        JOINT=joint, BLOCK_H=launch["BLOCK_H"], BLOCK_W=launch["BLOCK_W"], num_warps=launch["num_warps"],
+    )  # fmt: skip
 
 
 PERSISTENT_MAX_SIDE = 64  # images up to this size per channel run in the persistent kernel, larger ones per iteration
