@@ -22,6 +22,9 @@ import triton.language as tl
 
 BLOCK_H, BLOCK_W = 16, 32
 BLOCK = 1024  # pixels per program of the element-wise kernels
+# Every atomic here is read only after its kernel has ended (by the next launch or the host), so it needs no
+# ordering: Triton's default, acquire-release, makes each one wait for its own round trip to memory.
+RELAXED: tl.constexpr = tl.constexpr("relaxed")
 
 
 @triton.jit
@@ -86,9 +89,9 @@ def _hook_kernel(p_label, p_ah, p_av, p_changed, H, W, n, BLOCK: tl.constexpr):
     ld = tl.load(p_label + o + W, mask=m_d, other=0)
     m_r = m_r & (lr != lu)
     m_d = m_d & (ld != lu)
-    tl.atomic_min(p_label + tl.maximum(lu, lr), tl.minimum(lu, lr), mask=m_r)
-    tl.atomic_min(p_label + tl.maximum(lu, ld), tl.minimum(lu, ld), mask=m_d)
-    tl.atomic_add(p_changed, tl.sum((m_r | m_d).to(tl.int32), axis=0))
+    tl.atomic_min(p_label + tl.maximum(lu, lr), tl.minimum(lu, lr), mask=m_r, sem=RELAXED)
+    tl.atomic_min(p_label + tl.maximum(lu, ld), tl.minimum(lu, ld), mask=m_d, sem=RELAXED)
+    tl.atomic_add(p_changed, tl.sum((m_r | m_d).to(tl.int32), axis=0), sem=RELAXED)
 
 
 @triton.jit
@@ -100,7 +103,7 @@ def _jump_kernel(p_label, p_changed, n, BLOCK: tl.constexpr, JUMPS: tl.constexpr
     for _ in tl.static_range(JUMPS):
         label = tl.load(p_label + label, mask=m, other=0)
     tl.store(p_label + o, label, mask=m)
-    tl.atomic_add(p_changed, tl.sum((m & (label != start)).to(tl.int32), axis=0))
+    tl.atomic_add(p_changed, tl.sum((m & (label != start)).to(tl.int32), axis=0), sem=RELAXED)
 
 
 @triton.jit
@@ -139,9 +142,9 @@ def _region_sum_kernel(p_values, p_label, p_sums, p_counts, p_regions, C, G, HW,
         (run_start, tl.load(p_values + o, mask=m, other=0.0), m.to(tl.int32)), 0, _segmented_add
     )
     run_end = m & (key != after)
-    tl.atomic_add(p_sums + key, total, mask=run_end)
-    tl.atomic_add(p_counts + key, count, mask=run_end)
-    tl.atomic_add(p_regions + o // (C * HW), tl.full([BLOCK], 1, tl.int32), mask=is_root)
+    tl.atomic_add(p_sums + key, total, mask=run_end, sem=RELAXED)
+    tl.atomic_add(p_counts + key, count, mask=run_end, sem=RELAXED)
+    tl.atomic_add(p_regions + o // (C * HW), tl.full([BLOCK], 1, tl.int32), mask=is_root, sem=RELAXED)
 
 
 @triton.jit
