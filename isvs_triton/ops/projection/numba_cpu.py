@@ -33,36 +33,50 @@ def _join(parent, a, b):
 
 @numba.njit(**JIT)
 def _project(values, active_h, active_v, out, regions, images):
-    _, channels, height, width = values.shape
-    groups = active_h.shape[1]
-    n = height * width
+    """values, out: (B, C, H*W); active_h, active_v: (B, G, H, W-1), (B, G, H-1, W).
+
+    Union-find in which a pixel's parent never has a larger index (runs point to their start, a join hooks the
+    larger root under the smaller), so one pass in raster order finds every root in two lookups."""
+    channels, n = values.shape[1], values.shape[2]
+    groups, height = active_h.shape[1], active_v.shape[2] + 1
+    width = n // height
     parent = np.empty(n, np.int64)
     sums, counts = np.empty(n, values.dtype), np.empty(n, values.dtype)
     for b in images:
         found = 0
         for g in range(groups):
-            for p in range(n):
-                parent[p] = p
             for i in range(height):
-                for j in range(width - 1):
-                    if not active_h[b, g, i, j]:
-                        _join(parent, i * width + j, i * width + j + 1)
-            for i in range(height - 1):
-                for j in range(width):
-                    if not active_v[b, g, i, j]:
-                        _join(parent, i * width + j, (i + 1) * width + j)
+                row = start = i * width
+                parent[row] = row
+                for j in range(width - 1):  # along the row every pixel is still alone: a run joins its start
+                    if active_h[b, g, i, j]:
+                        start = row + j + 1
+                    parent[row + j + 1] = start
+                if i:
+                    linked = False  # the edge to the left of this one joined, and both rows continue across
+                    for j in range(width):
+                        if active_v[b, g, i - 1, j]:
+                            linked = False
+                            continue
+                        if not (linked and not active_h[b, g, i, j - 1] and not active_h[b, g, i - 1, j - 1]):
+                            _join(parent, row - width + j, row + j)
+                        linked = True
+            counts[:] = 0
             for p in range(n):
-                parent[p] = _root(parent, p)
-                found += parent[p] == p
+                root = parent[parent[p]]  # parent[p] <= p already points at its root
+                parent[p] = root
+                counts[root] += 1
+                found += root == p
             first, stop = (0, channels) if groups == 1 else (g, g + 1)  # the channels this segmentation serves
             for c in range(first, stop):
                 sums[:] = 0
-                counts[:] = 0
+                for p in range(n):  # raster order, as torch's index_add_: the same sums
+                    sums[parent[p]] += values[b, c, p]
                 for p in range(n):
-                    sums[parent[p]] += values[b, c, p // width, p % width]
-                    counts[parent[p]] += 1
+                    if parent[p] == p:
+                        sums[p] /= counts[p]
                 for p in range(n):
-                    out[b, c, p // width, p % width] = sums[parent[p]] / counts[parent[p]]
+                    out[b, c, p] = sums[parent[p]]
         regions[b] = found
 
 
@@ -72,10 +86,10 @@ def project(values: torch.Tensor, active_h: torch.Tensor, active_v: torch.Tensor
     out = torch.empty_like(values)
     regions = torch.empty(values.shape[0], dtype=torch.int64)
     arrays = (
-        values.numpy(),
+        values.flatten(2).numpy(),
         active_h.contiguous().numpy(),
         active_v.contiguous().numpy(),
-        out.numpy(),
+        out.flatten(2).numpy(),
         regions.numpy(),
     )
     in_parallel(lambda images: _project(*arrays, images), values.shape[0])
