@@ -243,8 +243,8 @@ def test_evaluation_over_two_processes_matches_one(trained_run, tmp_path):
     flags = [str(trained_run), "--limit-test", "50", "-b", "8", "--corruptions", "shot_noise", "--severities", "3",
              "--epsilons", "4", "--pgd-steps", "2", "--resolutions", "2", "--no-progress"]  # fmt: skip
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}  # two CPU processes, as in CI
-    launchers = {"one": [sys.executable, str(tool)],
-                 "two": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(tool)]}  # fmt: skip
+    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(tool)]
+    launchers = {"one": [sys.executable, str(tool)], "two": two}
     results = {}
     for name, launcher in launchers.items():
         done = subprocess.run([*launcher, *flags, "--output", str(tmp_path / name)], env=env, capture_output=True,
