@@ -40,3 +40,29 @@ def images_stopping_far_apart() -> torch.Tensor:
     """(3, 3, 10, 12): noise (stops within a few iterations), a smooth ramp (much later), a flat image (never)."""
     ramp = torch.linspace(0, 1, 12).view(1, 1, 12).expand(3, 10, 12) + 0.01 * torch.rand(3, 10, 12)
     return torch.stack([torch.rand(3, 10, 12), ramp.clamp(0, 1), torch.full((3, 10, 12), 0.4)])
+
+
+def assert_state_view_advances_in_place(backend: str) -> None:
+    """``backend`` continues a path state that views every other image of larger buffers (as a slice of a training
+    cache may): the state is written back into those buffers, equal to torch's, and the other images stay untouched.
+    """
+    from .backends import resolve
+    from .config import DEFAULT
+    from .ops.lbi import torch_path
+    from .ops.lbi.torch_path import PathState
+
+    x = torch.rand(4, 3, 9, 11)
+    wide = PathState.zeros(torch.rand(8, 3, 9, 11), momentum=True)
+    view = PathState(*(t[::2] for t in (wide.beta, wide.zh, wide.zv)), tuple(t[::2] for t in wide.prev),
+                     wide.iterations[::2])  # fmt: skip
+    assert not view.beta.is_contiguous()
+    ((out, info),) = resolve(backend, x.device, x.dtype)(x, [0.5], DEFAULT, "independent", "input", state=view)
+    expected_state = PathState.zeros(x, momentum=True)
+    ((expected, expected_info),) = torch_path.solve(x, [0.5], DEFAULT, "independent", "input", state=expected_state)
+    assert torch.equal(info.iterations, expected_info.iterations)
+    assert torch.equal(wide.iterations[::2], expected_info.iterations) and (wide.iterations[1::2] == 0).all()
+    for name, got, want in zip(("beta", "zh", "zv", "previous beta", "previous zh", "previous zv"),
+                               (t[::2] for t in wide.tensors()), expected_state.tensors()):  # fmt: skip
+        assert_close(name, got, want, 1e-4)
+    assert all(not t[1::2].any() for t in wide.tensors())
+    assert_close("output", out, expected, 1e-5)

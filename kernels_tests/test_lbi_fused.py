@@ -10,10 +10,14 @@ import torch
 import isvs_triton as isvs
 from isvs_triton import backends
 from isvs_triton.config import DEFAULT, SolverConfig
-from isvs_triton.ops.lbi import torch_path, triton_fused
-from isvs_triton.ops.lbi.torch_path import PathState
+from isvs_triton.ops.lbi import triton_fused
 from isvs_triton.ops.lbi.triton_fused import BLOCK
-from isvs_triton.testing import assert_backend_agrees, assert_close, images_stopping_far_apart
+from isvs_triton.testing import (
+    assert_backend_agrees,
+    assert_close,
+    assert_state_view_advances_in_place,
+    images_stopping_far_apart,
+)
 
 # the joint shrinkage divides by the norm of z, 0 at the start: 1/0 = inf -> factor 0, as intended (numpy warns)
 pytestmark = pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
@@ -64,23 +68,7 @@ def test_batches_past_the_index_limit_run_in_chunks(monkeypatch):
 
 
 def test_state_that_is_not_contiguous_is_advanced_in_place():
-    """A state viewing every other image of larger buffers (as a cache slice may) is written back, not copied away."""
-    x = torch.rand(4, 3, 9, 11)
-    wide = PathState.zeros(torch.rand(8, 3, 9, 11), momentum=True)
-    view = PathState(*(t[::2] for t in (wide.beta, wide.zh, wide.zv)), tuple(t[::2] for t in wide.prev),
-                     wide.iterations[::2])  # fmt: skip
-    assert not view.beta.is_contiguous()
-    solve = backends.resolve("triton", x.device, x.dtype)
-    ((out, info),) = solve(x, [0.5], DEFAULT, "independent", "input", state=view)
-    expected_state = PathState.zeros(x, momentum=True)
-    ((expected, expected_info),) = torch_path.solve(x, [0.5], DEFAULT, "independent", "input", state=expected_state)
-    assert torch.equal(info.iterations, expected_info.iterations)
-    assert torch.equal(wide.iterations[::2], expected_info.iterations) and (wide.iterations[1::2] == 0).all()
-    for name, got, want in zip(["beta", "zh", "zv", "previous beta", "previous zh", "previous zv"],
-                               (t[::2] for t in wide.tensors()), expected_state.tensors()):  # fmt: skip
-        assert_close(name, got, want, 1e-4)
-    assert all(not t[1::2].any() for t in wide.tensors())
-    assert_close("output", out, expected, 1e-5)
+    assert_state_view_advances_in_place("triton")
 
 
 def test_path_continues_exactly():

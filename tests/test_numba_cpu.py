@@ -11,12 +11,16 @@ import torch
 import isvs_triton as isvs
 from isvs_triton import backends
 from isvs_triton.config import DEFAULT, SolverConfig
-from isvs_triton.ops.lbi import torch_path
-from isvs_triton.ops.lbi.torch_path import PathState
 from isvs_triton.ops.projection import numba_cpu as projection_numba
 from isvs_triton.ops.projection import torch_path as projection_torch
 from isvs_triton.samples import crops
-from isvs_triton.testing import FAST_MOMENTUM, assert_backend_agrees, assert_close, images_stopping_far_apart
+from isvs_triton.testing import (
+    FAST_MOMENTUM,
+    assert_backend_agrees,
+    assert_close,
+    assert_state_view_advances_in_place,
+    images_stopping_far_apart,
+)
 
 CONFIGS = {"default": DEFAULT, "plain": SolverConfig(scale=1000.0, max_iter=300), "momentum": FAST_MOMENTUM}
 SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (16, 32), (33, 17)]
@@ -58,18 +62,7 @@ def test_path_continues_exactly():
 
 
 def test_state_that_is_not_contiguous_is_advanced_in_place():
-    """A state viewing every other image of larger buffers (as a cache slice may) is written back, not copied away."""
-    x = torch.rand(4, 3, 9, 11)
-    wide = PathState.zeros(torch.rand(8, 3, 9, 11), momentum=True)
-    view = PathState(*(t[::2] for t in (wide.beta, wide.zh, wide.zv)), tuple(t[::2] for t in wide.prev),
-                     wide.iterations[::2])  # fmt: skip
-    assert not view.beta.is_contiguous()
-    solve = backends.resolve("numba", x.device, x.dtype)
-    ((out, info),) = solve(x, [0.5], DEFAULT, "independent", "input", state=view)
-    ((expected, expected_info),) = torch_path.solve(x, [0.5], DEFAULT, "independent", "input")
-    assert torch.equal(info.iterations, expected_info.iterations)
-    assert torch.equal(wide.iterations[::2], expected_info.iterations) and (wide.iterations[1::2] == 0).all()
-    assert_close("output", out, expected, 1e-5)
+    assert_state_view_advances_in_place("numba")
 
 
 @pytest.mark.parametrize("channels,groups", [(1, 1), (3, 3), (3, 1)], ids=["c1", "c3", "c3-shared"])
