@@ -9,6 +9,8 @@ writes (k+1)%3), so an image that stops leaves its state where it is and nothing
   per iteration and synchronises only every CHECK_EVERY launches.
 - ``_lbi_persistent_kernel``: one program per image (up to PERSISTENT_MAX_SIDE per channel) walks its tiles and runs
   every iteration until its own stop: no launch and no host check per iteration; a barrier separates iterations.
+- ``_write_back_kernel``: after either, each image's last state (and the one before) from its slot to the caller's
+  state tensors, in one read and one write.
 
 The tile update computes the extrapolated point (Nesterov), gamma, the edge residual r = D beta - gamma at the
 tile's own edges and at the edges entering from the left and from above, D^T r, and the new z and beta.
@@ -95,6 +97,7 @@ def _lbi_persistent_kernel(
     b = tl.program_id(0)
     count = tl.load(p_count + b)
     k = tl.zeros([], dtype=tl.int32)
+    # need and budget are reloaded (cached) rather than held: held in registers, ptxas spilled in one configuration
     while (count < tl.load(p_need + b)) & (k < tl.load(p_budget + b)):
         cur, prev, new = k % 3, (k + 2) % 3, (k + 1) % 3
         count = tl.zeros([], dtype=tl.int32)
