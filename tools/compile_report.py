@@ -38,31 +38,22 @@ def launch_configs() -> list[dict]:
     return list(unique.values())
 
 
-def lbi_step_sources():
-    """(name, ASTSource, num_warps) for every configuration of the fused step the launcher can use."""
-    pointers = {name: "*fp32" for name in ("p_beta", "p_zh", "p_zv", "p_xs")}
-    ints = {name: "*i32" for name in ("p_need", "p_budget", "p_iters", "p_count")}
-    scalars = {**dict.fromkeys(("k", "B", "C", "H", "W", "tiles_w", "slot_beta", "slot_zh", "slot_zv"), "i32"),
-               **dict.fromkeys(("kappa", "step_z", "step_beta", "inv_nu", "momentum"), "fp32")}  # fmt: skip
-    for launch, joint, momentum in itertools.product(launch_configs(), (False, True), (False, True)):
-        block_h, block_w = launch["BLOCK_H"], launch["BLOCK_W"]
-        constexprs = {"JOINT": joint, "MOMENTUM": momentum, "BLOCK_H": block_h, "BLOCK_W": block_w}
-        signature = {**pointers, **ints, **scalars, **dict.fromkeys(constexprs, "constexpr")}
-        name = f"_lbi_step_kernel joint={joint} momentum={momentum} block={block_h}x{block_w}"
-        yield name, ASTSource(triton_fused._lbi_step_kernel, signature, constexprs), launch["num_warps"]
-
-
-def lbi_persistent_sources():
-    """(name, ASTSource, num_warps) for the persistent kernel, at every launch configuration."""
-    pointers = {name: "*fp32" for name in ("p_beta", "p_zh", "p_zv", "p_xs")}
-    ints = {name: "*i32" for name in ("p_need", "p_budget", "p_iters", "p_count")}
-    scalars = {**dict.fromkeys(("C", "H", "W", "tiles_h", "tiles_w", "slot_beta", "slot_zh", "slot_zv"), "i32"),
-               **dict.fromkeys(("kappa", "step_z", "step_beta", "inv_nu", "momentum"), "fp32")}  # fmt: skip
-    for launch, joint, momentum in itertools.product(launch_configs(), (False, True), (False, True)):
-        constexprs = {"JOINT": joint, "MOMENTUM": momentum, "BLOCK_H": launch["BLOCK_H"], "BLOCK_W": launch["BLOCK_W"]}
-        signature = {**pointers, **ints, **scalars, **dict.fromkeys(constexprs, "constexpr")}
-        name = f"_lbi_persistent_kernel joint={joint} momentum={momentum} block={launch['BLOCK_H']}x{launch['BLOCK_W']}"
-        yield name, ASTSource(triton_fused._lbi_persistent_kernel, signature, constexprs), launch["num_warps"]
+def lbi_sources():
+    """(name, ASTSource, num_warps) for both Split LBI kernels at every launch configuration the dispatcher can use."""
+    common = {**dict.fromkeys(("p_beta", "p_zh", "p_zv", "p_xs"), "*fp32"),
+              **dict.fromkeys(("p_need", "p_budget", "p_iters", "p_count"), "*i32")}  # fmt: skip
+    solver = dict.fromkeys(("kappa", "step_z", "step_beta", "inv_nu", "momentum"), "fp32")
+    sizes = {  # each kernel's integer arguments, in order
+        triton_fused._lbi_step_kernel: ("k", "B", "C", "H", "W", "tiles_w", "slot_beta", "slot_zh", "slot_zv"),
+        triton_fused._lbi_persistent_kernel: ("C", "H", "W", "tiles_h", "tiles_w", "slot_beta", "slot_zh", "slot_zv"),
+    }
+    for kernel, ints in sizes.items():
+        for launch, joint, momentum in itertools.product(launch_configs(), (False, True), (False, True)):
+            block_h, block_w = launch["BLOCK_H"], launch["BLOCK_W"]
+            constexprs = {"JOINT": joint, "MOMENTUM": momentum, "BLOCK_H": block_h, "BLOCK_W": block_w}
+            signature = {**common, **dict.fromkeys(ints, "i32"), **solver, **dict.fromkeys(constexprs, "constexpr")}
+            name = f"{kernel.fn.__name__} joint={joint} momentum={momentum} block={block_h}x{block_w}"
+            yield name, ASTSource(kernel, signature, constexprs), launch["num_warps"]
 
 
 def write_back_sources():
@@ -123,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     print("| kernel | target | warps | registers | spill bytes | shared bytes |\n|---|---|---|---|---|---|")
     for arch in map(int, args.archs.split(",")):
-        for name, source, warps in itertools.chain(
-            lbi_step_sources(), lbi_persistent_sources(), write_back_sources(), projection_sources()
-        ):
+        for name, source, warps in itertools.chain(lbi_sources(), write_back_sources(), projection_sources()):
             try:
                 compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
                 usage = ptxas_usage(compiled.asm["ptx"], arch)
