@@ -65,17 +65,21 @@ def check_name(name: object, where: str) -> str:
     return name  # type: ignore[return-value]
 
 
+def auto_name(device: torch.device, dtype: torch.dtype) -> str:
+    """The backend "auto" picks for this device and dtype when ISVS_BACKEND does not name one."""
+    if dtype == torch.float32 and device.type == "cuda" and "triton" in BACKENDS:
+        return "triton"
+    if dtype == torch.float32 and device.type == "cpu" and "numba" in BACKENDS:
+        return "numba"
+    return "torch"
+
+
 def resolve(name: str, device: torch.device, dtype: torch.dtype) -> Callable:
     """The implementation for ``name``; "auto" honours ISVS_BACKEND, then picks by device and dtype."""
     if name == "auto":
         name = check_name(os.environ.get(ENV_VAR, "auto"), f"environment variable {ENV_VAR}")
     if name == "auto":
-        if dtype == torch.float32 and device.type == "cuda" and "triton" in BACKENDS:
-            name = "triton"
-        elif dtype == torch.float32 and device.type == "cpu" and "numba" in BACKENDS:
-            name = "numba"
-        else:
-            name = "torch"
+        name = auto_name(device, dtype)
     if name == "numba" and (device.type != "cpu" or dtype != torch.float32):
         raise ValueError(
             f"backend 'numba' computes in float32 on CPU tensors (got {dtype} math on {device.type}): "

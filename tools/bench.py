@@ -62,20 +62,13 @@ def one_launch_per_iteration():
         triton_fused.PERSISTENT_MAX_SIDE = saved
 
 
-def main_backend(device: torch.device) -> str:
-    """What ``backend="auto"`` runs for float32 on this device."""
-    if device.type == "cuda":
-        return "triton"
-    return "numba" if "numba" in backends.PATH_PARTS else "torch"
-
-
 def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[str, tuple]:
     """name -> (callable, images it smooths). The anchors run per image on the CPU, so with ``--batch`` above the
     setting's they are timed on the setting's number of images only (their images/s does not depend on the batch)."""
     from skimage.restoration import denoise_tv_bregman, denoise_tv_chambolle
 
     images = [img.permute(1, 2, 0).numpy().astype(np.float64) for img in x[: SETTINGS[x.shape[-1]][0]]]
-    backend = main_backend(device)
+    backend = backends.auto_name(device, torch.float32)
     xd, joint, state = x.to(device), False, {}
     advance_fn, project_fn = backends.PATH_PARTS[backend]
 
@@ -143,7 +136,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
         versions += f", triton {triton.__version__}"
     print(f"{where}; {versions}; defaults {DEFAULT}")
-    ours = f"isvs {main_backend(device)} backend (defaults)"
+    ours = f"isvs {backends.auto_name(device, torch.float32)} backend (defaults)"
     rows = []
     for size in map(int, args.sizes.split(",")):
         batch, sparsity = SETTINGS[size]
