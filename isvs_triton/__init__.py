@@ -1,9 +1,12 @@
 """isvs_triton: robust image classifiers by inverse scale space sparsification (Split LBI), with fused kernels."""
 
-from .api import path, sparsify
+from .api import estimate_noise, path, sparsify
 from .config import DEFAULT, FAITHFUL, REFERENCE, SolverConfig
 from .info import SparsifyInfo
 from .transforms import Sparsify
 
 __version__ = "0.1.0"
-__all__ = ["DEFAULT", "FAITHFUL", "REFERENCE", "SolverConfig", "Sparsify", "SparsifyInfo", "path", "sparsify"]
+__all__ = [
+    "DEFAULT", "FAITHFUL", "REFERENCE", "SolverConfig", "Sparsify", "SparsifyInfo", "estimate_noise", "path",
+    "sparsify",
+]

@@ -14,6 +14,7 @@ import torch
 from . import backends
 from .config import CHANNEL_MODES, DEFAULT, PROJECTIONS, SolverConfig
 from .info import SparsifyInfo
+from .ops import noise as ops_noise
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _PIL_MODES = ("L", "LA", "RGB", "RGBA")
@@ -73,11 +74,14 @@ def _value_range(value_range, default: tuple[float, float]) -> tuple[float, floa
     hi = _real("value_range[1]", value_range[1], -math.inf, math.inf, True, True)
     if not lo < hi:
         raise ValueError(f"value_range must have lo < hi, got {value_range!r}")
+    if not math.isfinite(hi - lo):
+        raise ValueError(f"value_range must have a finite width hi - lo, got {value_range!r}")
     return lo, hi
 
 
-def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
-    """(C,H,W) or (B,C,H,W) uint8/float tensor -> float (B,C,H,W) in [0,1], and the map back to x's form."""
+def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor], float]:
+    """(C,H,W) or (B,C,H,W) uint8/float tensor -> float (B,C,H,W) in [0,1], the map back to x's form, and the
+    width hi - lo of x's value range."""
     if x.dtype != torch.uint8 and x.dtype not in _FLOAT_DTYPES:
         raise TypeError(
             f"unsupported dtype {x.dtype}; accepted: uint8 in [0, 255] or float16/bfloat16/float32/float64 in [0, 1]"
@@ -97,8 +101,9 @@ def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[
         tol = 4 * torch.finfo(x.dtype if x.is_floating_point() else math_dtype).eps
         low, high = float(xf.min()), float(xf.max())
         if low < -tol or high > 1 + tol:
+            found_min, found_max = float(x.min()), float(x.max())  # as given, not as rescaled
             raise ValueError(
-                f"values must lie in [{lo:g}, {hi:g}] (found min {low * (hi - lo) + lo:g}, max {high * (hi - lo) + lo:g});"
+                f"values must lie in [{lo:g}, {hi:g}] (found min {found_min!r}, max {found_max!r});"
                 " accepted: float in [0, 1], uint8 in [0, 255], or any range declared with value_range=(lo, hi)"
             )
     xf = xf.clamp_(0, 1)
@@ -109,14 +114,15 @@ def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[
         y = y.to(x.dtype)
         return y[0] if unbatched else y
 
-    return (xf.unsqueeze(0) if unbatched else xf), restore
+    return (xf.unsqueeze(0) if unbatched else xf), restore, hi - lo
 
 
-def _as_batch(x: Any, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any], bool]:
-    """Any accepted image form -> (float batch (B,C,H,W) in [0,1], map back to the input's form, unbatched?)."""
+def _as_batch(x: Any, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any], bool, float]:
+    """Any accepted image form -> (float batch (B,C,H,W) in [0,1], map back to the input's form, unbatched?,
+    width hi - lo of the input's value range)."""
     if isinstance(x, torch.Tensor):
-        batch, restore = _tensor_batch(x, value_range)
-        return batch, restore, x.dim() == 3
+        batch, restore, width = _tensor_batch(x, value_range)
+        return batch, restore, x.dim() == 3, width
     if isinstance(x, np.ndarray):
         if x.dtype != np.uint8 and x.dtype not in (np.float16, np.float32, np.float64):
             raise TypeError(f"unsupported numpy dtype {x.dtype}; accepted: uint8 or float16/float32/float64")
@@ -126,13 +132,13 @@ def _as_batch(x: Any, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor
         t = torch.from_numpy(array if array.flags.writeable else array.copy())
         t = t[..., None] if x.ndim == 2 else t
         t = t.movedim(-1, -3)
-        batch, restore_tensor = _tensor_batch(t, value_range)
+        batch, restore_tensor, width = _tensor_batch(t, value_range)
 
         def restore_numpy(y: torch.Tensor) -> np.ndarray:
             out = restore_tensor(y).movedim(-3, -1).cpu().numpy()
             return out[..., 0] if x.ndim == 2 else out
 
-        return batch, restore_numpy, x.ndim < 4
+        return batch, restore_numpy, x.ndim < 4, width
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - pillow is a dependency
@@ -140,32 +146,106 @@ def _as_batch(x: Any, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor
     if Image is not None and isinstance(x, Image.Image):
         if x.mode not in _PIL_MODES:
             raise ValueError(f"unsupported PIL mode {x.mode!r}; accepted: {list(_PIL_MODES)} (use image.convert())")
-        batch, restore_array, _ = _as_batch(np.asarray(x), value_range)
-        return batch, lambda y: Image.fromarray(restore_array(y), mode=x.mode), True
+        batch, restore_array, _, width = _as_batch(np.asarray(x), value_range)
+        return batch, lambda y: Image.fromarray(restore_array(y), mode=x.mode), True, width
     raise TypeError(
         f"unsupported input type {type(x).__name__}; accepted: torch.Tensor (C,H,W)/(B,C,H,W), "
         "numpy array (H,W)/(H,W,C)/(B,H,W,C), or PIL.Image"
     )
 
 
+# --------------------------------------------------------------------------------------------------- noise
+NOISE_MODES = ("auto",)  # the named values of ``noise=`` besides None, a number and a (B,) tensor
+
+
+def _noise_levels(noise, batch: torch.Tensor, unbatched: bool, width: float) -> torch.Tensor | None:
+    """``noise=`` as the (B,) standard deviations of batch (in [0, 1] units; ``width`` = hi - lo of the input)."""
+    if noise is None:
+        return None
+    if isinstance(noise, str):
+        _check_choice("noise", noise, NOISE_MODES)
+        return ops_noise.estimate(batch)
+    if isinstance(noise, torch.Tensor):
+        expected = () if unbatched else (batch.shape[0],)
+        if tuple(noise.shape) not in (expected, (batch.shape[0],)) or noise.is_complex() or noise.dtype == torch.bool:
+            raise ValueError(
+                f"noise as a tensor must be real with shape {expected} (one standard deviation per image), got "
+                f"{noise.dtype} of shape {tuple(noise.shape)}"
+            )
+        levels = noise.detach().to(batch.device, torch.float64).reshape(batch.shape[0])
+        if not bool(torch.isfinite(levels).all()) or bool((levels < 0).any()):
+            raise ValueError(f"noise must be finite and >= 0, got {noise.tolist()}")
+        return (levels / width).to(batch.dtype)
+    value = _real("noise", noise, 0.0, math.inf, False, True)
+    return torch.full((batch.shape[0],), value / width, dtype=batch.dtype, device=batch.device)
+
+
+def estimate_noise(x, *, per_channel: bool = False, value_range: tuple[float, float] | None = None) -> torch.Tensor:
+    """Noise standard deviation of each image, in the input's units (``noise="auto"`` of ``sparsify`` uses it).
+
+    The median absolute response of Immerkær's Laplacian-difference mask, scaled to a Gaussian's sigma
+    (``isvs_triton/ops/noise.py``): O(H W), on the input's device. Texture and edges bias it upward a little on
+    clean images (docs/calibration.md, "Noise estimate"); images smaller than 3x3 get 0.
+
+    Args:
+        x: any input ``sparsify`` accepts (tensor (C, H, W) / (B, C, H, W), numpy array, PIL image).
+        per_channel: one estimate per channel instead of one per image.
+        value_range: as in ``sparsify``.
+
+    Returns:
+        A float tensor on x's device (float64 for float64 input, else float32): shape (B,) (or (B, C)) for a
+        batch, () (or (C,)) for a single image.
+
+    Example:
+        >>> sigma = isvs_triton.estimate_noise(x + 0.1 * torch.randn_like(x))   # about 0.1 per image
+    """
+    if not isinstance(per_channel, bool):
+        raise TypeError(f"per_channel must be a bool, got {per_channel!r}")
+    batch, _, unbatched, width = _as_batch(x, value_range)
+    sigma = ops_noise.estimate(batch, per_channel) * width
+    return sigma[0] if unbatched else sigma
+
+
 # --------------------------------------------------------------------------------------------------- entry points
-def _run(x, targets: list[float], *, projection, channels, backend, value_range, **solver) -> list[tuple[Any, Any]]:
+# the keyword options of sparsify / path / Sparsify and their defaults (None: the solver preset decides)
+OPTIONS = dict(kappa=None, nu=None, step=None, scale=None, momentum=None, max_iter=None, projection=None,
+               channels="independent", backend="auto", value_range=None, noise=None, discrepancy=1.0)  # fmt: skip
+
+
+def check_options(options: dict, where: str) -> dict:
+    """``options`` completed with the defaults; unknown names are refused here, where the user passed them."""
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise TypeError(f"{where} got unexpected keyword arguments {sorted(unknown)}; accepted: {list(OPTIONS)}")
+    return {**OPTIONS, **options}
+
+
+def _run(x, targets: list[float], *, projection, channels, backend, value_range, noise, discrepancy,
+         **solver) -> list[tuple[Any, Any]]:  # fmt: skip
     config = _solver_config(**solver)
-    projection = _check_choice("projection", projection, PROJECTIONS)
+    if projection is not None:
+        _check_choice("projection", projection, PROJECTIONS)
     channels = _check_choice("channels", channels, CHANNEL_MODES)
+    discrepancy = _real("discrepancy", discrepancy, 0.0, math.inf, True, True)
     backends.check_name(backend, "argument backend")
-    batch, restore, unbatched = _as_batch(x, value_range)
+    batch, restore, unbatched, width = _as_batch(x, value_range)
+    levels = _noise_levels(noise, batch, unbatched, width)
+    if projection is None:
+        # at the noise level the support has barely begun to form (beta fits the data first): projecting onto it
+        # would flatten the image, so a noise stop returns beta / scale itself (measured: docs/calibration.md)
+        projection = "input" if levels is None else "none"
     order = sorted(range(len(targets)), key=targets.__getitem__)
     if batch.shape[0] == 0:
-        empty = torch.empty(0, device=batch.device)
-        info = SparsifyInfo(empty.long(), empty.double(), empty.long(), empty.bool())
-        results = [(batch, info)] * len(targets)
+        results = [(batch, SparsifyInfo.empty(batch.device))] * len(targets)
     else:
         solve = backends.resolve(backend, batch.device, batch.dtype)
-        ascending = solve(batch, [targets[i] for i in order], config, channels, projection)
+        extra = {} if levels is None else dict(noise=levels, discrepancy=discrepancy)
+        ascending = solve(batch, [targets[i] for i in order], config, channels, projection, **extra)
         results = [None] * len(targets)
         for rank, i in enumerate(order):
-            results[i] = ascending[rank]
+            out, info = ascending[rank]
+            info.noise = info.noise * width  # back to the input's units
+            results[i] = (out, info)
     return [(restore(out), info.map(lambda t: t[0]) if unbatched else info) for out, info in results]
 
 
@@ -178,11 +258,13 @@ def sparsify(
     step: float | None = None,
     scale: float | None = None,
     momentum: float | None = None,
-    projection: str = "input",
+    projection: str | None = None,
     channels: str = "independent",
     max_iter: int | None = None,
     backend: str = "auto",
     value_range: tuple[float, float] | None = None,
+    noise: float | str | torch.Tensor | None = None,
+    discrepancy: float = 1.0,
     return_info: bool = False,
 ):
     """Smooth images along the inverse scale space path, each stopped at its own ``sparsity``, then project.
@@ -190,17 +272,25 @@ def sparsify(
     Args:
         x: torch tensor (C, H, W) or (B, C, H, W), float in [0, 1] or uint8 in [0, 255]; a numpy array
             (H, W), (H, W, C) or (B, H, W, C) (uint8 or float); or a PIL image (L, LA, RGB, RGBA).
-        sparsity: target fraction of active edges, in (0, 1]. Higher keeps finer detail.
+        sparsity: target fraction of the image's jumps (edges whose two pixels differ) that are active at the stop,
+            in (0, 1]. Higher keeps finer detail; 1 returns the input.
         kappa, nu, step, scale, momentum: Split LBI constants (``isvs_triton.config``); None takes the default.
         projection: "input" (mean of x over each region), "beta" (mean of beta / scale), "none" (beta / scale).
+            None (default): "input", or "none" with a noise stop (where the support is still nearly empty).
         channels: "independent" (a segmentation per channel) or "joint" (one shared by all channels).
-        max_iter: iteration budget per image; an image that has not reached ``sparsity`` by then stops there.
-            None: DEFAULT.max_iter with the default constants, SolverConfig.max_iter (200,000) with any other.
+        max_iter: iteration budget per image, a safety net: an image that has stopped neither by ``sparsity`` nor
+            by ``noise`` stops there (``info.stopped_by == "budget"``). None: DEFAULT.max_iter with the default
+            constants, SolverConfig.max_iter (200,000) with any other.
         backend: "auto", "reference", "torch", "numba" or "triton"; "auto" honours the ISVS_BACKEND environment
             variable, then takes "triton" for float32 math on CUDA, "numba" for float32 math on the CPU, and "torch"
             otherwise (float64, other devices, or where numba / triton cannot be imported).
         value_range: (lo, hi) of the input values when they are not [0, 1] (float) or [0, 255] (uint8).
-        return_info: also return a ``SparsifyInfo`` (iterations, sparsity, regions, reached per image).
+        noise: also stop each image at the first iteration at which the RMS of beta / scale - x falls to
+            ``discrepancy * sigma`` (the discrepancy principle), if that comes before ``sparsity``. sigma is a
+            number (every image), a (B,) tensor (one per image), or "auto" (``estimate_noise`` per image), in the
+            input's units; None (default): no noise stop.
+        discrepancy: the factor tau of that stop, > 0.
+        return_info: also return a ``SparsifyInfo`` (iterations, sparsity, regions, reached, stopped_by, ...).
 
     Returns:
         The smoothed images in the input's type, shape, dtype and device (uint8 is rounded), and the info if asked.
@@ -213,6 +303,7 @@ def sparsify(
     ((out, info),) = _run(
         x, [_check_sparsity(sparsity)], kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum,
         max_iter=max_iter, projection=projection, channels=channels, backend=backend, value_range=value_range,
+        noise=noise, discrepancy=discrepancy,
     )  # fmt: skip
     return (out, info) if return_info else out
 
@@ -226,18 +317,14 @@ def path(
 ):
     """Outputs at several sparsities from one run of the path; output i equals ``sparsify(x, sparsities[i], ...)``.
 
-    Takes the same keyword options as ``sparsify``. Returns a list of outputs in the order of ``sparsities``
-    (and a list of ``SparsifyInfo`` if ``return_info``).
+    Takes the same keyword options as ``sparsify`` (``noise`` included: an image that stops by its noise level
+    keeps that output for every later sparsity). Returns a list of outputs in the order of ``sparsities`` (and a
+    list of ``SparsifyInfo`` if ``return_info``).
     """
     if isinstance(sparsities, (str, bytes)) or not isinstance(sparsities, Sequence) or len(sparsities) == 0:
         raise TypeError(f"sparsities must be a non-empty sequence of numbers in (0, 1], got {sparsities!r}")
-    unknown = set(options) - {"kappa", "nu", "step", "scale", "momentum", "projection", "channels", "max_iter",
-                              "backend", "value_range"}  # fmt: skip
-    if unknown:
-        raise TypeError(f"path() got unexpected keyword arguments {sorted(unknown)}")
+    options = check_options(options, "path()")
     targets = [_check_sparsity(s, f"sparsities[{i}]") for i, s in enumerate(sparsities)]
-    defaults = dict(projection="input", channels="independent", backend="auto", value_range=None)
-    solver = dict.fromkeys(("kappa", "nu", "step", "scale", "momentum", "max_iter"))
-    results = _run(x, targets, **{**defaults, **solver, **options})
+    results = _run(x, targets, **options)
     outs, infos = [r[0] for r in results], [r[1] for r in results]
     return (outs, infos) if return_info else outs

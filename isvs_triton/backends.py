@@ -1,7 +1,10 @@
 """One table from backend name to implementation; ``backend="auto"`` and ``ISVS_BACKEND`` pick from it.
 
-Every backend has the signature ``solve(x, targets, config, channels, projection) -> [(out, SparsifyInfo)]`` with
-x (B, C, H, W) float in [0, 1], ``targets`` ascending, one result per target.
+Every backend has the signature ``solve(x, targets, config, channels, projection, noise=None, discrepancy=1.0)
+-> [(out, SparsifyInfo)]`` with x (B, C, H, W) float in [0, 1], ``targets`` ascending, one result per target, and
+``noise`` (B,) the noise level of each image for the noise stop (or None). The batched backends share the driver of
+``ops/lbi/path.py`` (which also continues a saved ``state=``) and differ only in how a path advances and how it is
+projected.
 
 "numba" (the CPU default for float32) runs each image's iterations in compiled loops while its state stays in cache,
 images over threads (``ops/lbi/numba_cpu.py``), with a union-find projection (``ops/projection/numba_cpu.py``).
@@ -18,12 +21,13 @@ from collections.abc import Callable
 
 import torch
 
+from .ops.lbi import path as lbi_path
 from .ops.lbi import reference, torch_path
 from .ops.projection import torch_path as projection_torch
 
 ENV_VAR = "ISVS_BACKEND"
 
-# the batched backends share torch_path.solve and differ in how a path advances and how it is projected
+# the batched backends share lbi_path.solve and differ in how a path advances and how it is projected
 PATH_PARTS: dict[str, tuple[Callable, Callable]] = {"torch": (torch_path.advance, projection_torch.project)}
 try:  # numba can fail to import (e.g. a numpy newer than it supports): the CPU then falls back to "torch"
     from .ops.lbi import numba_cpu
@@ -43,7 +47,7 @@ except ImportError:  # pragma: no cover - depends on the platform
 BACKENDS: dict[str, Callable] = {
     "reference": reference.solve,  # plain and float64-capable: the oracle, slow
     **{
-        name: functools.partial(torch_path.solve, advance_fn=advance, project_fn=project)
+        name: functools.partial(lbi_path.solve, advance_fn=advance, project_fn=project)
         for name, (advance, project) in PATH_PARTS.items()
     },
 }

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import SolverConfig, edge_count, required_active
+from .ops.lbi import path as lbi_path
 from .ops.lbi import torch_path
 from .ops.projection import torch_path as projection_torch
 
@@ -40,9 +41,10 @@ class Stop:
 
 def stop(x: torch.Tensor, sparsity: float, config: SolverConfig, channels: str = "independent") -> Stop:
     """Run ``config``'s path on x (B, C, H, W) in [0, 1] to ``sparsity``; keep the supports for the comparison."""
-    ((state, active_h, active_v, need),) = list(torch_path.stops(x, [sparsity], config, channels == "joint"))
+    joint = channels == "joint"
+    ((state, active_h, active_v, rule),) = list(lbi_path.stops(x, [sparsity], config, joint, torch_path.advance))
     out, _ = projection_torch.project(x, active_h, active_v)
-    reached = torch_path.count_support(active_h, active_v) >= need
+    reached = lbi_path.count_support(active_h & rule.jumps_h, active_v & rule.jumps_v) >= rule.need
     return Stop(out, active_h, active_v, state.iterations.clone(), reached)
 
 
@@ -53,8 +55,11 @@ def threshold_stop(x: torch.Tensor, sparsity: float, channels: str = "independen
     if joint:
         dh, dv = dh.square().sum(1, keepdim=True).sqrt(), dv.square().sum(1, keepdim=True).sqrt()
     jumps = torch.cat([dh.flatten(1), dv.flatten(1)], 1)
-    need = required_active(sparsity, jumps.shape[1])
-    threshold = jumps.sort(1, descending=True).values[:, max(need - 1, 0)].view(-1, 1, 1, 1)
+    need = required_active(sparsity, (jumps > 0).sum(1))  # sparsity counts the jumps (edges with a difference)
+    ranked = jumps.sort(1, descending=True).values
+    threshold = ranked.gather(1, (need - 1).clamp(min=0).view(-1, 1)).view(-1, 1, 1, 1)
+    # an image that needs no edge activates none (its threshold is then above every difference)
+    threshold = torch.where(need.view(-1, 1, 1, 1) > 0, threshold.clamp(min=1e-30), torch.inf)
     active_h, active_v = dh >= threshold, dv >= threshold
     out, _ = projection_torch.project(x, active_h, active_v)
     zeros = torch.zeros(x.shape[0], dtype=torch.int64)

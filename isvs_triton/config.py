@@ -13,8 +13,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
+import torch
+
 CHANNEL_MODES = ("independent", "joint")
 PROJECTIONS = ("input", "beta", "none")
+# why an image stopped (SparsifyInfo.stopped_by): its target sparsity, its noise level, or the iteration budget
+STOP_RULES = ("sparsity", "noise", "budget")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,6 @@ REFERENCE = SolverConfig()
 # Chosen by tools/calibrate.py (docs/calibration.md): on 32x32 crops at sparsity 0.6, median 11 / max 27 iterations
 # at 45.5 dB mean PSNR to the reference output. Since a path with (kappa, scale) equals the path with
 # (kappa / scale, scale 1), a large scale is a small effective kappa: fast, and further from the reference path.
-# 8-bit images with many tied neighbours may never reach a high sparsity: max_iter bounds what they cost.
 DEFAULT = SolverConfig(kappa=10.0, nu=3.0, step=1.0, scale=400.0, momentum=0.9, max_iter=128)
 # Closer to the reference (relative error 0.30 instead of 0.82) at ~8x the iterations.
 FAITHFUL = SolverConfig(kappa=10.0, nu=1.0, step=1.0, scale=30.0, momentum=0.9, max_iter=2000)
@@ -52,11 +55,14 @@ FAITHFUL = SolverConfig(kappa=10.0, nu=1.0, step=1.0, scale=30.0, momentum=0.9, 
 PRESETS = {"default": DEFAULT, "faithful": FAITHFUL}
 
 
-def required_active(target: float, edges: int) -> int:
-    """Smallest number of active edges whose fraction of ``edges`` is >= ``target``.
+def required_active(target: float, edges):
+    """Smallest number of active edges whose fraction of ``edges`` (an int, or an int64 tensor of counts per image)
+    is >= ``target``.
 
     The 1e-9 guards against products such as 0.3 * 10 = 3.0000000000000004 asking for one edge too many.
     """
+    if isinstance(edges, torch.Tensor):
+        return torch.ceil(target * edges.double() - 1e-9).clamp_(min=0).long()
     return max(0, math.ceil(target * edges - 1e-9))
 
 

@@ -28,18 +28,19 @@ def assert_backend_agrees(backend: str, x: torch.Tensor, sparsity: float, agains
 
     expected, expected_info = sparsify(x, sparsity, backend=against, return_info=True, **options)
     out, info = sparsify(x, sparsity, backend=backend, return_info=True, **options)
-    for key in ("iterations", "sparsity", "regions", "reached"):
-        assert torch.equal(info[key], expected_info[key]), (
-            f"{key}: {backend} {info[key]} != {against} {expected_info[key]}"
-        )
+    for key in info.keys():
+        # every field is a count or a decision, equal per image, except the noise level, estimated on the device
+        same = torch.equal if key != "noise" else lambda a, b: torch.allclose(a, b, rtol=1e-6, equal_nan=True)
+        assert same(info[key], expected_info[key]), f"{key}: {backend} {info[key]} != {against} {expected_info[key]}"
     assert_close("output", out, expected, 1e-5)
     return info
 
 
 def images_stopping_far_apart() -> torch.Tensor:
-    """(3, 3, 10, 12): noise (stops within a few iterations), a smooth ramp (much later), a flat image (never)."""
+    """(3, 3, 10, 12): noise (stops within a few iterations), a smooth ramp (much later), and a nearly flat image
+    whose jumps are all tiny (the last to stop: a small budget stops it first)."""
     ramp = torch.linspace(0, 1, 12).view(1, 1, 12).expand(3, 10, 12) + 0.01 * torch.rand(3, 10, 12)
-    return torch.stack([torch.rand(3, 10, 12), ramp.clamp(0, 1), torch.full((3, 10, 12), 0.4)])
+    return torch.stack([torch.rand(3, 10, 12), ramp.clamp(0, 1), 0.4 + 1e-4 * torch.rand(3, 10, 12)])
 
 
 def assert_state_view_advances_in_place(backend: str) -> None:
@@ -48,8 +49,10 @@ def assert_state_view_advances_in_place(backend: str) -> None:
     """
     from .backends import resolve
     from .config import DEFAULT
+    from .ops.lbi import path as lbi_path
     from .ops.lbi import torch_path
-    from .ops.lbi.torch_path import PathState
+    from .ops.lbi.path import PathState
+    from .ops.projection import torch_path as projection_torch
 
     x = torch.rand(4, 3, 9, 11)
     wide = PathState.zeros(torch.rand(8, 3, 9, 11), momentum=True)
@@ -58,7 +61,8 @@ def assert_state_view_advances_in_place(backend: str) -> None:
     assert not view.beta.is_contiguous()
     ((out, info),) = resolve(backend, x.device, x.dtype)(x, [0.5], DEFAULT, "independent", "input", state=view)
     expected_state = PathState.zeros(x, momentum=True)
-    ((expected, expected_info),) = torch_path.solve(x, [0.5], DEFAULT, "independent", "input", state=expected_state)
+    ((expected, expected_info),) = lbi_path.solve(x, [0.5], DEFAULT, "independent", "input", torch_path.advance,
+                                                  projection_torch.project, state=expected_state)  # fmt: skip
     assert torch.equal(info.iterations, expected_info.iterations)
     assert torch.equal(wide.iterations[::2], expected_info.iterations) and (wide.iterations[1::2] == 0).all()
     for name, got, want in zip(("beta", "zh", "zv", "previous beta", "previous zh", "previous zv"),

@@ -14,7 +14,7 @@ def test_compile_report_has_no_failures_or_spills():
                             timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| _lbi_")]
-    assert len(rows) == 16, result.stdout  # 2 kernels x 2 targets x (joint, momentum) on/off
+    assert len(rows) == 32, result.stdout  # 2 kernels x 2 targets x (joint, momentum, noise stop) on/off
     write_back = [line for line in result.stdout.splitlines() if line.startswith("| _write_back_kernel")]
     assert len(write_back) == 4, result.stdout  # 2 targets x joint on/off
     projection = [line for line in result.stdout.splitlines()

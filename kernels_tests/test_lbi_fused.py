@@ -47,6 +47,27 @@ def test_fused_kernel_equals_torch(height, width, channels, mode, config):
     compare(x, 0.5, channels=mode, **CONFIGS[config].kwargs())
 
 
+@pytest.mark.parametrize("height,width", [(1, 7), (7, 3), (BH + 1, BW + 1)], ids=lambda s: str(s))
+@pytest.mark.parametrize("mode", ["independent", "joint"])
+def test_tied_neighbours_are_not_counted(height, width, mode):
+    """Sparsity counts jumps: on images of four grey levels most neighbours tie, and the kernels must skip them."""
+    x = (torch.rand(3, 3, height, width) * 3).round() / 3
+    compare(x, 0.7, channels=mode, **DEFAULT.kwargs())
+
+
+@pytest.mark.parametrize("height,width", [(12, 16), (BH + 1, BW + 1)], ids=lambda s: str(s))
+@pytest.mark.parametrize("mode", ["independent", "joint"])
+@pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
+def test_noise_stop_equals_torch(height, width, mode, config):
+    """The residual is summed in the kernels: noisy images stop by noise, the one with sigma 0 by sparsity."""
+    ramp = torch.linspace(0.2, 0.8, width).expand(3, 3, height, width)
+    noise = torch.randn(3, 3, height, width, generator=torch.Generator().manual_seed(0)).to(ramp.device)
+    x = (ramp + 0.1 * noise).clamp(0, 1)
+    info = compare(x, 0.999, channels=mode, noise=torch.tensor([0.1, 0.1, 0.0]), discrepancy=1.5,
+                   **{**CONFIGS[config].kwargs(), "max_iter": 40})
+    assert info.stopped_by[:2] == ["noise", "noise"] and info.stopped_by[2] != "noise"
+
+
 @pytest.mark.parametrize("projection", ["input", "beta", "none"])
 def test_fused_kernel_all_projections(projection):
     compare(torch.rand(2, 3, 9, 10), 0.4, projection=projection, **DEFAULT.kwargs())
@@ -54,7 +75,7 @@ def test_fused_kernel_all_projections(projection):
 
 @pytest.mark.parametrize("mode", ["independent", "joint"])
 def test_images_that_stop_far_apart(mode):
-    """A noisy image stops within a few iterations, a smooth ramp much later, a flat one never (max_iter)."""
+    """A noisy image stops within a few iterations, a smooth ramp much later, a nearly flat one at max_iter."""
     x = images_stopping_far_apart()
     info = compare(x, 0.6, channels=mode, **{**DEFAULT.kwargs(), "max_iter": 30})
     assert info.reached.tolist() == [True, True, False]

@@ -5,6 +5,7 @@ import torch
 
 import isvs_triton as isvs
 from isvs_triton.config import edge_count
+from isvs_triton.ops.lbi import path as lbi_path
 from isvs_triton.ops.lbi import torch_path
 from isvs_triton.samples import crops
 from isvs_triton.testing import FAST, FAST_MOMENTUM, assert_close
@@ -22,12 +23,13 @@ def test_sparsity_grows_along_the_path(config, channels):
     joint = channels == "joint"
     x = crops(32, 4, seed=3).double()
     edges = edge_count(32, 32) * (1 if joint else 3)
-    state, xs = torch_path.PathState.zeros(x, config.momentum > 0), x * config.scale
-    never = torch.full((4,), edges + 1)
+    state, xs = lbi_path.PathState.zeros(x, config.momentum > 0), x * config.scale
+    never = lbi_path.stop_rule(xs, 1.0, joint, None)
+    never.need += 1
     counts = []
     for k in range(1, 601):
         torch_path.advance(state, xs, never, config.replace(max_iter=k), joint)
-        counts.append(torch_path.count_active(state.zh, state.zv, joint))
+        counts.append(lbi_path.count_support(*lbi_path.support(state.zh, state.zv, joint)))
     counts = torch.stack(counts).double() / edges  # (iterations, images)
     assert float(counts[0].max()) < 0.01, "the path starts from an (almost) empty support"
     assert float(counts[-1].min()) > 0.05 and float(counts[-1].median()) > 0.5, "600 iterations go far along it"
@@ -72,7 +74,7 @@ def test_full_sparsity_returns_the_input(backend, channels):
 def test_coarse_before_fine_regions_shrink_with_sparsity():
     """Fewer active edges, fewer (larger) regions: the path goes from one region towards one per pixel."""
     x = crops(32, 3, seed=5)
-    _, infos = isvs.path(x, [0.05, 0.1, 0.2, 0.3], return_info=True, **FAST.kwargs())
+    _, infos = isvs.path(x, [0.1, 0.2, 0.3, 0.4], return_info=True, **FAST.kwargs())
     assert all(bool(info.reached.all()) for info in infos)
     regions = torch.stack([info.regions for info in infos])
     assert bool((regions[1:] > regions[:-1]).all()), regions

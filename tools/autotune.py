@@ -24,7 +24,7 @@ import torch
 
 from isvs_triton.config import DEFAULT
 from isvs_triton.ops.lbi import triton_fused
-from isvs_triton.ops.lbi.torch_path import PathState
+from isvs_triton.ops.lbi.path import PathState, stop_rule
 
 BLOCKS_H = (4, 8, 16, 32)
 BLOCKS_W = (16, 32, 64, 128)
@@ -49,12 +49,15 @@ def tune_one(size: int, batch: int, joint: bool, momentum: bool) -> tuple[dict, 
         t.normal_(0, 1)
     slots = triton_fused.to_slots(state, torch.arange(batch, device="cuda"))
     need = torch.full((batch,), 2**30, dtype=torch.int32, device="cuda")  # every image runs
+    limit = torch.full((batch,), -1.0, dtype=torch.float64, device="cuda")  # no noise stop
     iters, counts = torch.zeros_like(need), torch.zeros(3, batch, dtype=torch.int32, device="cuda")
+    resids = torch.zeros(3, batch, dtype=torch.float64, device="cuda")
     config = DEFAULT.replace(momentum=DEFAULT.momentum if momentum else 0.0)
     best, best_ms = None, float("inf")
     for launch in search_space():
         ms = do_bench(
-            lambda launch=launch: triton_fused.lbi_step(slots, x, need, need, iters, counts, 0, config, joint, launch)
+            lambda launch=launch: triton_fused.lbi_step(slots, x, (need, limit, need), iters, counts, resids, 0, config,
+                                                        joint, False, launch)  # fmt: skip
         )
         if ms < best_ms:
             best, best_ms = launch, ms
@@ -65,19 +68,16 @@ def persistent_is_faster(size: int, batch: int, joint: bool, momentum: bool) -> 
     """Time a whole run to sparsity 0.6 both ways: one persistent launch, or a fused launch per iteration."""
     from triton.testing import do_bench
 
-    from isvs_triton.config import edge_count, required_active
-
     x = torch.rand(batch, 3, size, size, device="cuda")
     config = DEFAULT.replace(momentum=DEFAULT.momentum if momentum else 0.0)
     xs = x * config.scale
-    edges = edge_count(size, size) * (1 if joint else 3)
-    need = torch.full((batch,), required_active(0.6, edges), device="cuda")
+    rule = stop_rule(xs, 0.6, joint, None)
 
     def persistent():
-        triton_fused.advance(PathState.zeros(x, momentum), xs, need, config, joint, persistent=True)
+        triton_fused.advance(PathState.zeros(x, momentum), xs, rule, config, joint, persistent=True)
 
     def per_iteration():
-        triton_fused.advance(PathState.zeros(x, momentum), xs, need, config, joint, persistent=False)
+        triton_fused.advance(PathState.zeros(x, momentum), xs, rule, config, joint, persistent=False)
 
     return do_bench(persistent) < do_bench(per_iteration)
 

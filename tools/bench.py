@@ -27,7 +27,7 @@ import torch
 import isvs_triton as isvs
 from isvs_triton import backends
 from isvs_triton.config import DEFAULT
-from isvs_triton.ops.lbi import torch_path
+from isvs_triton.ops.lbi import path as lbi_path
 from isvs_triton.samples import crops
 
 try:  # the GPU providers need triton; a CPU run does not
@@ -73,7 +73,7 @@ def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[st
     advance_fn, project_fn = backends.PATH_PARTS[backend]
 
     def lbi_only():
-        state["stop"] = list(torch_path.stops(xd, [sparsity], DEFAULT, joint, advance_fn))[0]
+        state["stop"] = list(lbi_path.stops(xd, [sparsity], DEFAULT, joint, advance_fn))[0]
 
     def projection_only():
         if "stop" not in state:

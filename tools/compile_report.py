@@ -41,18 +41,20 @@ def launch_configs() -> list[dict]:
 def lbi_sources():
     """(name, ASTSource, num_warps) for both Split LBI kernels at every launch configuration the dispatcher can use."""
     common = {**dict.fromkeys(("p_beta", "p_zh", "p_zv", "p_xs"), "*fp32"),
-              **dict.fromkeys(("p_need", "p_budget", "p_iters", "p_count"), "*i32")}  # fmt: skip
+              **dict.fromkeys(("p_need", "p_budget", "p_iters", "p_count"), "*i32"),
+              **dict.fromkeys(("p_limit", "p_resid"), "*fp64")}  # fmt: skip
     solver = dict.fromkeys(("kappa", "step_z", "step_beta", "inv_nu", "momentum"), "fp32")
     sizes = {  # each kernel's integer arguments, in order
         triton_fused._lbi_step_kernel: ("k", "B", "C", "H", "W", "tiles_w", "slot_beta", "slot_zh", "slot_zv"),
         triton_fused._lbi_persistent_kernel: ("C", "H", "W", "tiles_h", "tiles_w", "slot_beta", "slot_zh", "slot_zv"),
     }
     for kernel, ints in sizes.items():
-        for launch, joint, momentum in itertools.product(launch_configs(), (False, True), (False, True)):
+        flags = itertools.product(launch_configs(), (False, True), (False, True), (False, True))
+        for launch, joint, momentum, noise in flags:
             block_h, block_w = launch["BLOCK_H"], launch["BLOCK_W"]
-            constexprs = {"JOINT": joint, "MOMENTUM": momentum, "BLOCK_H": block_h, "BLOCK_W": block_w}
+            constexprs = {"JOINT": joint, "MOMENTUM": momentum, "NOISE": noise, "BLOCK_H": block_h, "BLOCK_W": block_w}
             signature = {**common, **dict.fromkeys(ints, "i32"), **solver, **dict.fromkeys(constexprs, "constexpr")}
-            name = f"{kernel.fn.__name__} joint={joint} momentum={momentum} block={block_h}x{block_w}"
+            name = f"{kernel.fn.__name__} joint={joint} momentum={momentum} noise={noise} block={block_h}x{block_w}"
             yield name, ASTSource(kernel, signature, constexprs), launch["num_warps"]
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from isvs_triton.config import DEFAULT
+from isvs_triton.ops.lbi import path as lbi_path
 from isvs_triton.ops.lbi import torch_path
 from isvs_triton.samples import crops
 
@@ -52,10 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     print("| images | eager ms/it | compiled ms/it | eager us/image-it | compiled us/image-it |\n|---|---|---|---|---|")
     for n in [args.batch, *map(int, args.chunks.split(","))]:
         xs = (x[:n] * cfg.scale).contiguous()
-        state = torch_path.PathState.zeros(x[:n].contiguous(), momentum=True)
+        state = lbi_path.PathState.zeros(x[:n].contiguous(), momentum=True)
         stepper = torch_path.TorchStepper(state, cfg, joint=False)
         run = torch.ones(n)
-        eager = per_iteration(lambda: stepper(state, xs, run), 50 if n < args.batch else 20)
+        rule = lbi_path.stop_rule(xs, 0.6, False, None)
+        eager = per_iteration(lambda: stepper(state, xs, run, rule, False), 50 if n < args.batch else 20)
         tensors = [t.clone() for t in state.tensors()]
         start = time.perf_counter()
         compiled(*tensors, xs, cfg.kappa, cfg.alpha, cfg.nu, cfg.momentum)

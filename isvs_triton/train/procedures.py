@@ -19,7 +19,7 @@ from ..api import sparsify
 from ..config import PRESETS
 from ..data import sample_uniform, to_tensor
 from ..filters import gaussian_blur, gaussian_noise, lowpass, tv_chambolle
-from ..ops.lbi.torch_path import PathState
+from ..ops.lbi.path import PathState
 from .config import TrainConfig, parse_bytes
 
 

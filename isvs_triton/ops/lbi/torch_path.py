@@ -1,11 +1,11 @@
 """Split LBI, batched torch path: any device and dtype (float64 too), and the oracle the numba loops and the Triton
 kernels are compared with.
 
-Same equations as ``reference.py`` (README.md beside this file), on a whole batch at once:
-- the state (beta, z) lives in a ``PathState`` that can be advanced from one stop to the next, so ``path`` computes
-  several sparsities in one run and a later stage continues an earlier one exactly;
-- every iteration counts each image's active edges on the device and freezes the images that reached their target
-  (their updates are multiplied by 0, which leaves the state bit-exact), so no image runs past its own stop;
+Same equations as ``reference.py`` (README.md beside this file), on a whole batch at once; ``advance`` is this
+backend's part of the shared driver in ``path.py``:
+- every iteration counts each image's active jumps (and, with a noise stop, its residual) on the device and freezes
+  the images that stopped (their updates are multiplied by 0, which leaves the state bit-exact), so no image runs
+  past its own stop;
 - the host looks only every ``CHECK_EVERY`` iterations, and then drops finished images from the working set, so a
   batch does not run at the pace of its slowest image;
 - buffers are allocated once per working set and updated in place.
@@ -13,52 +13,12 @@ Same equations as ``reference.py`` (README.md beside this file), on a whole batc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ...config import SolverConfig, edge_count, required_active
-from ...info import SparsifyInfo
-from ..projection import torch_path as projection_torch
+from ...config import SolverConfig
+from .path import PathState, StopRule, count_active, residual, running
 
 CHECK_EVERY = 16  # iterations between host synchronisations
-
-
-@dataclass
-class PathState:
-    """Split LBI state of a batch; z is split into horizontal (B, C, H, W-1) and vertical (B, C, H-1, W) edges."""
-
-    beta: torch.Tensor  # (B, C, H, W), on the scaled image scale * x
-    zh: torch.Tensor
-    zv: torch.Tensor
-    prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # (beta, zh, zv) one iteration back, momentum only
-    iterations: torch.Tensor  # (B,) int64
-
-    @staticmethod
-    def zeros(x: torch.Tensor, momentum: bool) -> PathState:
-        b, c, h, w = x.shape
-        beta, zh, zv = x.new_zeros(b, c, h, w), x.new_zeros(b, c, h, w - 1), x.new_zeros(b, c, h - 1, w)
-        prev = (beta.clone(), zh.clone(), zv.clone()) if momentum else None
-        return PathState(beta, zh, zv, prev, torch.zeros(b, dtype=torch.int64, device=x.device))
-
-    def tensors(self) -> list[torch.Tensor]:
-        return [self.beta, self.zh, self.zv, *(self.prev or ())]
-
-
-def support(zh: torch.Tensor, zv: torch.Tensor, joint: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Active edges (gamma != 0): (B, C or 1, H, W-1) and (B, C or 1, H-1, W) bool."""
-    if joint:
-        return zh.square().sum(1, keepdim=True) > 1, zv.square().sum(1, keepdim=True) > 1
-    return zh.abs() > 1, zv.abs() > 1
-
-
-def count_support(active_h: torch.Tensor, active_v: torch.Tensor) -> torch.Tensor:
-    """Active edges per image (B,) of a support."""
-    return active_h.flatten(1).sum(1) + active_v.flatten(1).sum(1)
-
-
-def count_active(zh: torch.Tensor, zv: torch.Tensor, joint: bool) -> torch.Tensor:
-    return count_support(*support(zh, zv, joint))
 
 
 def _shrink_(z: torch.Tensor, out: torch.Tensor, joint: bool) -> torch.Tensor:
@@ -118,75 +78,36 @@ def _put(state: PathState, index: torch.Tensor, part: PathState) -> None:
 
 
 class TorchStepper:
-    """Advances a working set in place with ``_step``; returns the new active-edge counts."""
+    """Advances a working set in place with ``_step``; returns the new active-jump counts and residuals (or None)."""
 
     def __init__(self, work: PathState, cfg: SolverConfig, joint: bool):
         self.workspace, self.cfg, self.joint = _Workspace(work.beta), cfg, joint
 
-    def __call__(self, work: PathState, xs: torch.Tensor, run: torch.Tensor) -> torch.Tensor:
+    def __call__(self, work: PathState, xs: torch.Tensor, run: torch.Tensor, rule: StopRule, noise: bool):
         _step(work, xs, run.view(-1, 1, 1, 1), self.workspace, self.cfg, self.joint)
-        return count_active(work.zh, work.zv, self.joint)
+        count = count_active(work.zh, work.zv, rule, self.joint)
+        return count, residual(work.beta, xs) if noise else None
 
 
-def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverConfig, joint: bool) -> None:
-    """Run every image of ``state`` until it has ``need`` (B,) active edges or ``cfg.max_iter`` iterations.
+def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool) -> None:
+    """Run every image of ``state`` until its ``rule`` stops it or ``cfg.max_iter`` iterations (``path.Advance``).
 
-    ``xs`` is scale * x (B, C, H, W). The state is updated in place; images already at their target do not move.
-    """
-    running = (count_active(state.zh, state.zv, joint) < need) & (state.iterations < cfg.max_iter)
-    index = running.nonzero().squeeze(1)
+    ``xs`` is scale * x (B, C, H, W). The state is updated in place; images already stopped do not move."""
+    noise = bool((rule.limit >= 0).any())
+    index = running(state, xs, rule, cfg, joint).nonzero().squeeze(1)
     while index.numel():
-        work, xw, need_w = _take(state, index), xs.index_select(0, index), need.index_select(0, index)
+        work, xw, rule_w = _take(state, index), xs.index_select(0, index), rule.take(index)
         step, run_w = TorchStepper(work, cfg, joint), torch.ones(index.numel(), dtype=torch.bool, device=xs.device)
         while True:
             for _ in range(CHECK_EVERY):
-                count = step(work, xw, run_w.to(xw.dtype))
+                count, ssq = step(work, xw, run_w.to(xw.dtype), rule_w, noise)
                 work.iterations += run_w
-                run_w &= (count < need_w) & (work.iterations < cfg.max_iter)
+                run_w &= (count < rule_w.need) & (work.iterations < cfg.max_iter)
+                if noise:
+                    run_w &= ssq > rule_w.limit
             still = int(run_w.sum())
             # compact once a quarter of the working set has finished: copying costs about one iteration
             if still == 0 or still <= 0.75 * index.numel():
                 break
         _put(state, index, work)
         index = index[run_w]
-
-
-def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bool, advance_fn=advance,
-          state: PathState | None = None):  # fmt: skip
-    """Advance one path through ``targets`` (ascending); yield (state, active_h, active_v, need) at each stop.
-
-    ``advance_fn`` has the signature of ``advance``; the numba and Triton backends pass their own. ``state``:
-    continue this path (updated in place) instead of starting from zero; images already past a target do not move."""
-    batch, c, h, w = x.shape
-    edges = edge_count(h, w) * (1 if joint else c)
-    if state is None:
-        state = PathState.zeros(x, momentum=config.momentum > 0)
-    xs = x * config.scale
-    for target in targets:
-        need = torch.full((batch,), required_active(target, edges), dtype=torch.int64, device=x.device)
-        advance_fn(state, xs, need, config, joint)
-        yield (state, *support(state.zh, state.zv, joint), need)
-
-
-def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels: str, projection: str,
-          advance_fn=advance, project_fn=projection_torch.project, state: PathState | None = None):  # fmt: skip
-    """Backend entry: x (B, C, H, W) in [0, 1]; ``targets`` ascending. Returns [(out, SparsifyInfo)] per target.
-
-    The Triton backend is this function with its own ``advance_fn`` and ``project_fn``. ``state`` (optional) is a
-    ``PathState`` of x to continue, updated in place: how training continues each image's path between stages."""
-    joint = channels == "joint"
-    batch, c, h, w = x.shape
-    edges = edge_count(h, w) * (1 if joint else c)
-    results = []
-    for stop, active_h, active_v, need in stops(x, targets, config, joint, advance_fn, state):
-        active = count_support(active_h, active_v)
-        beta = stop.beta / config.scale
-        projected, regions = project_fn(x if projection == "input" else beta, active_h, active_v)
-        info = SparsifyInfo(
-            iterations=stop.iterations.clone(),
-            sparsity=active.double() / edges if edges else torch.ones(batch, dtype=torch.float64, device=x.device),
-            regions=regions,
-            reached=active >= need,
-        )
-        results.append((beta if projection == "none" else projected, info))
-    return results

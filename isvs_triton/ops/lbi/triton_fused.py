@@ -32,26 +32,29 @@ import triton
 import triton.language as tl
 
 from ...config import SolverConfig
-from .torch_path import PathState, count_active
+from .path import PathState, StopRule, count_active, residual, running
 
 
 @triton.jit(do_not_specialize=["k"])  # one compiled kernel for every iteration
 def _lbi_step_kernel(
     p_beta, p_zh, p_zv,  # (3, B, C, H, W), (3, B, C, H, W-1), (3, B, C, H-1, W): state k in slot k%3
     p_xs,  # scale * x (B, C, H, W)
-    p_need,  # (B,) int32: active edges at which the image stops
+    p_need,  # (B,) int32: active jumps at which the image stops
+    p_limit,  # (B,) float64: residual sum of squares at which it stops (NOISE only)
     p_budget,  # (B,) int32: iterations it may run
     p_iters,  # (B,) int32 out: iterations run
-    p_count,  # (3, B) int32: active edges of state k in row k%3 (row (k+1)%3 zero at launch k)
+    p_count,  # (3, B) int32: active jumps of state k in row k%3 (row (k+1)%3 zero at launch k)
+    p_resid,  # (3, B) float64: residual sum of squares of state k in row k%3, like p_count (NOISE only)
     k, B, C, H, W, tiles_w, slot_beta, slot_zh, slot_zv,
     kappa, step_z, step_beta, inv_nu, momentum,
-    JOINT: tl.constexpr, MOMENTUM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    JOINT: tl.constexpr, MOMENTUM: tl.constexpr, NOISE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
     """Iteration k of every image that has not stopped: state slot k%3 (and (k-1)%3) -> slot (k+1)%3.
 
-    Each image decides its own stop on the device from the complete count of state k (the previous launch's
-    atomics), so the host only launches and looks now and then. A stopped image's programs return at once and its
-    state stays in the slot of its stop; its leader (tile 0, first channel) carries its count to the next row."""
+    Each image decides its own stop on the device from the complete count (and residual) of state k (the previous
+    launch's atomics), so the host only launches and looks now and then. A stopped image's programs return at once
+    and its state stays in the slot of its stop; its leader (tile 0, first channel) carries its count to the next
+    row."""
     pid_tile, pid_plane = tl.program_id(0), tl.program_id(1)
     if JOINT:
         b, c_first, c_last = pid_plane, 0, C
@@ -60,35 +63,46 @@ def _lbi_step_kernel(
     cur, prev, new = k % 3, (k + 2) % 3, (k + 1) % 3
     count = tl.load(p_count + cur * B + b)
     running = (count < tl.load(p_need + b)) & (k < tl.load(p_budget + b))
+    if NOISE:
+        resid = tl.load(p_resid + cur * B + b)
+        running = running & (resid > tl.load(p_limit + b))
     if (pid_tile == 0) & (c_first == 0):
         tl.store(p_count + prev * B + b, 0)  # the row the next launch accumulates into (read by nobody here)
+        if NOISE:
+            tl.store(p_resid + prev * B + b, 0.0)
         if running:
             tl.store(p_iters + b, k + 1)
         else:
             tl.store(p_count + new * B + b, count)
+            if NOISE:
+                tl.store(p_resid + new * B + b, resid)
     if running:
         i, j = _tile(pid_tile, tiles_w, BLOCK_H, BLOCK_W)
-        active = _step_tile(
+        active, squares = _step_tile(
             p_beta + cur * slot_beta, p_zh + cur * slot_zh, p_zv + cur * slot_zv,
             p_beta + prev * slot_beta, p_zh + prev * slot_zh, p_zv + prev * slot_zv,
             p_beta + new * slot_beta, p_zh + new * slot_zh, p_zv + new * slot_zv, p_xs,
             b, c_first, c_last, i, j, C, H, W, kappa, step_z, step_beta, inv_nu, momentum,
-            JOINT, MOMENTUM, BLOCK_H, BLOCK_W,
+            JOINT, MOMENTUM, NOISE, BLOCK_H, BLOCK_W,
         )  # fmt: skip
         tl.atomic_add(p_count + new * B + b, active, sem="relaxed")  # read by the next launch: needs no ordering
+        if NOISE:
+            tl.atomic_add(p_resid + new * B + b, squares, sem="relaxed")
 
 
 @triton.jit
 def _lbi_persistent_kernel(
     p_beta, p_zh, p_zv,  # (3, B, C, H, W), (3, B, C, H, W-1), (3, B, C, H-1, W): state k in slot k%3
     p_xs,  # scale * x (B, C, H, W)
-    p_need,  # (B,) int32: active edges at which the image stops
+    p_need,  # (B,) int32: active jumps at which the image stops
+    p_limit,  # (B,) float64: residual sum of squares at which it stops (NOISE only)
     p_budget,  # (B,) int32: iterations it may run
     p_iters,  # (B,) int32 out: iterations run
-    p_count,  # (B,) int32: active edges of the start state
+    p_count,  # (B,) int32: active jumps of the start state
+    p_resid,  # (B,) float64: residual sum of squares of the start state (NOISE only)
     C, H, W, tiles_h, tiles_w, slot_beta, slot_zh, slot_zv,
     kappa, step_z, step_beta, inv_nu, momentum,
-    JOINT: tl.constexpr, MOMENTUM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    JOINT: tl.constexpr, MOMENTUM: tl.constexpr, NOISE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
     """One program per image runs all its iterations and stops itself: no launch and no host check per iteration.
 
@@ -96,20 +110,27 @@ def _lbi_persistent_kernel(
     neighbours' values of the previous iteration, so a barrier separates iterations."""
     b = tl.program_id(0)
     count = tl.load(p_count + b)
+    resid = tl.load(p_resid + b) if NOISE else 1.0
+    limit = tl.load(p_limit + b) if NOISE else 0.0
     k = tl.zeros([], dtype=tl.int32)
     # need and budget are reloaded (cached) rather than held: held in registers, ptxas spilled in one configuration
-    while (count < tl.load(p_need + b)) & (k < tl.load(p_budget + b)):
+    while (count < tl.load(p_need + b)) & (k < tl.load(p_budget + b)) & (resid > limit):
         cur, prev, new = k % 3, (k + 2) % 3, (k + 1) % 3
         count = tl.zeros([], dtype=tl.int32)
+        squares = tl.zeros([], dtype=tl.float64)
         for t in range(0, tiles_h * tiles_w):
             i, j = _tile(t, tiles_w, BLOCK_H, BLOCK_W)
-            count += _step_tile(
+            tile_count, tile_squares = _step_tile(
                 p_beta + cur * slot_beta, p_zh + cur * slot_zh, p_zv + cur * slot_zv,
                 p_beta + prev * slot_beta, p_zh + prev * slot_zh, p_zv + prev * slot_zv,
                 p_beta + new * slot_beta, p_zh + new * slot_zh, p_zv + new * slot_zv, p_xs,
                 b, 0, C, i, j, C, H, W, kappa, step_z, step_beta, inv_nu, momentum,
-                JOINT, MOMENTUM, BLOCK_H, BLOCK_W,
+                JOINT, MOMENTUM, NOISE, BLOCK_H, BLOCK_W,
             )  # fmt: skip
+            count += tile_count
+            squares += tile_squares
+        if NOISE:
+            resid = squares
         tl.debug_barrier()
         k += 1
     tl.store(p_iters + b, k)
@@ -164,10 +185,12 @@ def _copy_tile(p_beta, p_zh, p_zv, p_beta_d, p_zh_d, p_zv_d, b, row, c_first, c_
 def _step_tile(
     p_beta, p_zh, p_zv, p_pbeta, p_pzh, p_pzv, p_beta_o, p_zh_o, p_zv_o, p_xs,
     b, c_first, c_last, i, j, C, H, W, kappa, step_z, step_beta, inv_nu, mu,
-    JOINT: tl.constexpr, MOMENTUM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    JOINT: tl.constexpr, MOMENTUM: tl.constexpr, NOISE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
     """One Split LBI update of the pixels (i, j) of image b, channels [c_first, c_last), from the current state
-    (p_beta, p_zh, p_zv) and the previous one (p_p*: momentum) into p_*_o; returns the new state's active edges."""
+    (p_beta, p_zh, p_zv) and the previous one (p_p*: momentum) into p_*_o; returns the new state's active jumps
+    (active edges whose two pixels differ in s x, in any channel when JOINT) and, with NOISE, its residual sum of
+    squares sum((beta - s x)^2) in float64 (0 without)."""
     m_pix = (i < H) & (j < W)
     m_h = (i < H) & (j < W - 1)  # edge (i, j)-(i, j+1) exists
     m_hl = (i < H) & (j >= 1) & (j < W)  # edge (i, j-1)-(i, j)
@@ -198,7 +221,10 @@ def _step_tile(
 
     n_h = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.float32)  # squared new z over channels (joint count)
     n_v = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.float32)
+    jump_h = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.int1)  # the edge's pixels differ in some channel (joint count)
+    jump_v = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.int1)
     active = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.int32)
+    squares = tl.zeros([], dtype=tl.float64)
     for c in range(c_first, c_last):
         o_p = ((b * C + c) * H + i) * W + j
         o_h = ((b * C + c) * H + i) * (W - 1) + j
@@ -227,18 +253,27 @@ def _step_tile(
         grad_t = ((r_hl - r_h) + r_vu) - r_v  # D^T r, in the order of the torch path
         z_h = y_h + r_h * step_z
         z_v = y_v + r_v * step_z
-        beta = yb + ((yb - tl.load(p_xs + o_p, mask=m_pix, other=0.0)) + grad_t * inv_nu) * step_beta
+        b_xs = tl.load(p_xs + o_p, mask=m_pix, other=0.0)
+        beta = yb + ((yb - b_xs) + grad_t * inv_nu) * step_beta
         tl.store(p_beta_o + o_p, beta, mask=m_pix)
         tl.store(p_zh_o + o_h, z_h, mask=m_h)
         tl.store(p_zv_o + o_v, z_v, mask=m_v)
+        if NOISE:
+            d = tl.where(m_pix, beta - b_xs, 0.0).to(tl.float64)
+            squares += tl.sum(tl.sum(d * d, axis=1), axis=0)
+        # the pixels' right and lower neighbours in s x (cache hits: the tile's own row and the next one)
+        j_h = m_h & (tl.load(p_xs + o_p + 1, mask=m_h, other=0.0) != b_xs)
+        j_v = m_v & (tl.load(p_xs + o_p + W, mask=m_v, other=0.0) != b_xs)
         if JOINT:
             n_h += z_h * z_h
             n_v += z_v * z_v
+            jump_h = jump_h | j_h
+            jump_v = jump_v | j_v
         else:
-            active += (m_h & (tl.abs(z_h) > 1.0)).to(tl.int32) + (m_v & (tl.abs(z_v) > 1.0)).to(tl.int32)
+            active += (j_h & (tl.abs(z_h) > 1.0)).to(tl.int32) + (j_v & (tl.abs(z_v) > 1.0)).to(tl.int32)
     if JOINT:
-        active = (m_h & (n_h > 1.0)).to(tl.int32) + (m_v & (n_v > 1.0)).to(tl.int32)
-    return tl.sum(tl.sum(active, axis=1), axis=0)
+        active = (jump_h & (n_h > 1.0)).to(tl.int32) + (jump_v & (n_v > 1.0)).to(tl.int32)
+    return tl.sum(tl.sum(active, axis=1), axis=0), squares
 
 
 @triton.jit
@@ -310,17 +345,19 @@ CHECK_EVERY = 8  # launches of the step kernel between host checks for "every im
 INDEX_LIMIT = 2**31 - 1  # the kernels index the three slots with int32: larger batches run in chunks
 
 
-def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverConfig, joint: bool,
+def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool,
             persistent: bool | None = None, launch: dict | None = None) -> None:  # fmt: skip
-    """``torch_path.advance`` on the kernels: run every image to ``need`` (B,) active edges or ``cfg.max_iter``.
+    """``path.Advance`` on the kernels: run every image until its ``rule`` stops it or ``cfg.max_iter``.
 
     ``persistent``: one launch for all iterations (default for images up to PERSISTENT_MAX_SIDE, or as tuned) or
     one launch per iteration. ``launch`` ({"BLOCK_H", "BLOCK_W", "num_warps"}) defaults to the tuned configuration
     of this GPU and size."""
-    active = count_active(state.zh, state.zv, joint)
-    index = ((active < need) & (state.iterations < cfg.max_iter)).nonzero().squeeze(1)
+    index = running(state, xs, rule, cfg, joint).nonzero().squeeze(1)
     if not index.numel():
         return
+    active = count_active(state.zh, state.zv, rule, joint)
+    noise = bool((rule.limit >= 0).any())
+    squares = residual(state.beta, xs) if noise else rule.limit
     height, width = state.beta.shape[-2:]
     if state.prev is None:  # a state kept without its previous iteration advances without momentum (as torch_path)
         cfg = cfg.replace(momentum=0.0)
@@ -336,8 +373,9 @@ def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverC
     for chunk in index.split(max(1, INDEX_LIMIT // (3 * state.beta[0].numel()))):
         slots = to_slots(state, chunk)
         budget = (cfg.max_iter - state.iterations[chunk]).to(torch.int32)
-        iters = run(slots, xs.index_select(0, chunk), need[chunk].to(torch.int32), budget,
-                    active[chunk].to(torch.int32), cfg, joint, launch)  # fmt: skip
+        stop = (rule.need[chunk].to(torch.int32), rule.limit[chunk], budget)
+        iters = run(slots, xs.index_select(0, chunk), stop, active[chunk].to(torch.int32), squares[chunk], cfg,
+                    joint, noise, launch)  # fmt: skip
         write_back(slots, iters, target, chunk, joint, launch)
         state.iterations[chunk] += iters.to(state.iterations.dtype)
     for t, d in zip(tensors, dst):
@@ -345,42 +383,52 @@ def advance(state: PathState, xs: torch.Tensor, need: torch.Tensor, cfg: SolverC
             t.copy_(d)
 
 
-def lbi_step(slots: list[torch.Tensor], xs: torch.Tensor, need: torch.Tensor, budget: torch.Tensor,
-             iters: torch.Tensor, count: torch.Tensor, k: int, cfg: SolverConfig, joint: bool,
+def lbi_step(slots: list[torch.Tensor], xs: torch.Tensor, stop: tuple[torch.Tensor, ...], iters: torch.Tensor,
+             count: torch.Tensor, squares: torch.Tensor, k: int, cfg: SolverConfig, joint: bool, noise: bool,
              launch: dict) -> None:  # fmt: skip
-    """Launch iteration ``k`` of ``_lbi_step_kernel`` (its arguments are described there)."""
+    """Launch iteration ``k`` of ``_lbi_step_kernel`` (its arguments are described there); ``stop`` is
+    (need, limit, budget)."""
     batch, channels, height, width = slots[0].shape[1:]
     tiles_w = triton.cdiv(width, launch["BLOCK_W"])
     grid = (triton.cdiv(height, launch["BLOCK_H"]) * tiles_w, batch if joint else batch * channels)
+    need, limit, budget = stop
     _lbi_step_kernel[grid](
-        *(_arg(t) for t in slots), xs, need, budget, iters, count,
+        *(_arg(t) for t in slots), xs, need, limit, budget, iters, count, squares,
         k, batch, channels, height, width, tiles_w, *(t[0].numel() for t in slots), *_solver_args(cfg),
-        JOINT=joint, MOMENTUM=cfg.momentum > 0, BLOCK_H=launch["BLOCK_H"], BLOCK_W=launch["BLOCK_W"],
+        JOINT=joint, MOMENTUM=cfg.momentum > 0, NOISE=noise, BLOCK_H=launch["BLOCK_H"], BLOCK_W=launch["BLOCK_W"],
         num_warps=launch["num_warps"],
     )  # fmt: skip
 
 
-def _run_stepped(slots, xs, need, budget, count, cfg, joint, launch) -> torch.Tensor:
+def _run_stepped(slots, xs, stop, count, squares, cfg, joint, noise, launch) -> torch.Tensor:
     """One launch per iteration; the images stop themselves, the host looks every CHECK_EVERY launches."""
-    counts = count.new_zeros(3, count.numel())  # row k%3: active edges of state k
+    need, limit, budget = stop
+    counts = count.new_zeros(3, count.numel())  # row k%3: active jumps of state k
     counts[0] = count
+    resids = squares.new_zeros(3, count.numel())  # row k%3: residual of state k (noise stop only)
+    resids[0] = squares
     iters = torch.zeros_like(count)
     for k in range(int(budget.max())):
-        if k and k % CHECK_EVERY == 0 and not bool(((counts[k % 3] < need) & (budget > k)).any()):
-            break
-        lbi_step(slots, xs, need, budget, iters, counts, k, cfg, joint, launch)
+        if k and k % CHECK_EVERY == 0:
+            go = (counts[k % 3] < need) & (budget > k)
+            if noise:
+                go &= resids[k % 3] > limit
+            if not bool(go.any()):
+                break
+        lbi_step(slots, xs, stop, iters, counts, resids, k, cfg, joint, noise, launch)
     return iters
 
 
-def _run_persistent(slots, xs, need, budget, count, cfg, joint, launch) -> torch.Tensor:
+def _run_persistent(slots, xs, stop, count, squares, cfg, joint, noise, launch) -> torch.Tensor:
     """All iterations in one launch of ``_lbi_persistent_kernel`` (one program per image)."""
     batch, channels, height, width = slots[0].shape[1:]
+    need, limit, budget = stop
     iters = torch.zeros_like(count)
     _lbi_persistent_kernel[(batch,)](
-        *(_arg(t) for t in slots), xs, need, budget, iters, count,
+        *(_arg(t) for t in slots), xs, need, limit, budget, iters, count, squares.contiguous(),
         channels, height, width, triton.cdiv(height, launch["BLOCK_H"]), triton.cdiv(width, launch["BLOCK_W"]),
         *(t[0].numel() for t in slots), *_solver_args(cfg),
-        JOINT=joint, MOMENTUM=cfg.momentum > 0, BLOCK_H=launch["BLOCK_H"], BLOCK_W=launch["BLOCK_W"],
+        JOINT=joint, MOMENTUM=cfg.momentum > 0, NOISE=noise, BLOCK_H=launch["BLOCK_H"], BLOCK_W=launch["BLOCK_W"],
         num_warps=launch["num_warps"],
     )  # fmt: skip
     return iters
