@@ -3,10 +3,11 @@
 from .api import estimate_noise, path, sparsify
 from .config import DEFAULT, FAITHFUL, REFERENCE, SolverConfig
 from .info import SparsifyInfo
+from .ops.lbi.path import PathState
 from .transforms import Sparsify
 
 __version__ = "0.1.0"
 __all__ = [
-    "DEFAULT", "FAITHFUL", "REFERENCE", "SolverConfig", "Sparsify", "SparsifyInfo", "estimate_noise", "path",
+    "DEFAULT", "FAITHFUL", "REFERENCE", "PathState", "SolverConfig", "Sparsify", "SparsifyInfo", "estimate_noise", "path",
     "sparsify",
 ]

@@ -14,9 +14,11 @@ import torch
 from . import backends
 from .config import CHANNEL_MODES, DEFAULT, PROJECTIONS, SolverConfig
 from .info import SparsifyInfo
+from .ops.lbi.path import PathState
 from .ops import noise as ops_noise
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+MAX_ITER = 2**31 - 1  # the kernels count iterations in int32
 _PIL_MODES = ("L", "LA", "RGB", "RGBA")
 
 
@@ -50,8 +52,9 @@ def _solver_config(kappa, nu, step, scale, momentum, max_iter) -> SolverConfig:
         _real("step", step, 0.0, 1.0, True, False)
     if momentum is not None:
         _real("momentum", momentum, 0.0, 1.0, False, True)
-    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, Integral) or max_iter < 0):
-        raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, Integral)
+                                 or not 0 <= max_iter <= MAX_ITER):  # fmt: skip
+        raise ValueError(f"max_iter must be an integer in [0, {MAX_ITER}], got {max_iter!r}")
     # DEFAULT's budget is sized for DEFAULT's constants; other constants get SolverConfig's generous one
     custom = any(v is not None for v in (kappa, nu, step, scale, momentum))
     base = DEFAULT.replace(max_iter=SolverConfig.max_iter) if custom else DEFAULT
@@ -74,8 +77,6 @@ def _value_range(value_range, default: tuple[float, float]) -> tuple[float, floa
     hi = _real("value_range[1]", value_range[1], -math.inf, math.inf, True, True)
     if not lo < hi:
         raise ValueError(f"value_range must have lo < hi, got {value_range!r}")
-    if not math.isfinite(hi - lo):
-        raise ValueError(f"value_range must have a finite width hi - lo, got {value_range!r}")
     return lo, hi
 
 
@@ -91,8 +92,12 @@ def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[
     if (x.dim() == 3 or x.shape[0] > 0) and min(x.shape[-3:]) == 0:
         raise ValueError(f"channels, height and width must be >= 1, got shape {tuple(x.shape)}")
     unbatched = x.dim() == 3
+    x = x.detach()  # the smoothing is not differentiable: its output never requires grad (BPDA is the attacks' job)
     math_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     lo, hi = _value_range(value_range, (0.0, 255.0) if x.dtype == torch.uint8 else (0.0, 1.0))
+    if not math.isfinite(float(torch.tensor(hi - lo, dtype=math_dtype))):
+        raise ValueError(f"value_range must have a width hi - lo that is finite in {math_dtype} (the math's dtype), "
+                         f"got {value_range!r}")  # fmt: skip
     xf = x.to(math_dtype)
     if x.dtype != torch.uint8 and not bool(torch.isfinite(xf).all()):
         raise ValueError("the images contain NaN or Inf values")
@@ -209,7 +214,8 @@ def estimate_noise(x, *, per_channel: bool = False, value_range: tuple[float, fl
 # --------------------------------------------------------------------------------------------------- entry points
 # the keyword options of sparsify / path / Sparsify and their defaults (None: the solver preset decides)
 OPTIONS = dict(kappa=None, nu=None, step=None, scale=None, momentum=None, max_iter=None, projection=None,
-               channels="independent", backend="auto", value_range=None, noise=None, discrepancy=1.0)  # fmt: skip
+               channels="independent", backend="auto", value_range=None, noise=None, discrepancy=1.0,
+               state=None)  # fmt: skip
 
 
 def check_options(options: dict, where: str) -> dict:
@@ -220,7 +226,23 @@ def check_options(options: dict, where: str) -> dict:
     return {**OPTIONS, **options}
 
 
-def _run(x, targets: list[float], *, projection, channels, backend, value_range, noise, discrepancy,
+def _check_state(state, batch: torch.Tensor, momentum: bool) -> None:
+    """A ``PathState`` to continue must describe this batch: same shape, device and math dtype."""
+    if not isinstance(state, PathState):
+        raise TypeError(f"state must be an isvs_triton.PathState (PathState.zeros(x, momentum)), got {type(state)}")
+    b, c, h, w = batch.shape
+    shapes = {"beta": (b, c, h, w), "zh": (b, c, h, w - 1), "zv": (b, c, h - 1, w)}
+    for name, shape in shapes.items():
+        t = getattr(state, name)
+        if tuple(t.shape) != shape or t.dtype != batch.dtype or t.device != batch.device:
+            raise ValueError(f"state.{name} must be {batch.dtype} of shape {shape} on {batch.device} (the batch's "
+                             f"float math), got {t.dtype} of shape {tuple(t.shape)} on {t.device}")  # fmt: skip
+    if momentum and state.prev is None:
+        raise ValueError("this solver uses momentum: the state must keep the previous iterate "
+                         "(PathState.zeros(x, momentum=True))")  # fmt: skip
+
+
+def _run(x, targets: list[float], *, projection, channels, backend, value_range, noise, discrepancy, state,
          **solver) -> list[tuple[Any, Any]]:  # fmt: skip
     config = _solver_config(**solver)
     if projection is not None:
@@ -240,6 +262,14 @@ def _run(x, targets: list[float], *, projection, channels, backend, value_range,
     else:
         solve = backends.resolve(backend, batch.device, batch.dtype)
         extra = {} if levels is None else dict(noise=levels, discrepancy=discrepancy)
+        if state is not None:
+            if not isinstance(x, torch.Tensor) or x.dim() != 4:
+                raise ValueError("state= continues the path of a (B, C, H, W) tensor batch, not of other input forms")
+            _check_state(state, batch, config.momentum > 0)
+            if backends.resolve_name(backend, batch.device, batch.dtype) == "reference":
+                raise ValueError("backend 'reference' runs each image on its own and cannot continue a saved state: "
+                                 f"use one of {backends.CONTINUING}")  # fmt: skip
+            extra["state"] = state
         ascending = solve(batch, [targets[i] for i in order], config, channels, projection, **extra)
         results = [None] * len(targets)
         for rank, i in enumerate(order):
@@ -265,6 +295,7 @@ def sparsify(
     value_range: tuple[float, float] | None = None,
     noise: float | str | torch.Tensor | None = None,
     discrepancy: float = 1.0,
+    state: PathState | None = None,
     return_info: bool = False,
 ):
     """Smooth images along the inverse scale space path, each stopped at its own ``sparsity``, then project.
@@ -285,6 +316,9 @@ def sparsify(
             variable, then takes "triton" for float32 math on CUDA, "numba" for float32 math on the CPU, and "torch"
             otherwise (float64, other devices, or where numba / triton cannot be imported).
         value_range: (lo, hi) of the input values when they are not [0, 1] (float) or [0, 255] (uint8).
+        state: a ``PathState`` of a (B, C, H, W) tensor batch to continue from (updated in place), instead of
+            starting the path from a blank image: how ``iterative`` training advances each image's path stage after
+            stage. ``PathState.zeros(x, momentum)`` is the start.
         noise: also stop each image at the first iteration at which the RMS of beta / scale - x falls to
             ``discrepancy * sigma`` (the discrepancy principle), if that comes before ``sparsity``. sigma is a
             number (every image), a (B,) tensor (one per image), or "auto" (``estimate_noise`` per image), in the
@@ -303,7 +337,7 @@ def sparsify(
     ((out, info),) = _run(
         x, [_check_sparsity(sparsity)], kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum,
         max_iter=max_iter, projection=projection, channels=channels, backend=backend, value_range=value_range,
-        noise=noise, discrepancy=discrepancy,
+        noise=noise, discrepancy=discrepancy, state=state,
     )  # fmt: skip
     return (out, info) if return_info else out
 

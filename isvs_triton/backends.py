@@ -78,12 +78,21 @@ def auto_name(device: torch.device, dtype: torch.dtype) -> str:
     return "torch"
 
 
+# the backends that continue a saved PathState (the batched driver); "reference" runs each image alone
+CONTINUING = tuple(PATH_PARTS)
+
+
+def resolve_name(name: str, device: torch.device, dtype: torch.dtype) -> str:
+    """The backend name ``name`` stands for: "auto" honours ISVS_BACKEND (unset or empty: not set), then picks by
+    device and dtype."""
+    if name == "auto":
+        name = check_name(os.environ.get(ENV_VAR) or "auto", f"environment variable {ENV_VAR}")
+    return auto_name(device, dtype) if name == "auto" else name
+
+
 def resolve(name: str, device: torch.device, dtype: torch.dtype) -> Callable:
-    """The implementation for ``name``; "auto" honours ISVS_BACKEND, then picks by device and dtype."""
-    if name == "auto":
-        name = check_name(os.environ.get(ENV_VAR, "auto"), f"environment variable {ENV_VAR}")
-    if name == "auto":
-        name = auto_name(device, dtype)
+    """The implementation for ``name`` (``resolve_name``), refused where it cannot run this device and dtype."""
+    name = resolve_name(name, device, dtype)
     if name == "numba" and (device.type != "cpu" or dtype != torch.float32):
         raise ValueError(
             f"backend 'numba' computes in float32 on CPU tensors (got {dtype} math on {device.type}): "

@@ -32,6 +32,8 @@ CONFIGURATIONS = {
     "isvs fixed 0.4": {"procedure": "fixed", "sparsity": 0.4},
     "isvs fixed 0.6": {"procedure": "fixed", "sparsity": 0.6},
     "isvs fixed 0.8": {"procedure": "fixed", "sparsity": 0.8},
+    # each image also stops at its estimated noise level (the discrepancy principle), in training and at test time
+    "isvs fixed 0.6 + noise stop": {"procedure": "fixed", "sparsity": 0.6, "noise": "auto"},
     "isvs iterative": {"procedure": "iterative", "schedule": [0.2, 0.4, 0.6]},
     "isvs finetune": {"procedure": "finetune", "sparsity": 0.6},  # last quarter of the epochs smoothed
     "gaussian blur": {"procedure": "blur", "blur_sigma": 1.0},
@@ -40,7 +42,9 @@ CONFIGURATIONS = {
     "noise augmentation": {"procedure": "noise", "noise_sigma": 0.1},
 }
 # runs evaluated with test-time smoothing too (at their last training sparsity; 0.6 for standard training)
-SMOOTHED_AT_TEST = ("standard", "isvs fixed 0.4", "isvs fixed 0.6", "isvs fixed 0.8", "isvs iterative", "isvs finetune")
+# ("adaptive": the same smoothing with the noise stop, noise="auto")
+SMOOTHED_AT_TEST = ("standard", "isvs fixed 0.4", "isvs fixed 0.6", "isvs fixed 0.8", "isvs fixed 0.6 + noise stop",
+                    "isvs iterative", "isvs finetune")  # fmt: skip
 SETTINGS = {
     "quick": {
         "train": {
@@ -102,7 +106,7 @@ def train_and_evaluate(name: str, seed: int, setting: dict, args, folder: Path) 
         train(parse_args([*_flags(settings), "--output", str(run), "--no-progress", "--log-with", "none", *resume]))
     results_file = run / "eval" / "results.json"
     if not results_file.exists():
-        pipelines = ("plain", "smoothed") if name in SMOOTHED_AT_TEST else ("plain",)
+        pipelines = ("plain", "smoothed", "adaptive") if name in SMOOTHED_AT_TEST else ("plain",)
         evaluate_run(run, limit_test=settings.get("limit_test"), pipelines=pipelines, output=run / "eval",
                      progress=False, **setting["eval"])  # fmt: skip
     return json.loads(results_file.read_text())
@@ -123,7 +127,7 @@ def table(results: dict[str, list[dict]]) -> str:
     for name, runs in results.items():
         for pipeline in runs[0]["pipelines"]:
             per_seed = [r["pipelines"][pipeline] for r in runs]
-            cells = [name, "smoothed (BPDA)" if pipeline == "smoothed" else "plain"]
+            cells = [name, {"smoothed": "smoothed (BPDA)", "adaptive": "noise stop (BPDA)"}.get(pipeline, "plain")]
             cells += [_mean_std([read(r) for r in per_seed]) for _, read in COLUMNS]
             cells += [_mean_std([r["pgd"][e] for r in per_seed]) for e in epsilons]
             lines.append("| " + " | ".join(cells) + " |")
@@ -160,7 +164,8 @@ def plots(results: dict[str, list[dict]], folder: Path) -> None:
 
 
 def example_figure(folder: Path, setting: dict, args) -> None:
-    """A test image along the path, and corrupted versions before and after smoothing at 0.6."""
+    """A test image along the path, and corrupted versions before and after smoothing at 0.6 (with and without the
+    noise stop)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -181,7 +186,8 @@ def example_figure(folder: Path, setting: dict, args) -> None:
     }
     rows = [("input", x), *[(f"sparsity {s}", y) for s, y in zip((0.2, 0.4, 0.6, 0.8), along)]]
     for label, y in damaged.items():
-        rows += [(label, y), (f"{label}, smoothed 0.6", isvs.sparsify(y, 0.6))]
+        rows += [(label, y), (f"{label}, smoothed 0.6", isvs.sparsify(y, 0.6)),
+                 (f"{label}, 0.6 + noise stop", isvs.sparsify(y, 0.6, noise="auto"))]  # fmt: skip
     fig, axes = plt.subplots(len(x), len(rows), figsize=(1.3 * len(rows), 1.45 * len(x)), squeeze=False)
     for i in range(len(x)):
         for j, (label, images) in enumerate(rows):

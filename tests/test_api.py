@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 import isvs_triton as isvs
+from isvs_triton import backends
 from isvs_triton.testing import FAST, assert_close
 
 FASTKW = FAST.kwargs()
@@ -140,6 +141,10 @@ BAD_INPUTS = [
     ("momentum-negative", lambda: torch.rand(3, 4, 4), {"momentum": -0.1}, ValueError, "momentum"),
     ("max-iter-negative", lambda: torch.rand(3, 4, 4), {"max_iter": -1}, ValueError, "max_iter"),
     ("max-iter-float", lambda: torch.rand(3, 4, 4), {"max_iter": 10.5}, ValueError, "max_iter"),
+    ("max-iter-2**63", lambda: torch.rand(3, 4, 4), {"max_iter": 2**63}, ValueError, "[0, 2147483647]"),
+    ("max-iter-1e30", lambda: torch.rand(3, 4, 4), {"max_iter": 10**30}, ValueError, "[0, 2147483647]"),
+    ("value-range-overflow", lambda: torch.rand(3, 4, 4), {"value_range": (-3e38, 3e38)}, ValueError, "finite in torch.float32"),
+    ("above-1-float32", lambda: torch.tensor([[[0.5, 1.000001]]]), {}, ValueError, "max 1.0000009536743164"),
     ("projection", lambda: torch.rand(3, 4, 4), {"projection": "mean"}, ValueError, "'input', 'beta', 'none'"),
     ("channels", lambda: torch.rand(3, 4, 4), {"channels": "shared"}, ValueError, "'independent', 'joint'"),
     ("backend", lambda: torch.rand(3, 4, 4), {"backend": "cuda"}, ValueError, "'reference', 'torch'"),
@@ -164,6 +169,19 @@ def test_bad_path_arguments():
         isvs.path(x, [0.2], sparsity=0.3)
 
 
+GRAD_CASES = [("reference", torch.float64), ("torch", torch.float64), ("torch", torch.float32), ("numba", torch.float32)]
+
+
+@pytest.mark.parametrize("backend,dtype", [c for c in GRAD_CASES if c[0] in backends.BACKENDS], ids=str)
+def test_inputs_that_require_grad_are_smoothed_without_autograd(backend, dtype):
+    """Defined result: the smoothing is not differentiable; the input is read detached and the output never
+    requires grad (attacks differentiate through it by BPDA, isvs_triton.robustness.attacks)."""
+    x = torch.rand(2, 3, 8, 8, dtype=dtype, requires_grad=True)
+    y = isvs.sparsify(x, 0.5, backend=backend)
+    assert not y.requires_grad and y.grad_fn is None
+    assert torch.equal(y, isvs.sparsify(x.detach(), 0.5, backend=backend)) and x.grad is None
+
+
 def test_backend_environment_variable(monkeypatch):
     x = torch.rand(3, 5, 5)
     monkeypatch.setenv("ISVS_BACKEND", "reference")
@@ -173,6 +191,8 @@ def test_backend_environment_variable(monkeypatch):
         isvs.sparsify(x, 0.5)
     # an explicit argument wins over the environment
     isvs.sparsify(x, 0.5, backend="torch", **FASTKW)
+    monkeypatch.setenv("ISVS_BACKEND", "")  # empty is unset, not an unknown backend
+    assert torch.equal(isvs.sparsify(x, 0.5), isvs.sparsify(x, 0.5, backend="auto"))
 
 
 # ------------------------------------------------------------------------------------------------ transform
@@ -211,3 +231,32 @@ def test_transform_with_datasets():
     for y, x in zip(out["img"], images):
         assert isinstance(y, Image.Image) and y.size == x.size
         assert np.array_equal(np.asarray(y), np.asarray(isvs.sparsify(x, 0.5, **FASTKW)))
+
+
+# ------------------------------------------------------------------------------------------ continuing a path
+def test_state_continues_a_path_exactly():
+    x = torch.rand(3, 3, 12, 10)
+    state = isvs.PathState.zeros(x, momentum=True)
+    first, info_first = isvs.sparsify(x, 0.4, state=state, return_info=True)
+    second, info = isvs.sparsify(x, 0.7, state=state, return_info=True)
+    assert torch.equal(first, isvs.sparsify(x, 0.4)) and torch.equal(second, isvs.sparsify(x, 0.7))
+    assert torch.equal(state.iterations, info.iterations) and (info.iterations >= info_first.iterations).all()
+
+
+@pytest.mark.parametrize(
+    "make_state,options,error,match",
+    [
+        (lambda x: isvs.PathState.zeros(x[:2], True), {}, ValueError, r"state.beta must be torch.float32 of shape"),
+        (lambda x: isvs.PathState.zeros(x.double(), True), {}, ValueError, "state.beta must be torch.float32"),
+        (lambda x: isvs.PathState.zeros(x, False), {}, ValueError, "keep the previous iterate"),
+        (lambda x: isvs.PathState.zeros(x, True), {"backend": "reference"}, ValueError, "cannot continue"),
+        (lambda x: {"beta": x}, {}, TypeError, "state must be an isvs_triton.PathState"),
+    ],
+    ids=["shape", "dtype", "no-momentum-state", "reference", "not-a-state"],
+)
+def test_bad_states_are_refused(make_state, options, error, match):
+    x = torch.rand(3, 3, 8, 8)
+    with pytest.raises(error, match=match):
+        isvs.sparsify(x, 0.5, state=make_state(x), **options)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\) tensor batch"):
+        isvs.sparsify(x[0], 0.5, state=isvs.PathState.zeros(x[:1], True))

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 import isvs_triton as isvs
 from isvs_triton.data import Images, load_data
 from isvs_triton.samples import crops
+from isvs_triton.smoothing import SmoothingSpec
 from isvs_triton.train import evaluate, load_run, main, parse_args, train
 from isvs_triton.train.config import BASELINES
 from isvs_triton.train.loop import KILL_ENV
@@ -112,6 +113,29 @@ def test_iterative_continued_path_equals_restarted_path():
     assert torch.equal(keep.cache.iterations, again)
 
 
+def test_noise_stop_reaches_training_and_the_run_record():
+    """--noise auto smooths training batches with each image's noise stop (the path cache continues it too), and
+    --backend accepts every backend of the registry (numba, the CPU default, was once refused)."""
+    x = (crops(16, 6, seed=4) + 0.1 * torch.randn(6, 3, 16, 16)).clamp(0, 1)
+    expected = isvs.sparsify(x, 0.5, noise="auto", discrepancy=1.5)
+    for budget in ("1GiB", "0"):
+        config = parse_args([*TINY, "--procedure", "iterative", "--noise", "auto", "--discrepancy", "1.5",
+                             "--path-state-budget", budget, "--backend", "numba"])  # fmt: skip
+        assert config.noise == "auto" and config.smoothing(0.5).kwargs()["noise"] == "auto"
+        torch.testing.assert_close(Smoother(config, 6, 16)(x, 0.5, torch.arange(6)), expected, rtol=0, atol=0)
+    assert parse_args([*TINY, "--noise", "0.05"]).noise == 0.05
+
+
+def test_smoothing_spec_reads_old_and_new_run_records():
+    old = {"procedure": "fixed", "test_sparsity": 0.6, "schedule": [0.6], "solver": "default", "channels": "joint"}
+    spec = SmoothingSpec.from_run(old)
+    assert spec == SmoothingSpec(0.6, "default", "joint", "auto", None, 1.0)
+    new = {**old, "backend": "torch", "noise": "auto", "discrepancy": 0.8}
+    assert SmoothingSpec.from_run(new).kwargs()["noise"] == "auto"
+    with pytest.raises(ValueError, match=r"run.json: the 'smoothing' entry lacks \['solver'\]"):
+        SmoothingSpec.from_run({k: v for k, v in old.items() if k != "solver"})
+
+
 @pytest.mark.slow
 def test_resume_after_kill_mid_epoch_matches_uninterrupted_run(tmp_path):
     flags = ["--procedure", "iterative", "--schedule", "0.2,0.5", "--epochs", "2", "--checkpoint-every", "3"]
@@ -204,6 +228,10 @@ def test_yaml_then_flags_override_recipe_defaults(tmp_path):
         (["--dataset", "uoft-cs/cifar10"], "--data-dir DIR"),
         (["--data-dir", "/nonexistent/cifar"], "does not exist"),
         (["--limit-train", "16"], "no full batch"),
+        (["--noise", "loud"], "--noise must be 'auto' or a number >= 0, got 'loud'"),
+        (["--noise", "-0.1"], "--noise must be 'auto' or a number >= 0, got -0.1"),
+        (["--discrepancy", "0"], "--discrepancy must be > 0"),
+        (["--backend", "fpga"], "accepted: ['auto', 'reference', 'torch'"),
     ],
 )
 def test_bad_settings_end_with_one_clear_line(tmp_path, capsys, monkeypatch, argv, message):

@@ -17,14 +17,14 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from ..api import sparsify
-from ..config import PRESETS
 from ..data import SMALL_SIDE, Images, load_data
+from ..smoothing import SmoothingSpec
 from ..train.loop import load_run
 from .attacks import ATTACK_GRADS, Pipeline, fgsm, pgd
 from .corruptions import CORRUPTIONS, LOW_FREQUENCY, NOISES, constants_for, corrupt, low_resolution
 
-PIPELINES = ("plain", "smoothed")
+# plain: the model alone; smoothed: the run's test-time smoothing; adaptive: the same with the noise stop ("auto")
+PIPELINES = ("plain", "smoothed", "adaptive")
 
 
 def default_epsilons(image_size: int) -> list[float]:
@@ -87,13 +87,10 @@ def evaluate_run(
         raise ValueError(f"the data has {data.num_classes} classes, the model {description['num_classes']}")
     size = description["image_size"]
     epsilons = default_epsilons(size) if epsilons is None else list(epsilons)
-    smoothing = description["smoothing"]
-    solver = PRESETS[smoothing["solver"]].kwargs()
-
-    def smooth(x):
-        return sparsify(x, smoothing["test_sparsity"], channels=smoothing["channels"], **solver)
-
-    models = {"plain": Pipeline(model).eval(), "smoothed": Pipeline(model, smooth, attack_grad).eval()}
+    smoothing = SmoothingSpec.from_run(description["smoothing"], f"{run}/run.json")
+    adaptive = smoothing.replace(noise="auto")
+    models = {"plain": Pipeline(model).eval(), "smoothed": Pipeline(model, smoothing, attack_grad).eval(),
+              "adaptive": Pipeline(model, adaptive, attack_grad).eval()}  # fmt: skip
     conditions = _conditions(corruptions, severities, resolutions, epsilons)
     loader = accelerator.prepare(torch.utils.data.DataLoader(Images(data.test, size), batch_size=batch_size))
     correct = {p: [] for p in pipelines}
@@ -122,8 +119,8 @@ def evaluate_run(
     results = {
         "run": str(run), "model": description["model"], "dataset": data.name, "test_images": 0, "image_size": size,
         "constants": constants_for(torch.zeros(1, 3, size, size), constants), "seed": seed,
-        "smoothing": {"sparsity": smoothing["test_sparsity"], "solver": smoothing["solver"],
-                      "channels": smoothing["channels"], "trained_with": smoothing["procedure"]},
+        "smoothing": {**smoothing.to_dict(), "trained_with": description["smoothing"]["procedure"],
+                      "adaptive_noise": adaptive.noise},
         "attacks": {"norm": "Linf", "epsilons": epsilons, "pgd_steps": pgd_steps, "pgd_step": pgd_step,
                     "random_start": True, "gradient_through_smoothing": attack_grad},
         "seconds": seconds, "pipelines": {},
@@ -179,7 +176,8 @@ def markdown(results: dict) -> str:
     lines = [
         f"{results['model']} on {results['dataset']} ({results['test_images']} test images, {results['constants']} "
         f"corruption constants); smoothed = test-time smoothing at sparsity {results['smoothing']['sparsity']}, "
-        f"attacked through it by {smoothed_grad}. Accuracy in %.",
+        f"adaptive = the same with each image's noise stop (noise='auto'); both attacked through the smoothing by "
+        f"{smoothed_grad}. Accuracy in %.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

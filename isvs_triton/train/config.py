@@ -14,7 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from ..config import PRESETS
+from .. import backends
+from ..api import NOISE_MODES
+from ..config import CHANNEL_MODES, PRESETS
+from ..smoothing import SmoothingSpec, check_noise
 from ..data import EMBEDDED
 from ..models import list_models
 
@@ -63,6 +66,8 @@ class TrainConfig:
     solver: str = "default"  # solver preset: default or faithful
     channels: str = "independent"
     backend: str = "auto"
+    noise: str | None = None  # noise stop of every smoothing (training and test time): "auto" or a sigma in [0, 1]
+    discrepancy: float = 1.0  # the noise stop's factor: stop where RMS(beta / scale - x) <= discrepancy * sigma
     # run
     output: str | None = None  # None: runs/<dataset>-<model>-<procedure>-s<seed>
     resume: str | None = None  # "latest" (the newest checkpoint in output) or a checkpoint folder
@@ -80,14 +85,21 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
 
+        if isinstance(self.noise, str) and self.noise not in NOISE_MODES:  # a number given on the command line
+            try:
+                self.noise = float(self.noise)
+            except ValueError:
+                pass
+        self.noise = check_noise(self.noise, "--noise")
+
         choices = {
             "model": (self.model.replace("-", "_"), list_models()),
             "procedure": (self.procedure, PROCEDURES + BASELINES),
             "opt": (self.opt, ("sgd", "adamw")),
             "amp_dtype": (self.amp_dtype, (None, "no", "fp16", "bf16")),
             "solver": (self.solver, PRESETS),
-            "channels": (self.channels, ("independent", "joint")),
-            "backend": (self.backend, ("auto", "torch", "triton", "reference")),
+            "channels": (self.channels, CHANNEL_MODES),
+            "backend": (self.backend, backends.names()),
             "log_with": (self.log_with, ("tensorboard", "none")),
         }
         for name, (value, accepted) in choices.items():
@@ -97,7 +109,7 @@ class TrainConfig:
         for name in ("finetune_epochs", "checkpoint_every", "workers", "warmup_epochs", "weight_decay"):
             value = getattr(self, name)
             check(value is None or value >= 0, f"--{name.replace('_', '-')} must be >= 0, got {value}")
-        for name in ("lr", "blur_sigma", "lowpass_radius", "tv_weight", "noise_sigma"):
+        for name in ("lr", "blur_sigma", "lowpass_radius", "tv_weight", "noise_sigma", "discrepancy"):
             check(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         check(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         check(0 < self.sparsity <= 1, f"--sparsity must be in (0, 1], got {self.sparsity}")
@@ -122,7 +134,7 @@ class TrainConfig:
         )
         check(
             self.procedure != "iterative" or self.backend != "reference",
-            "--backend reference cannot continue a path between stages: use auto, torch or triton",
+            f"--backend reference cannot continue a path between stages: use auto or one of {list(backends.CONTINUING)}",
         )
         parse_bytes(self.path_state_budget)
         for name in ("image_size", "limit_train", "limit_test"):
@@ -148,6 +160,10 @@ class TrainConfig:
     @property
     def test_sparsity(self) -> float:
         return self.schedule[-1] if self.procedure == "iterative" else self.sparsity
+
+    def smoothing(self, sparsity: float) -> SmoothingSpec:
+        """The run's smoothing at ``sparsity``: its solver, channel mode, backend and noise stop."""
+        return SmoothingSpec(sparsity, self.solver, self.channels, self.backend, self.noise, self.discrepancy)
 
     def run_dir(self) -> Path:
         name = f"{self.dataset.split('/')[-1]}-{self.model}-{self.procedure}-s{self.seed}"

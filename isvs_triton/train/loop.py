@@ -269,7 +269,8 @@ def train(config: TrainConfig) -> Path:
             "model": config.model, "num_classes": data.num_classes, "image_size": size, "dataset": data.name,
             "classes": getattr(data.train.features["label"], "names", None),
             "smoothing": {"procedure": config.procedure, "test_sparsity": config.test_sparsity,
-                          "schedule": config.schedule, "solver": config.solver, "channels": config.channels},
+                          "schedule": config.schedule, "solver": config.solver, "channels": config.channels,
+                          "backend": config.backend, "noise": config.noise, "discrepancy": config.discrepancy},
             "config": dataclasses.asdict(config),
         }  # fmt: skip
         (run / "run.json").write_text(json.dumps(description, indent=2))

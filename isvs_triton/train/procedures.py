@@ -14,8 +14,6 @@ import time
 import torch
 from PIL import Image
 
-from .. import backends
-from ..api import sparsify
 from ..config import PRESETS
 from ..data import sample_uniform, to_tensor
 from ..filters import gaussian_blur, gaussian_noise, lowpass, tv_chambolle
@@ -53,10 +51,10 @@ class Smoother:
     """Smooths training batches on their device for a ``TrainConfig``; keeps the time it spends (``seconds``)."""
 
     def __init__(self, config: TrainConfig, train_size: int, image_size: int):
-        self.config, self.solver = config, PRESETS[config.solver]
+        self.config = config
         self.cache = None
         if config.procedure == "iterative":
-            momentum = self.solver.momentum > 0
+            momentum = PRESETS[config.solver].momentum > 0
             needed = train_size * path_state_bytes(3, image_size, image_size, momentum)
             if needed <= parse_bytes(config.path_state_budget):
                 self.cache = PathCache(train_size, (3, image_size, image_size), momentum)
@@ -85,15 +83,13 @@ class Smoother:
     def __call__(self, x: torch.Tensor, sparsity: float, index: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, 3, H, W) float in [0, 1]; ``index`` (B,) the images' positions in the training set (path cache)."""
         start = time.perf_counter()
+        smooth = self.config.smoothing(sparsity)
         if self.cache is not None and index is not None:
             state = self.cache.take(index.cpu(), x.device)
-            solve = backends.resolve(self.config.backend, x.device, x.dtype)
-            ((out, _),) = solve(x, [sparsity], self.solver, self.config.channels, "input", state=state)
+            out = smooth(x, state=state)
             self.cache.put(index.cpu(), state)
         else:
-            out = sparsify(
-                x, sparsity, channels=self.config.channels, backend=self.config.backend, **self.solver.kwargs()
-            )
+            out = smooth(x)
         self._stop_clock(out, start)
         return out
 
@@ -106,11 +102,11 @@ class Smoother:
 def smooth_dataset(split, config: TrainConfig, image_size: int, batch_size: int = 256):
     """``--cache-smoothed``: the training split smoothed once at ``config.sparsity`` by ``datasets.map`` (stored as
     uint8; the map is fingerprinted, so a Hub dataset's smoothed copy is reused from the datasets cache)."""
-    solver = PRESETS[config.solver]
+    smoothing = config.smoothing(config.sparsity)
 
     def smooth(batch):
         x = torch.stack([to_tensor(image, image_size) for image in batch["image"]])
-        y = sparsify(x, config.sparsity, channels=config.channels, backend=config.backend, **solver.kwargs())
+        y = smoothing(x)
         return {"image": [Image.fromarray(image.permute(1, 2, 0).numpy()) for image in y]}
 
     return split.map(smooth, batched=True, batch_size=batch_size, desc=f"smoothing at sparsity {config.sparsity}")

@@ -1,0 +1,67 @@
+"""``SmoothingSpec``: how a run smooths its images, in one typed record that training writes into ``run.json`` and
+the evaluation and the comparison read back (rather than each picking a dict apart by its own string keys)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .api import NOISE_MODES, sparsify
+from .config import PRESETS
+
+
+def check_noise(value: Any, where: str) -> float | str | None:
+    """A ``noise`` setting as runs store it: None, "auto" or a standard deviation >= 0 (in [0, 1] units)."""
+    if value is None or value in NOISE_MODES:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        raise ValueError(f"{where} must be {' or '.join(map(repr, NOISE_MODES))} or a number >= 0, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SmoothingSpec:
+    """One smoothing: a target sparsity, a solver preset, the channel mode, the backend and the noise stop.
+
+    ``spec(x)`` smooths a (B, C, H, W) float batch in [0, 1] (``state=`` continues a saved path); ``spec.kwargs()``
+    are the keyword options of ``sparsify`` it stands for."""
+
+    sparsity: float
+    solver: str = "default"  # a name of config.PRESETS
+    channels: str = "independent"
+    backend: str = "auto"
+    noise: float | str | None = None  # the noise stop: None, "auto" or sigma in [0, 1] units
+    discrepancy: float = 1.0
+
+    def __post_init__(self):
+        if self.solver not in PRESETS:
+            raise ValueError(f"unknown solver preset {self.solver!r}; accepted: {list(PRESETS)}")
+        check_noise(self.noise, "noise")
+
+    def kwargs(self) -> dict:
+        return dict(channels=self.channels, backend=self.backend, noise=self.noise, discrepancy=self.discrepancy,
+                    **PRESETS[self.solver].kwargs())  # fmt: skip
+
+    def __call__(self, x: torch.Tensor, state=None) -> torch.Tensor:
+        return sparsify(x, self.sparsity, state=state, **self.kwargs())
+
+    def replace(self, **changes) -> SmoothingSpec:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_run(smoothing: dict, where: str = "run.json") -> SmoothingSpec:
+        """The test-time smoothing recorded in a run's ``run.json`` "smoothing" entry. Runs written before the noise
+        stop and the backend were recorded smoothed without a noise stop on the "auto" backend: those are the
+        defaults here."""
+        missing = [key for key in ("test_sparsity", "solver", "channels") if key not in smoothing]
+        if missing:
+            raise ValueError(f"{where}: the 'smoothing' entry lacks {missing}; it has {sorted(smoothing)}")
+        return SmoothingSpec(sparsity=smoothing["test_sparsity"], solver=smoothing["solver"],
+                             channels=smoothing["channels"], backend=smoothing.get("backend", "auto"),
+                             noise=smoothing.get("noise"), discrepancy=smoothing.get("discrepancy", 1.0))  # fmt: skip
