@@ -1,6 +1,8 @@
-# Entry points on a fresh clone: `make demo` (ARGS=... passes flags), `make test`, `make figure`. Each creates .venv when missing and installs
-# the project into it. TORCH is installed first so that pip never swaps it: on a CPU-only machine point
-# TORCH_INDEX at a CPU wheel index (e.g. https://download.pytorch.org/whl/cpu) to avoid a multi-GB CUDA build.
+# Entry points on a fresh clone: `make demo` (ARGS=... passes flags), `make test` (everything: what CI runs),
+# `make test-fast` (the inner loop: without the slow end-to-end tests), `make lint`, `make figure`.
+# Each creates .venv when missing and installs the project into it. TORCH is installed first so that pip never
+# swaps it: on a CPU-only machine point TORCH_INDEX at a CPU wheel index
+# (e.g. https://download.pytorch.org/whl/cpu) to avoid a multi-GB CUDA build.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
@@ -8,7 +10,7 @@ TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo figure test install clean
+.PHONY: demo figure test test-fast lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +29,13 @@ figure: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

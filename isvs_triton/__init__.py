@@ -8,6 +8,14 @@ from .transforms import Sparsify
 
 __version__ = "0.1.0"
 __all__ = [
-    "DEFAULT", "FAITHFUL", "REFERENCE", "PathState", "SolverConfig", "Sparsify", "SparsifyInfo", "estimate_noise", "path",
+    "DEFAULT",
+    "FAITHFUL",
+    "REFERENCE",
+    "PathState",
+    "SolverConfig",
+    "Sparsify",
+    "SparsifyInfo",
+    "estimate_noise",
+    "path",
     "sparsify",
 ]

@@ -14,8 +14,8 @@ import torch
 from . import backends
 from .config import CHANNEL_MODES, DEFAULT, PROJECTIONS, SolverConfig
 from .info import SparsifyInfo
-from .ops.lbi.path import PathState
 from .ops import noise as ops_noise
+from .ops.lbi.path import PathState
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 MAX_ITER = 2**31 - 1  # the kernels count iterations in int32

@@ -34,7 +34,7 @@ class SparsifyInfo:
 
     @property
     def stopped_by(self) -> str | list[str]:
-        """"sparsity" (the target was reached), "noise" (the residual fell to the noise level) or "budget"
+        """ "sparsity" (the target was reached), "noise" (the residual fell to the noise level) or "budget"
         (``max_iter`` ran out): a list per image for a batch, one name for a single image."""
         codes = self.stop.tolist()
         return STOP_RULES[codes] if isinstance(codes, int) else [STOP_RULES[c] for c in codes]

@@ -63,8 +63,14 @@ def test_noise_stop_equals_torch(height, width, mode, config):
     ramp = torch.linspace(0.2, 0.8, width).expand(3, 3, height, width)
     noise = torch.randn(3, 3, height, width, generator=torch.Generator().manual_seed(0)).to(ramp.device)
     x = (ramp + 0.1 * noise).clamp(0, 1)
-    info = compare(x, 0.999, channels=mode, noise=torch.tensor([0.1, 0.1, 0.0]), discrepancy=1.5,
-                   **{**CONFIGS[config].kwargs(), "max_iter": 40})
+    info = compare(
+        x,
+        0.999,
+        channels=mode,
+        noise=torch.tensor([0.1, 0.1, 0.0]),
+        discrepancy=1.5,
+        **{**CONFIGS[config].kwargs(), "max_iter": 40},
+    )
     assert info.stopped_by[:2] == ["noise", "noise"] and info.stopped_by[2] != "noise"
 
 

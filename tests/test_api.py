@@ -143,7 +143,13 @@ BAD_INPUTS = [
     ("max-iter-float", lambda: torch.rand(3, 4, 4), {"max_iter": 10.5}, ValueError, "max_iter"),
     ("max-iter-2**63", lambda: torch.rand(3, 4, 4), {"max_iter": 2**63}, ValueError, "[0, 2147483647]"),
     ("max-iter-1e30", lambda: torch.rand(3, 4, 4), {"max_iter": 10**30}, ValueError, "[0, 2147483647]"),
-    ("value-range-overflow", lambda: torch.rand(3, 4, 4), {"value_range": (-3e38, 3e38)}, ValueError, "finite in torch.float32"),
+    (
+        "value-range-overflow",
+        lambda: torch.rand(3, 4, 4),
+        {"value_range": (-3e38, 3e38)},
+        ValueError,
+        "finite in torch.float32",
+    ),
     ("above-1-float32", lambda: torch.tensor([[[0.5, 1.000001]]]), {}, ValueError, "max 1.0000009536743164"),
     ("projection", lambda: torch.rand(3, 4, 4), {"projection": "mean"}, ValueError, "'input', 'beta', 'none'"),
     ("channels", lambda: torch.rand(3, 4, 4), {"channels": "shared"}, ValueError, "'independent', 'joint'"),
@@ -169,7 +175,12 @@ def test_bad_path_arguments():
         isvs.path(x, [0.2], sparsity=0.3)
 
 
-GRAD_CASES = [("reference", torch.float64), ("torch", torch.float64), ("torch", torch.float32), ("numba", torch.float32)]
+GRAD_CASES = [
+    ("reference", torch.float64),
+    ("torch", torch.float64),
+    ("torch", torch.float32),
+    ("numba", torch.float32),
+]
 
 
 @pytest.mark.parametrize("backend,dtype", [c for c in GRAD_CASES if c[0] in backends.BACKENDS], ids=str)

@@ -205,8 +205,19 @@ def test_noise_auto_uses_the_estimate():
         (0.1, "1", TypeError, "discrepancy must be a real number"),
         ([0.1], 1.0, TypeError, "noise must be a real number"),
     ],
-    ids=["nan", "negative", "inf", "unknown-name", "wrong-length", "negative-entry", "nan-entry", "tau-zero",
-         "tau-negative", "tau-string", "list"],  # fmt: skip
+    ids=[
+        "nan",
+        "negative",
+        "inf",
+        "unknown-name",
+        "wrong-length",
+        "negative-entry",
+        "nan-entry",
+        "tau-zero",
+        "tau-negative",
+        "tau-string",
+        "list",
+    ],  # fmt: skip
 )
 def test_bad_noise_options_are_refused(noise, discrepancy, error, match):
     with pytest.raises(error, match=match):

@@ -22,7 +22,8 @@ def test_path_figure_writes_png(tmp_path, capsys):
 def test_calibrate_writes_table_with_baselines(tmp_path, capsys):
     output = tmp_path / "cal"
     rows = calibrate.main(["--size", "8", "--count", "3", "--grid", "scale=100;nu=1;momentum=0.9", "--config",
-                           "scale=30,nu=1,momentum=0.9", "--cache-dir", str(tmp_path), "--output", str(output)])  # fmt: skip
+                           "scale=30,nu=1,momentum=0.9", "--cache-dir", str(tmp_path),
+                           "--output", str(output)])  # fmt: skip
     names = [r["name"] for r in rows]
     assert names[:2] == ["baseline: input unchanged", "baseline: largest-jump edges"]
     identity = rows[0]

@@ -1,4 +1,5 @@
-"""Tune the launch configuration of the fused Split LBI kernel on this machine's GPU; write it where the launcher reads it.
+"""Tune the launch configuration of the fused Split LBI kernel on this machine's GPU; write it where the launcher
+reads it.
 
     python tools/autotune.py                          # sizes 32 and 224, batches 256 and 16, every kernel variant
     python tools/autotune.py --sizes 64 --batches 128 --modes joint
@@ -56,8 +57,9 @@ def tune_one(size: int, batch: int, joint: bool, momentum: bool) -> tuple[dict, 
     best, best_ms = None, float("inf")
     for launch in search_space():
         ms = do_bench(
-            lambda launch=launch: triton_fused.lbi_step(slots, x, (need, limit, need), iters, counts, resids, 0, config,
-                                                        joint, False, launch)  # fmt: skip
+            lambda launch=launch: triton_fused.lbi_step(
+                slots, x, (need, limit, need), iters, counts, resids, 0, config, joint, False, launch
+            )  # fmt: skip
         )
         if ms < best_ms:
             best, best_ms = launch, ms

@@ -95,11 +95,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     keep = ref.reached
     x = x[keep]
     ref = ref.select(keep)
-    print(f"{int(keep.sum())}/{args.count} crops reach sparsity {args.sparsity} on the reference path "
-          f"(median {float(ref.iterations.double().median()):.0f} iterations, max {int(ref.iterations.max())})")
+    print(
+        f"{int(keep.sum())}/{args.count} crops reach sparsity {args.sparsity} on the reference path "
+        f"(median {float(ref.iterations.double().median()):.0f} iterations, max {int(ref.iterations.max())})"
+    )
 
-    rows = [row("baseline: input unchanged", identity_stop(x, args.channels), ref, x, None),
-            row("baseline: largest-jump edges", threshold_stop(x, args.sparsity, args.channels), ref, x, None)]
+    rows = [
+        row("baseline: input unchanged", identity_stop(x, args.channels), ref, x, None),
+        row("baseline: largest-jump edges", threshold_stop(x, args.sparsity, args.channels), ref, x, None),
+    ]
     default = {k: getattr(DEFAULT, k) for k in ("kappa", "nu", "step", "scale", "momentum")}
     configs = [*parse_grid(args.grid), *map(parse_config, args.config), default]
     seen = set()
@@ -121,8 +125,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"candidates capped at {args.max_iter} iterations. `*` frontier (median iterations vs mean relative error), "
         "`D` the current default.",
         "",
-        "| configuration | median it | max it | reached | PSNR mean dB | PSNR worst dB | edge agreement | rel. error mean"
-        " | rel. error worst |",
+        "| configuration | median it | max it | reached | PSNR mean dB | PSNR worst dB | edge agreement"
+        " | rel. error mean | rel. error worst |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (not r["name"].startswith("baseline"), r["median"], r["rel"])):

@@ -1,4 +1,5 @@
-"""Compile every Triton kernel ahead of time for real GPUs (no GPU needed) and report registers, spills and shared memory.
+"""Compile every Triton kernel ahead of time for real GPUs (no GPU needed) and report registers, spills and shared
+memory.
 
     python tools/compile_report.py                 # sm_80 and sm_90, every configuration the dispatcher can launch
     python tools/compile_report.py --archs 90

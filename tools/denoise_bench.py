@@ -27,6 +27,7 @@ from isvs_triton.config import PRESETS
 from isvs_triton.robustness.corruptions import corrupt
 from isvs_triton.samples import crops
 
+NOISES = ("gaussian:0.04", "gaussian:0.08", "gaussian:0.12", "shot_noise:3", "impulse_noise:3", "clean")
 GRID = [round(0.05 * i, 2) for i in range(1, 20)]
 CHAMBOLLE_WEIGHTS = [0.02, 0.04, 0.06, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3]
 
@@ -65,7 +66,8 @@ def estimate_report(clean: torch.Tensor, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     clean_sigma = isvs.estimate_noise(clean)
     print(f"estimate on clean crops: median {float(clean_sigma.median()):.4f}, max {float(clean_sigma.max()):.4f}")
-    print("| sigma | median ratio (unclipped) | worst | median ratio (clipped to [0,1]) | worst |\n|---|---|---|---|---|")
+    print("| sigma | median ratio (unclipped) | worst | median ratio (clipped to [0,1]) | worst |")
+    print("|---|---|---|---|---|")
     for sigma in (0.02, 0.05, 0.1, 0.2):
         noisy = clean + sigma * torch.randn(clean.shape, generator=g)
         cells = []
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=32, help="side of the square crops")
     parser.add_argument("--count", type=int, default=64, help="number of crops")
     parser.add_argument("--seed", type=int, default=11, help="seed of the crops and of the noise")
-    parser.add_argument("--noises", default="gaussian:0.04,gaussian:0.08,gaussian:0.12,shot_noise:3,impulse_noise:3,clean",
+    parser.add_argument("--noises", default=",".join(NOISES),
                         help="comma-separated noises: gaussian:SIGMA, CORRUPTION:SEVERITY or clean")  # fmt: skip
     parser.add_argument("--presets", default="default,faithful", help=f"solver presets, of {list(PRESETS)}")
     parser.add_argument("--projections", default="input,none", help="projections to measure")
@@ -110,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
                 for tau in taus:
                     out, info = isvs.sparsify(noisy, 0.999, noise="auto", discrepancy=tau, projection=projection,
                                               return_info=True, **solver)  # fmt: skip
-                    cells.append(f"{float(psnr(out, clean).median()):.2f} (sparsity {float(info.sparsity.median()):.2f})")
+                    sparsity = float(info.sparsity.median())
+                    cells.append(f"{float(psnr(out, clean).median()):.2f} (sparsity {sparsity:.2f})")
                 print(f"| {preset} | {projection} | {float(oracle.median()):.2f} | " + " | ".join(cells) + " |")
 
 

@@ -97,7 +97,7 @@ def noise_row(row, x, sigma: float, photo: str) -> None:
     for ax in row:
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax in row[len(panels):]:
+    for ax in row[len(panels) :]:
         ax.axis("off")
 
 

@@ -57,13 +57,14 @@ def main(argv: list[str] | None = None) -> None:
         stepper = torch_path.TorchStepper(state, cfg, joint=False)
         run = torch.ones(n)
         rule = lbi_path.stop_rule(xs, 0.6, False, None)
-        eager = per_iteration(lambda: stepper(state, xs, run, rule, False), 50 if n < args.batch else 20)
+        eager = per_iteration(lambda s=stepper, t=state, xs=xs, r=run, u=rule: s(t, xs, r, u, False),
+                              50 if n < args.batch else 20)  # fmt: skip
         tensors = [t.clone() for t in state.tensors()]
         start = time.perf_counter()
         compiled(*tensors, xs, cfg.kappa, cfg.alpha, cfg.nu, cfg.momentum)
         first = time.perf_counter() - start
 
-        def run_compiled():
+        def run_compiled(tensors=tensors, xs=xs):
             tensors[:] = list(compiled(*tensors, xs, cfg.kappa, cfg.alpha, cfg.nu, cfg.momentum)[:6])
 
         fused = per_iteration(run_compiled, 50 if n < args.batch else 20)

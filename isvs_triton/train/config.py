@@ -17,9 +17,9 @@ import yaml
 from .. import backends
 from ..api import NOISE_MODES
 from ..config import CHANNEL_MODES, PRESETS
-from ..smoothing import SmoothingSpec, check_noise
 from ..data import EMBEDDED
 from ..models import list_models
+from ..smoothing import SmoothingSpec, check_noise
 
 PROCEDURES = ("standard", "fixed", "iterative", "finetune")
 BASELINES = ("blur", "lowpass", "tv", "noise")  # the alternatives ISVS is compared with, applied like `fixed`
@@ -134,7 +134,8 @@ class TrainConfig:
         )
         check(
             self.procedure != "iterative" or self.backend != "reference",
-            f"--backend reference cannot continue a path between stages: use auto or one of {list(backends.CONTINUING)}",
+            "--backend reference cannot continue a path between stages: "
+            f"use auto or one of {list(backends.CONTINUING)}",
         )
         parse_bytes(self.path_state_budget)
         for name in ("image_size", "limit_train", "limit_test"):

@@ -137,7 +137,8 @@ def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bo
 
 def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels: str, projection: str,
           advance_fn: Advance, project_fn: Project, state: PathState | None = None,
-          noise: torch.Tensor | None = None, discrepancy: float = 1.0) -> list[tuple[torch.Tensor, SparsifyInfo]]:  # fmt: skip
+          noise: torch.Tensor | None = None, discrepancy: float = 1.0,
+          ) -> list[tuple[torch.Tensor, SparsifyInfo]]:  # fmt: skip
     """Backend entry: x (B, C, H, W) in [0, 1]; ``targets`` ascending. Returns [(out, SparsifyInfo)] per target.
 
     ``state`` (optional) is a ``PathState`` of x to continue, updated in place: how training continues each image's

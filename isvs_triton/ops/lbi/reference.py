@@ -93,7 +93,7 @@ def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels:
     for t in range(len(targets)):
         stops = [image_stops[t] for image_stops in per_image]
         out = torch.stack([s[0] for s in stops]) if stops else torch.empty_like(x)
-        column = lambda i, dtype: torch.tensor([s[i] for s in stops], dtype=dtype)  # noqa: E731
+        column = lambda i, dtype, stops=stops: torch.tensor([s[i] for s in stops], dtype=dtype)  # noqa: E731
         info = SparsifyInfo(
             iterations=column(1, torch.int64),
             sparsity=column(2, torch.float64),

@@ -301,7 +301,7 @@ def config_file(device_name: str) -> Path:
     return CONFIG_DIR / (re.sub(r"[^A-Za-z0-9]+", "_", device_name).strip("_") + ".json")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tuned_configs(device_name: str) -> dict:
     """The tuned launch configurations of one GPU model ({} when it has not been tuned)."""
     path = config_file(device_name)

@@ -49,9 +49,7 @@ def segment(active_h: torch.Tensor, active_v: torch.Tensor) -> tuple[torch.Tenso
     return region, starts & (region == run), runs
 
 
-def project(
-    values: torch.Tensor, active_h: torch.Tensor, active_v: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def project(values: torch.Tensor, active_h: torch.Tensor, active_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean of ``values`` (B, C, H, W) over each region; support (B, G, ...) with G = C or G = 1 (shared).
 
     Returns the projected batch and the number of regions per image (B,), summed over the G segmentations.
