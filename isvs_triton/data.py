@@ -12,6 +12,7 @@ and test patches from the right quarter, so no test pixel was ever seen in train
 from __future__ import annotations
 
 import functools
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ _LABEL_COLUMNS = ("label", "labels", "fine_label", "class")
 _TEST_SPLITS = ("validation", "valid", "val", "test")
 SMALL_SIDE = 64  # images up to this side are CIFAR-like: crop augmentation, CIFAR model stems, CIFAR-C constants
 # image size of the known datasets (anything else: the size of its first training image)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+DATA_SUFFIXES = {".parquet", ".arrow"} | IMAGE_SUFFIXES  # what --data-dir may hold besides a save_to_disk folder
 KNOWN_SIZES = {EMBEDDED: 32, "uoft-cs/cifar10": 32, "uoft-cs/cifar100": 32, "clane9/imagenet-100": 224}
 
 
@@ -91,6 +94,11 @@ def _load(name: str, data_dir: str | None):
             raise DataError(f"--data-dir {data_dir!r} does not exist")
         if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
             return datasets.load_from_disk(str(path))  # a save_to_disk folder
+        found = {p.suffix.lower() for p in path.rglob("*") if p.is_file()}
+        if not found & DATA_SUFFIXES:
+            raise DataError(f"--data-dir {data_dir!r} holds no data set files (suffixes found: {sorted(found)}); "
+                            "accepted: a save_to_disk folder, parquet or arrow files, or an imagefolder of "
+                            f"{sorted(IMAGE_SUFFIXES)} images in class sub-folders")  # fmt: skip
         try:  # parquet / arrow files, or an imagefolder (class sub-folders), inferred by datasets
             return datasets.load_dataset(str(path))
         except Exception as error:  # noqa: BLE001 - datasets raises many types; the user needs one message
@@ -166,21 +174,34 @@ def load_data(
         split = split.select_columns([image_key, label_key])
         split = split.rename_columns({k: v for k, v in ((image_key, "image"), (label_key, "label")) if k != v})
         if limit is not None and limit < len(split):
-            split = split.shuffle(seed=0).select(range(limit))
+            # in memory: an indices cache file would land in the user's save_to_disk folder (or fail, read-only)
+            split = split.shuffle(seed=0, keep_in_memory=True).select(range(limit), keep_in_memory=True)
         parts.append(split)
     feature = train.features[label_key]
     num_classes = len(feature.names) if hasattr(feature, "names") else int(max(train[label_key])) + 1
+    # a --data-dir without --dataset is its own data set, not the embedded default's
+    local = data_dir is not None and dataset == EMBEDDED
     if image_size is None:
-        image_size = KNOWN_SIZES.get(dataset) or min(_to_rgb(train[0][image_key]).size)
-    return Data(parts[0], parts[1], num_classes, image_size, dataset if data_dir is None else f"{dataset}@{data_dir}")
+        image_size = (None if local else KNOWN_SIZES.get(dataset)) or min(_to_rgb(train[0][image_key]).size)
+    name = dataset if data_dir is None else str(data_dir) if local else f"{dataset}@{data_dir}"
+    return Data(parts[0], parts[1], num_classes, image_size, name)
 
 
 # ---------------------------------------------------------------------------------------------- images to tensors
 def _to_rgb(image):
     from PIL import Image
 
+    if isinstance(image, dict):  # parquet written without Hugging Face metadata: the struct {bytes, path}
+        if image.get("bytes") is not None:
+            image = Image.open(io.BytesIO(image["bytes"]))
+        elif image.get("path"):
+            image = Image.open(image["path"])
+        else:
+            raise ValueError(f"an image struct with neither bytes nor path: {sorted(image)}")
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected an image (PIL, array or {{bytes, path}}), got {type(image).__name__}")
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
@@ -200,10 +221,12 @@ def to_tensor(image, size: int) -> torch.Tensor:
 
 
 class Images(torch.utils.data.Dataset):
-    """A split as (index, uint8 image (3, size, size), label); the index keys per-instance state (the path cache)."""
+    """A split as (index, uint8 image (3, size, size), label); the index keys per-instance state (the path cache).
 
-    def __init__(self, split, size: int):
-        self.split, self.size = split, size
+    ``name`` (the split's) is what an error about an image that cannot be decoded names, with its row."""
+
+    def __init__(self, split, size: int, name: str = "train"):
+        self.split, self.size, self.name = split, size, name
 
     def __len__(self) -> int:
         return len(self.split)
@@ -212,11 +235,39 @@ class Images(torch.utils.data.Dataset):
         return self.__getitems__([i])[0]
 
     def __getitems__(self, indices: list[int]):  # one columnar read per batch instead of one per image
-        rows = self.split[list(indices)]
-        return [
-            (i, to_tensor(image, self.size), int(label))
-            for i, image, label in zip(indices, rows["image"], rows["label"])
-        ]
+        rows = read_rows(self.split, list(indices), self.name)
+        out = []
+        for i, image, label in zip(indices, rows["image"], rows["label"]):
+            try:
+                out.append((i, to_tensor(image, self.size), int(label)))
+            except (OSError, ValueError, TypeError) as error:
+                raise DataError(f"{self.name} split, row {i}: cannot read the image ({error})") from None
+        return out
+
+
+def read_rows(split, indices: list[int], name: str) -> dict:
+    """``split[indices]``, or a DataError naming the first row whose image cannot be decoded."""
+    try:
+        return split[indices]
+    except Exception as error:  # noqa: BLE001 - PIL and datasets raise many types for a damaged image
+        for i in indices:  # find the row
+            try:
+                split[i]
+            except Exception as row_error:  # noqa: BLE001
+                raise DataError(f"{name} split, row {i}: cannot decode the image ({row_error})") from None
+        raise error
+
+
+def check_images(split, name: str, batch: int = 256) -> None:
+    """Decode every image of ``split`` once (before training: a damaged test image would otherwise surface only
+    after the first epoch), raising a DataError that names the split and the row of the first bad one."""
+    for start in range(0, len(split), batch):
+        rows = read_rows(split, list(range(start, min(start + batch, len(split)))), name)
+        for offset, image in enumerate(rows["image"]):
+            try:
+                _to_rgb(image)
+            except (OSError, ValueError, TypeError) as error:
+                raise DataError(f"{name} split, row {start + offset}: cannot read the image ({error})") from None
 
 
 class EpochSampler(torch.utils.data.Sampler):

@@ -74,6 +74,8 @@ def evaluate_run(
         raise ValueError(f"unknown corruptions {bad}; accepted: {list(CORRUPTIONS)}")
     if any(not 1 <= s <= 5 for s in severities):
         raise ValueError(f"severities must be in 1-5, got {list(severities)}")
+    if limit_test is not None and limit_test < 1:
+        raise ValueError(f"--limit-test must be >= 1 (the number of test images to evaluate), got {limit_test}")
     accelerator = Accelerator()
     model, description = load_run(run, accelerator.device)
     trained = description["config"]
@@ -85,6 +87,10 @@ def evaluate_run(
     )  # fmt: skip
     if data.num_classes != description["num_classes"]:
         raise ValueError(f"the data has {data.num_classes} classes, the model {description['num_classes']}")
+    names = getattr(data.test.features["label"], "names", None)
+    if names is not None and description.get("classes") is not None and list(names) != description["classes"]:
+        raise ValueError(f"the data's classes {names[:5]}... are not the model's {description['classes'][:5]}... "
+                         f"({data.name} against a model trained on {description['dataset']})")  # fmt: skip
     size = description["image_size"]
     epsilons = default_epsilons(size) if epsilons is None else list(epsilons)
     smoothing = SmoothingSpec.from_run(description["smoothing"], f"{run}/run.json")
@@ -92,7 +98,7 @@ def evaluate_run(
     models = {"plain": Pipeline(model).eval(), "smoothed": Pipeline(model, smoothing, attack_grad).eval(),
               "adaptive": Pipeline(model, adaptive, attack_grad).eval()}  # fmt: skip
     conditions = _conditions(corruptions, severities, resolutions, epsilons)
-    loader = accelerator.prepare(torch.utils.data.DataLoader(Images(data.test, size), batch_size=batch_size))
+    loader = accelerator.prepare(torch.utils.data.DataLoader(Images(data.test, size, "test"), batch_size=batch_size))
     correct = {p: [] for p in pipelines}
     start = time.perf_counter()
     for index, images, labels in tqdm(

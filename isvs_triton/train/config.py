@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,7 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
 
+        self._check_types()
         if isinstance(self.noise, str) and self.noise not in NOISE_MODES:  # a number given on the command line
             try:
                 self.noise = float(self.noise)
@@ -143,6 +145,32 @@ class TrainConfig:
             check(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1, got {value}")
         check(self.resume is None or self.resume == "latest" or Path(self.resume).is_dir(),
               f"--resume must be 'latest' or an existing checkpoint folder, got {self.resume!r}")  # fmt: skip
+
+    def _check_types(self) -> None:
+        """Each setting against its annotation, before any is used: YAML gives strings, floats and booleans where
+        the flags would have been parsed (``lr: "0.1"``, ``epochs: 1.5``, ``progress: "no"``)."""
+        for f in dataclasses.fields(self):
+            if f.name == "noise":  # "auto" or a number: check_noise decides
+                continue
+            value, flag = getattr(self, f.name), "--" + f.name.replace("_", "-")
+            kind, optional = f.type.removesuffix(" | None"), f.type.endswith(" | None")
+            if value is None and optional:
+                continue
+            if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            if kind == "list[float]":
+                ok = isinstance(value, list) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+                )
+            else:
+                python_type = {"str": str, "int": int, "float": float, "bool": bool}[kind]
+                ok = isinstance(value, python_type) and (kind == "bool" or not isinstance(value, bool))
+                ok = ok and (kind != "float" or math.isfinite(value))
+            if not ok:
+                what = {"list[float]": "a list of finite numbers", "bool": "true or false", "float": "a finite number",
+                        "int": "an integer", "str": "a string"}[kind] + (" (or null)" if optional else "")  # fmt: skip
+                raise ValueError(f"{flag} must be {what}, got {value!r} ({type(value).__name__})")
 
     @property
     def total_epochs(self) -> int:

@@ -23,16 +23,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from ..data import AUGMENT_DRAWS, EpochSampler, Images, augment, load_data, sample_uniform
+from ..data import AUGMENT_DRAWS, EpochSampler, Images, augment, check_images, load_data, sample_uniform
 from ..models import create_model
 from .config import TrainConfig, save_yaml
 from .procedures import Smoother, smooth_dataset
 
+RUN_KEYS = ("model", "num_classes", "image_size", "dataset", "smoothing", "config")  # what run.json must hold
 KILL_ENV = "ISVS_KILL_AFTER_STEP"  # tests: SIGKILL the run right after this global step, as a crash would
 SUMMARY_FIELDS = ("epoch", "sparsity", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
                   "train_seconds", "smoothing_seconds", "images_per_second")  # fmt: skip
@@ -120,14 +122,23 @@ def _save_checkpoint(accelerator: Accelerator, run: Path, progress: Progress, ru
 
 def _resume(accelerator: Accelerator, config: TrainConfig, run: Path, progress: Progress) -> None:
     if config.resume == "latest":
-        found = _checkpoints(run)
-        if not found:
+        candidates = _checkpoints(run)[::-1]  # newest first: a damaged one gives way to the one before
+        if not candidates:
             accelerator.print(f"--resume: no checkpoint in {run / 'checkpoints'} yet, starting from the beginning")
             return
-        folder = found[-1]
     else:
-        folder = Path(config.resume)
-    accelerator.load_state(str(folder))
+        candidates = [Path(config.resume)]
+    damaged = []
+    for folder in candidates:
+        try:
+            accelerator.load_state(str(folder))
+            break
+        except Exception as error:  # noqa: BLE001 - torch, safetensors and pickle each raise their own types
+            damaged.append(f"{folder} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+            accelerator.print(f"--resume: checkpoint {folder} cannot be loaded, trying the one before: {damaged[-1]}")
+    else:
+        raise ValueError(f"--resume: no checkpoint could be loaded: {'; '.join(damaged)}. Delete the damaged "
+                         "folders to start over, or name an intact one with --resume FOLDER")  # fmt: skip
     if not accelerator.is_main_process:
         progress.sums = [0.0, 0.0, 0.0]
     accelerator.print(f"resumed from {folder} (epoch {progress.epoch + 1}, step {progress.step})")
@@ -144,6 +155,38 @@ def _write_summary(path: Path, row: dict | None, keep_epochs: int | None = None)
         writer.writerows(rows)
 
 
+# settings a resumed run may change: they decide how it runs, not what it computes
+RESUMABLE_CHANGES = ("resume", "output", "progress", "log_with", "workers", "checkpoint_every", "keep_checkpoints")
+
+
+def _check_output(run: Path) -> None:
+    """The run folder can be made and written, checked before any data is loaded."""
+    if run.exists() and not run.is_dir():
+        raise ValueError(f"--output {str(run)!r} is a file; a run needs a folder there")
+    existing = run
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--output {str(run)!r} lies under {str(existing)!r}, which is a file")
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f"--output {str(run)!r}: {str(existing)!r} is not writable")
+
+
+def _check_resumed_settings(config: TrainConfig, run: Path) -> None:
+    """--resume continues the run its args.yaml describes: any setting that changes the result must be the same."""
+    saved_file = run / "args.yaml"
+    if not saved_file.exists():
+        return  # killed before its first checkpoint: nothing recorded to continue
+    saved = yaml.safe_load(saved_file.read_text()) or {}
+    now = dataclasses.asdict(config)
+    differences = [f"{key} (run: {saved.get(key)!r}, now: {value!r})" for key, value in now.items()
+                   if key not in RESUMABLE_CHANGES and key in saved and saved[key] != value]  # fmt: skip
+    if differences:
+        raise ValueError(f"--resume: these settings differ from the run's {saved_file}: {', '.join(differences)}. "
+                         f"Resume with the run's settings (only {list(RESUMABLE_CHANGES)} may change), or "
+                         "start a new run with another --output")  # fmt: skip
+
+
 def train(config: TrainConfig) -> Path:
     """Train as ``config`` says; returns the run folder."""
     run = config.run_dir()
@@ -157,6 +200,9 @@ def train(config: TrainConfig) -> Path:
     )
     if config.resume is None and (_checkpoints(run) or (run / "model.safetensors").exists()):
         raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --output")
+    _check_output(run)
+    if config.resume is not None:
+        _check_resumed_settings(config, run)
     set_seed(config.seed)
     with accelerator.main_process_first():  # the main process builds the datasets caches, the others read them
         data = load_data(
@@ -181,9 +227,10 @@ def train(config: TrainConfig) -> Path:
         workers = min(4, (os.cpu_count() or 1) // accelerator.num_processes) if accelerator.device.type == "cuda" else 0
     loader_args = dict(batch_size=config.batch_size, num_workers=workers, persistent_workers=workers > 0)
     train_loader = torch.utils.data.DataLoader(
-        Images(train_split, size), sampler=sampler, drop_last=True, **loader_args
+        Images(train_split, size, "train"), sampler=sampler, drop_last=True, **loader_args
     )
-    test_loader = torch.utils.data.DataLoader(Images(data.test, size), **loader_args)
+    check_images(data.test, "test")  # a damaged test image fails now, not after the first epoch of training
+    test_loader = torch.utils.data.DataLoader(Images(data.test, size, "test"), **loader_args)
     model, optimizer, train_loader, test_loader = accelerator.prepare(model, optimizer, train_loader, test_loader)
     progress = Progress()
     accelerator.register_for_checkpointing(progress)
@@ -289,9 +336,27 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tup
     run = Path(path)
     if not (run / "model.safetensors").exists() or not (run / "run.json").exists():
         raise FileNotFoundError(f"{run} holds no finished run (model.safetensors and run.json are written at the end)")
-    description = json.loads((run / "run.json").read_text())
+    try:
+        description = json.loads((run / "run.json").read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{run / 'run.json'} is not valid JSON ({error}): the file is damaged") from None
+    missing = [key for key in RUN_KEYS if key not in description]
+    if missing:
+        raise ValueError(f"{run / 'run.json'} lacks {missing} (it has {sorted(description)}): not a run of this "
+                         "version, or damaged")  # fmt: skip
     model = create_model(
         description["model"], num_classes=description["num_classes"], image_size=description["image_size"]
     )
-    model.load_state_dict(load_file(str(run / "model.safetensors"), device=str(device)))
+    try:
+        weights = load_file(str(run / "model.safetensors"), device=str(device))
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own error types; the user needs the file
+        raise ValueError(f"{run / 'model.safetensors'} cannot be read ({error}): the file is damaged or "
+                         "incomplete") from None  # fmt: skip
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        raise ValueError(f"{run / 'model.safetensors'} does not fit run.json ({description['model']}, "
+                         f"{description['num_classes']} classes, {description['image_size']} px): "
+                         f"{' '.join(first[:2])}") from None  # fmt: skip
     return model.to(device).eval(), description

@@ -1,0 +1,232 @@
+"""Hostile but realistic use of the training and evaluation CLIs: every bad input and every damaged run folder ends
+in one clear ``error:`` line (exit status 2) or a defined result, and nothing the user owns is written or lost.
+
+One test per finding of the reliability review (the API's own rows live in tests/test_api.py and
+tests/test_train.py: autograd inputs, max_iter, value ranges, --backend numba, ISVS_BACKEND="")."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from isvs_triton.train import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import evaluate as evaluate_tool  # noqa: E402
+
+QUICK = ["--model", "resnet8", "-b", "8", "--epochs", "1", "--lr", "0.05", "--no-progress", "--log-with", "none"]
+NAMES = [f"class{i}" for i in range(10)]
+
+
+def make_dataset(folder: Path, size: int = 8, train: int = 24, test: int = 8, names=NAMES, bad_row=None) -> Path:
+    """A save_to_disk DatasetDict of random images (``bad_row``: (split, row) whose bytes are not an image)."""
+    import io
+
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(0)
+    features = Features({"image": Image(), "label": ClassLabel(names=list(names))})
+    splits = {}
+    for split, count in (("train", train), ("test", test)):
+        images = []
+        for row in range(count):
+            buffer = io.BytesIO()
+            PILImage.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
+            data = b"not an image at all" if bad_row == (split, row) else buffer.getvalue()
+            images.append({"bytes": data, "path": None})
+        labels = [row % len(names) for row in range(count)]
+        splits[split] = Dataset.from_dict({"image": images, "label": labels}, features=features)
+    DatasetDict(splits).save_to_disk(str(folder))
+    return folder
+
+
+def cli_error(capsys, argv, entry=main) -> str:
+    """The one error line of a CLI call that must fail with exit status 2."""
+    capsys.readouterr()  # what the test printed before (datasets' progress bars)
+    with pytest.raises(SystemExit) as exit_info:
+        entry(argv=argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and err.count("\n") == 1, err
+    return err
+
+
+def test_infinite_learning_rate_is_refused(tmp_path, capsys):
+    assert "--lr must be a finite number, got inf" in cli_error(capsys, [*QUICK, "--lr", "inf"])
+
+
+@pytest.mark.parametrize(
+    "yaml_text,message",
+    [
+        ('lr: "0.1"', "--lr must be a finite number, got '0.1' (str)"),
+        ("epochs: 1.5", "--epochs must be an integer, got 1.5 (float)"),
+        ("schedule: 0.5", "--schedule must be a list of finite numbers, got 0.5"),
+        ('progress: "no"', "--progress must be true or false, got 'no' (str)"),
+    ],
+)
+def test_yaml_values_of_the_wrong_type_are_refused_before_any_data_is_loaded(tmp_path, capsys, yaml_text, message):
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml_text + "\n")
+    # a dataset that cannot be loaded here: the type error must come first
+    err = cli_error(capsys, ["-c", str(config), "--dataset", "uoft-cs/cifar10", "--output", str(tmp_path / "r")])
+    assert message in err
+
+
+@pytest.mark.parametrize("split,row", [("test", 5), ("train", 17)])
+def test_an_image_that_cannot_be_decoded_is_named_by_split_and_row(tmp_path, capsys, split, row):
+    data = make_dataset(tmp_path / "data", bad_row=(split, row))
+    run = tmp_path / "run"
+    err = cli_error(capsys, [*QUICK, "--data-dir", str(data), "--output", str(run)])
+    assert f"{split} split, row {row}: cannot decode the image" in err
+    if split == "test":  # checked before training: no epoch was spent, no checkpoint written
+        assert not (run / "checkpoints").exists()
+
+
+def test_parquet_without_hugging_face_metadata_trains(tmp_path):
+    """An image column stored as the plain struct {bytes, path} (pyarrow, no datasets metadata) is decoded."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for split, count in (("train", 24), ("test", 8)):
+        cells = []
+        for _ in range(count):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buffer, format="PNG")
+            cells.append({"bytes": buffer.getvalue(), "path": None})
+        table = pa.table({"image": cells, "label": [i % 3 for i in range(count)]})
+        pq.write_table(table, folder / f"{split}-00000.parquet")
+    main(argv=[*QUICK, "--data-dir", str(folder), "--output", str(tmp_path / "run")])
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["num_classes"] == 3
+
+
+@pytest.mark.parametrize("size", [8, 40])
+def test_a_local_copy_without_a_dataset_name_uses_its_own_image_size_and_name(tmp_path, size):
+    data = make_dataset(tmp_path / "data", size=size)
+    main(argv=[*QUICK, "--data-dir", str(data), "--output", str(tmp_path / "run")])
+    description = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert description["image_size"] == size and description["dataset"] == str(data)
+
+
+def test_output_that_is_a_file_or_lies_under_one_is_refused_before_loading(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    for output, message in ((a_file, "is a file; a run needs a folder"), (a_file / "run", "which is a file")):
+        err = cli_error(capsys, [*QUICK, "--dataset", "uoft-cs/cifar10", "--output", str(output)])
+        assert message in err
+    assert a_file.read_text() == "mine"
+
+
+def test_a_limited_local_copy_is_never_written_to(tmp_path):
+    data = make_dataset(tmp_path / "data", train=40)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    main(argv=[*QUICK, "--data-dir", str(data), "--limit-train", "16", "--limit-test", "4",
+               "--output", str(tmp_path / "run")])  # fmt: skip
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory):
+    """A finished 2-epoch run on the embedded data (checkpoints after each epoch) and a copy of its final weights."""
+    root = tmp_path_factory.mktemp("resume")
+    argv = [*QUICK, "--epochs", "2", "--limit-train", "32", "--limit-test", "8", "--output", str(root / "run")]
+    main(argv=argv)
+    return root / "run", load_file(root / "run" / "model.safetensors"), argv
+
+
+def _unfinished_copy(run: Path, where: Path) -> Path:
+    """The run as if killed after its last checkpoint: no model.safetensors or run.json yet."""
+    copy = where / "copy"
+    shutil.copytree(run, copy)
+    (copy / "model.safetensors").unlink()
+    (copy / "run.json").unlink()
+    return copy
+
+
+def test_a_damaged_latest_checkpoint_gives_way_to_the_previous_one(two_epoch_run, tmp_path, capsys):
+    run, expected, argv = two_epoch_run
+    copy = _unfinished_copy(run, tmp_path)
+    latest = sorted((copy / "checkpoints").iterdir())[-1]
+    weights = latest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated, as by a full disk
+    main(argv=[*argv[:-1], str(copy), "--resume"])
+    out = capsys.readouterr().out
+    assert f"checkpoint {latest} cannot be loaded, trying the one before" in out
+    final = load_file(copy / "model.safetensors")  # epoch 2 trained again from epoch 1's checkpoint: the same weights
+    for name in expected:
+        torch.testing.assert_close(final[name], expected[name], rtol=0, atol=0, msg=name)
+
+
+def test_no_loadable_checkpoint_is_one_error_naming_them(two_epoch_run, tmp_path, capsys):
+    run, _, argv = two_epoch_run
+    copy = _unfinished_copy(run, tmp_path)
+    for checkpoint in (copy / "checkpoints").iterdir():
+        (checkpoint / "optimizer.bin").write_bytes(b"")
+    err = cli_error(capsys, [*argv[:-1], str(copy), "--resume"])
+    assert "no checkpoint could be loaded" in err and "step_" in err and "Delete the damaged folders" in err
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [(["-b", "4"], "batch_size (run: 8, now: 4)"), (["--epochs", "1"], "epochs (run: 2, now: 1)")],
+)
+def test_resume_with_other_settings_is_refused_and_keeps_the_runs_record(two_epoch_run, tmp_path, capsys, change,
+                                                                         message):  # fmt: skip
+    run, _, argv = two_epoch_run
+    copy = _unfinished_copy(run, tmp_path)
+    recorded = (copy / "args.yaml").read_text()
+    err = cli_error(capsys, [*argv[:-1], str(copy), "--resume", *change])
+    assert message in err and "only ['resume', 'output'" in err
+    assert (copy / "args.yaml").read_text() == recorded
+    main(argv=[*argv[:-1], str(copy), "--resume", "--no-progress", "--keep-checkpoints", "3"])  # harmless changes
+
+
+def evaluation_error(capsys, argv) -> str:
+    return cli_error(capsys, [*argv, "--severities", "1", "--corruptions", "gaussian_noise", "--epsilons", "2",
+                              "--pgd-steps", "1", "--no-progress"], entry=evaluate_tool.main)  # fmt: skip
+
+
+def test_evaluation_refuses_an_empty_test_subset(two_epoch_run, capsys):
+    run, _, _ = two_epoch_run
+    assert "--limit-test must be >= 1" in evaluation_error(capsys, [str(run), "--limit-test", "0"])
+
+
+def test_evaluation_compares_class_names_not_only_their_count(two_epoch_run, tmp_path, capsys):
+    run, _, _ = two_epoch_run
+    other = make_dataset(tmp_path / "other", size=32, names=[f"garment{i}" for i in range(10)])
+    err = evaluation_error(capsys, [str(run), "--dataset", "other", "--data-dir", str(other)])
+    assert "are not the model's" in err and "garment0" in err
+
+
+def test_a_damaged_run_folder_is_one_clear_error(two_epoch_run, tmp_path, capsys):
+    run, _, _ = two_epoch_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    description = json.loads((copy / "run.json").read_text())
+    (copy / "run.json").write_text(json.dumps({**description, "num_classes": 7}))
+    assert "does not fit run.json (resnet8, 7 classes" in evaluation_error(capsys, [str(copy)])
+    (copy / "run.json").write_text(json.dumps(description))
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:64])
+    assert "model.safetensors cannot be read" in evaluation_error(capsys, [str(copy)])
+    (copy / "run.json").write_text("{")
+    assert "run.json is not valid JSON" in evaluation_error(capsys, [str(copy)])
+
+
+def test_a_folder_without_data_files_is_named_so(tmp_path, capsys):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("my notes\n")
+    err = cli_error(capsys, [*QUICK, "--data-dir", str(folder), "--output", str(tmp_path / "run")])
+    assert "holds no data set files (suffixes found: ['.txt'])" in err
