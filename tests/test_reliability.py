@@ -154,12 +154,25 @@ def _unfinished_copy(run: Path, where: Path) -> Path:
     return copy
 
 
-def test_a_damaged_latest_checkpoint_gives_way_to_the_previous_one(two_epoch_run, tmp_path, capsys):
+DAMAGES = {
+    "model-truncated": lambda folder: _truncate(folder / "model.safetensors", 100),  # as by a full disk
+    "model-deleted": lambda folder: (folder / "model.safetensors").unlink(),
+    "optimizer-truncated": lambda folder: _truncate(folder / "optimizer.bin", 10),
+    "rng-state-truncated": lambda folder: _truncate(next(folder.glob("random_states_*.pkl")), 5),
+    "progress-truncated": lambda folder: _truncate(next(folder.glob("custom_checkpoint_*.pkl")), 5),
+}
+
+
+def _truncate(path: Path, size: int) -> None:
+    path.write_bytes(path.read_bytes()[:size])
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_latest_checkpoint_gives_way_to_the_previous_one(two_epoch_run, tmp_path, capsys, damage):
     run, expected, argv = two_epoch_run
     copy = _unfinished_copy(run, tmp_path)
     latest = sorted((copy / "checkpoints").iterdir())[-1]
-    weights = latest / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])  # truncated, as by a full disk
+    DAMAGES[damage](latest)
     main(argv=[*argv[:-1], str(copy), "--resume"])
     out = capsys.readouterr().out
     assert f"checkpoint {latest} cannot be loaded, trying the one before" in out

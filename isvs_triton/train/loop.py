@@ -131,6 +131,8 @@ def _resume(accelerator: Accelerator, config: TrainConfig, run: Path, progress: 
     damaged = []
     for folder in candidates:
         try:
+            # Accelerate skips random states it cannot read with a log line; a damaged file must not pass for one
+            torch.load(folder / f"random_states_{accelerator.process_index}.pkl", weights_only=False)
             accelerator.load_state(str(folder))
             break
         except Exception as error:  # noqa: BLE001 - torch, safetensors and pickle each raise their own types
