@@ -126,6 +126,23 @@ def test_noise_stop_reaches_training_and_the_run_record():
     assert parse_args([*TINY, "--noise", "0.05"]).noise == 0.05
 
 
+def test_every_flag_has_a_help_line_with_its_default(capsys):
+    import dataclasses
+
+    from isvs_triton.train.config import TrainConfig, field_help
+
+    helps = field_help()
+    assert set(helps) == {f.name for f in dataclasses.fields(TrainConfig)}, "a setting without its comment"
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = capsys.readouterr().out
+    compact = "".join(text.split())  # argparse wraps lines, at spaces and after hyphens
+    for f in dataclasses.fields(TrainConfig):
+        assert f"--{f.name.replace('_', '-')}" in text
+        assert "".join(helps[f.name].split()) in compact, f.name
+    assert "peaklearningrate(notrescaledwiththenumberofprocesses)(default:0.1)" in compact
+
+
 def test_smoothing_spec_reads_old_and_new_run_records():
     old = {"procedure": "fixed", "test_sparsity": 0.6, "schedule": [0.6], "solver": "default", "channels": "joint"}
     spec = SmoothingSpec.from_run(old)

@@ -31,28 +31,48 @@ def _list(kind):
     return parse
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's default after its help, except the ones whose help says what None means."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=_Defaults)  # fmt: skip
     parser.add_argument("run", help="a run folder (model.safetensors and run.json)")
     parser.add_argument("--dataset", help="default: the run's dataset")
     parser.add_argument("--data-dir", help="a local copy of the data (default: the run's)")
-    parser.add_argument("--test-split")
-    parser.add_argument("--image-column")
-    parser.add_argument("--label-column")
+    parser.add_argument("--test-split", help="default: the run's")
+    parser.add_argument("--image-column", help="default: the run's")
+    parser.add_argument("--label-column", help="default: the run's")
     parser.add_argument("--limit-test", type=int, help="evaluate a fixed random subset (seed 0) of this size")
-    parser.add_argument("-b", "--batch-size", type=int, default=128)
-    parser.add_argument("--corruptions", type=_list(str), default=list(CORRUPTIONS))
-    parser.add_argument("--severities", type=_list(int), default=[1, 2, 3, 4, 5])
+    parser.add_argument("-b", "--batch-size", type=int, default=128, help="test images per batch")
+    parser.add_argument("--corruptions", type=_list(str), default=list(CORRUPTIONS), help="comma-separated names")
+    parser.add_argument("--severities", type=_list(int), default=[1, 2, 3, 4, 5], help="comma-separated, 1-5")
     parser.add_argument("--resolutions", type=_list(int), default=[2, 4], help="low-resolution factors")
     parser.add_argument("--epsilons", type=_list(float), help="in 1/255 (default 1,2,4,8 at 32 px; 1,2,4 at 224 px)")
-    parser.add_argument("--pgd-steps", type=int, default=20)
+    parser.add_argument("--pgd-steps", type=int, default=20, help="PGD iterations (one random start)")
     parser.add_argument("--pgd-step", type=float, default=2.0, help="in 1/255")
-    parser.add_argument("--pipelines", type=_list(str), default=list(PIPELINES))
-    parser.add_argument("--attack-grad", choices=ATTACK_GRADS, default="bpda")
-    parser.add_argument("--constants", choices=["auto", "cifar", "imagenet"], default="auto")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pipelines", type=_list(str), default=list(PIPELINES),
+                        help="plain: the model; smoothed: the run's test-time smoothing; adaptive: with the noise "
+                        "stop")  # fmt: skip
+    parser.add_argument(
+        "--attack-grad",
+        choices=ATTACK_GRADS,
+        default="bpda",
+        help="gradient through the smoothing: bpda (identity) or naive (what masking would report)",
+    )
+    parser.add_argument(
+        "--constants",
+        choices=["auto", "cifar", "imagenet"],
+        default="auto",
+        help="corruption severity constants; auto: by image size",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="of the corruptions' and attacks' random draws")
     parser.add_argument("--output", help="default: RUN/eval")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     output = args.output or Path(args.run) / "eval"
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import math
 import re
 from dataclasses import dataclass, field
@@ -31,24 +32,24 @@ class TrainConfig:
     # data
     dataset: str = EMBEDDED  # Hub id, or the embedded "photo-patches"
     data_dir: str | None = None  # local copy: save_to_disk folder, parquet/arrow files or imagefolder
-    train_split: str = "train"
+    train_split: str = "train"  # the split to train on
     test_split: str | None = None  # None: the first of validation / valid / val / test
     image_column: str | None = None  # None: image / img, else the first Image feature
     label_column: str | None = None  # None: label / labels / fine_label, else the first ClassLabel feature
     image_size: int | None = None  # None: 32 for CIFAR and the embedded data, 224 for ImageNet-100
     limit_train: int | None = None  # keep a fixed random subset (quick runs)
-    limit_test: int | None = None
+    limit_test: int | None = None  # evaluate on a fixed random subset of the test split
     workers: int | None = None  # DataLoader workers (decoding); None: 4 on a GPU (CPU count allowing), 0 on a CPU
     # model and optimisation
-    model: str = "resnet18"
-    epochs: int = 10
+    model: str = "resnet18"  # a name of isvs_triton.models.list_models()
+    epochs: int = 10  # training epochs (finetune: before its --finetune-epochs)
     batch_size: int = 128  # per process
     lr: float = 0.1  # peak learning rate (not rescaled with the number of processes)
     opt: str = "sgd"  # sgd (Nesterov) or adamw
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
-    grad_accum: int = 1
+    weight_decay: float = 5e-4  # L2 weight decay of the optimiser
+    warmup_epochs: float = 1.0  # linear warm-up of the learning rate, then a cosine to 0
+    label_smoothing: float = 0.0  # of the cross-entropy, in [0, 1)
+    grad_accum: int = 1  # batches per optimiser step (gradient accumulation)
     amp_dtype: str | None = None  # no, fp16, bf16; None: as `accelerate launch` / `accelerate config` say, else no
     # smoothing
     procedure: str = "standard"  # standard, fixed, iterative, finetune; or a baseline: blur, lowpass, tv, noise
@@ -65,18 +66,18 @@ class TrainConfig:
     tv_weight: float = 0.1  # tv: scikit-image denoise_tv_chambolle weight (100 iterations)
     noise_sigma: float = 0.1  # noise: Gaussian-noise augmentation, sigma uniform in [0, noise_sigma] per image
     solver: str = "default"  # solver preset: default or faithful
-    channels: str = "independent"
-    backend: str = "auto"
+    channels: str = "independent"  # independent (a segmentation per channel) or joint (one shared)
+    backend: str = "auto"  # sparsifier backend (isvs_triton.backends.names())
     noise: str | None = None  # noise stop of every smoothing (training and test time): "auto" or a sigma in [0, 1]
     discrepancy: float = 1.0  # the noise stop's factor: stop where RMS(beta / scale - x) <= discrepancy * sigma
     # run
     output: str | None = None  # None: runs/<dataset>-<model>-<procedure>-s<seed>
     resume: str | None = None  # "latest" (the newest checkpoint in output) or a checkpoint folder
     checkpoint_every: int = 0  # also save a checkpoint every N steps (0: at the end of each epoch only)
-    keep_checkpoints: int = 2
-    seed: int = 0
+    keep_checkpoints: int = 2  # the newest checkpoints kept
+    seed: int = 0  # initialisation, data order and augmentation
     log_with: str = "tensorboard"  # tensorboard or none (summary.csv is always written)
-    progress: bool = True
+    progress: bool = True  # progress bars
 
     def __post_init__(self):
         self.validate()
@@ -216,21 +217,33 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def field_help() -> dict[str, str]:
+    """Each setting's --help line: the comment beside its field in TrainConfig (one place documents a setting)."""
+    source = inspect.getsource(TrainConfig)
+    return dict(re.findall(r"^    (\w+): [^#\n]*#\s*(.*)$", source, flags=re.MULTILINE))
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train an image classifier with inverse scale space smoothing.")
+    parser = argparse.ArgumentParser(
+        description="Train an image classifier with inverse scale space smoothing. Defaults are TrainConfig's; a "
+        "recipe's own defaults (recipes/*.py) come before -c and the flags."
+    )
     parser.add_argument("-c", "--config", help="YAML file of settings (keys as below, with - or _)")
+    helps, defaults = field_help(), dataclasses.asdict(TrainConfig())
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         names = [flag, "-b"] if f.name == "batch_size" else [flag]
+        default = defaults[f.name]
+        text = f"{helps[f.name]} (default: {','.join(map(str, default)) if isinstance(default, list) else default})"
         if f.type == "bool":
-            parser.add_argument(*names, action=argparse.BooleanOptionalAction)
+            parser.add_argument(*names, action=argparse.BooleanOptionalAction, help=text)
         elif f.name == "schedule":
-            parser.add_argument(*names, type=_floats, help="comma-separated sparsities, e.g. 0.2,0.4,0.6")
+            parser.add_argument(*names, type=_floats, help=text)
         elif f.name == "resume":
-            parser.add_argument(*names, nargs="?", const="latest", help="'latest' (default when given) or a folder")
+            parser.add_argument(*names, nargs="?", const="latest", help=text)
         else:
             kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(f.type, str)
-            parser.add_argument(*names, type=kind)
+            parser.add_argument(*names, type=kind, help=text)
     return parser
 
 
