@@ -1,9 +1,9 @@
-"""Fidelity of a solver configuration to the reference path (DESIGN.md §1), used by tools/calibrate.py and the tests.
+"""Fidelity of a solver configuration to the reference path (docs/calibration.md), used by tools/calibrate.py and the tests.
 
 Fidelity compares a configuration's output with the reference-constants output at the same target sparsity on the
 same images. Three measures per image:
 
-- ``psnr``: PSNR (dB, peak 1) between the two outputs: the measure DESIGN.md names;
+- ``psnr``: PSNR (dB, peak 1) between the two outputs: the measure the specification names;
 - ``agreement``: the fraction of edges whose active/inactive state is the same in both;
 - ``relative_error``: ||out - ref|| / ||x - ref||, the error measured against the size of the smoothing itself
   (0 = the reference output, 1 = as far from it as the unsmoothed input).

@@ -4,7 +4,7 @@ The path is computed on ``scale * x`` with
 
     alpha = step * nu / (kappa * (1 + nu + 8))        (stable for 0 < step <= 1, since ||D||^2 < 8)
 
-``REFERENCE`` is the definition of the path (DESIGN.md §1): every faster configuration is judged by how close its
+``REFERENCE`` is the definition of the path (ops/lbi/README.md): every faster configuration is judged by how close its
 output stays to the reference output at the same sparsity.
 """
 

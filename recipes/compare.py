@@ -5,7 +5,7 @@ BPDA through test-time smoothing; `tools/evaluate.py`'s function), and writes th
 plots and an example figure. Runs and evaluations already in the output folder are reused, so an interrupted
 comparison continues where it stopped.
 
-    python recipes/compare.py --quick                 # ResNet-8, 1,000 training images: ~15 min on 2 CPU cores (CI)
+    python recipes/compare.py --quick                 # ResNet-8, 1,000 training images: the CI run (its time: README)
     python recipes/compare.py --setting medium        # ResNet-8, all 3,200 images, 12 epochs (docs/results.md)
     python recipes/compare.py                         # ResNet-18, all images, 30 epochs, full evaluation
     python recipes/compare.py --dataset uoft-cs/cifar10 --data-dir ~/cifar10 --seeds 0,1,2

@@ -17,7 +17,7 @@ SIZES = [(1, 1), (1, 5), (5, 1), (2, 2), (4, 4), (5, 3), (3, 7)]
 
 
 def dense_difference(height: int, width: int) -> np.ndarray:
-    """D of DESIGN.md §1 written from its definition: horizontal edges row-major, then vertical edges."""
+    """D of isvs_triton/ops/lbi/README.md written from its definition: horizontal edges row-major, then vertical edges."""
     rows = []
     for i in range(height):
         for j in range(width - 1):
@@ -94,7 +94,7 @@ def test_projection_equals_dense_pseudo_inverse(height, width, channels, joint, 
 
 
 def dense_lbi(x: np.ndarray, target: float, cfg, joint: bool, projection: str):
-    """Split LBI of DESIGN.md §1 with the dense D; returns (output (C, n), iterations)."""
+    """Split LBI of isvs_triton/ops/lbi/README.md with the dense D; returns (output (C, n), iterations)."""
     channels, height, width = x.shape
     d = dense_difference(height, width)
     v = x.reshape(channels, -1)

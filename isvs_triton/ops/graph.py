@@ -1,4 +1,4 @@
-"""The anisotropic 4-neighbour difference operator D of DESIGN.md §1 and its adjoint, on the last two dims.
+"""The anisotropic 4-neighbour difference operator D (ops/lbi/README.md) and its adjoint, on the last two dims.
 
 An image of H x W pixels has horizontal edges (i, j)-(i, j+1) and vertical edges (i, j)-(i+1, j); no wrap-around,
 no padding. ``D v`` is returned as the pair (horizontal (.., H, W-1), vertical (.., H-1, W)) with value
