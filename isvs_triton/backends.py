@@ -1,16 +1,18 @@
-"""One table from backend name to implementation; ``backend="auto"`` and ``ISVS_BACKEND`` pick from it.
+"""The registry of backends: each states what it is, what it runs on and whether it continues a saved path;
+``backend="auto"`` and ``ISVS_BACKEND`` pick from it here and nowhere else.
 
-Every backend has the signature ``solve(x, targets, config, channels, projection, noise=None, discrepancy=1.0)
+Every backend is called as ``solve(x, targets, config, channels, projection, noise=None, discrepancy=1.0)
 -> [(out, SparsifyInfo)]`` with x (B, C, H, W) float in [0, 1], ``targets`` ascending, one result per target, and
-``noise`` (B,) the noise level of each image for the noise stop (or None). The batched backends share the driver of
-``ops/lbi/path.py`` (which also continues a saved ``state=``) and differ only in how a path advances and how it is
-projected.
+``noise`` (B,) the noise level of each image for the noise stop (or None). The batched backends are the shared
+driver of ``ops/lbi/path.py`` (which also continues a saved ``state=``) with their own ``advance`` (how a path moves)
+and ``project`` (the regions' means):
 
-"numba" (the CPU default for float32) runs each image's iterations in compiled loops while its state stays in cache,
-images over threads (``ops/lbi/numba_cpu.py``), with a union-find projection (``ops/projection/numba_cpu.py``).
-
-"triton" runs the Split LBI kernels of ``ops/lbi/triton_fused.py`` (float32 math) on CUDA tensors, and on CPU tensors
-under TRITON_INTERPRET=1 (how the kernel tests run), with the block projection of ``ops/projection/triton_block.py``.
+- "reference": plain PyTorch, one image at a time, float64-capable: the oracle, slow.
+- "torch": batched eager PyTorch, any device and dtype.
+- "numba" (the CPU default for float32): compiled per-image loops over threads (``ops/lbi/numba_cpu.py``), a
+  union-find projection (``ops/projection/numba_cpu.py``).
+- "triton": the Split LBI kernels of ``ops/lbi/triton_fused.py`` (float32) on CUDA tensors, and on CPU tensors under
+  TRITON_INTERPRET=1 (how the kernel tests run), with the block projection of ``ops/projection/triton_block.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -26,31 +29,58 @@ from .ops.lbi import reference, torch_path
 from .ops.projection import torch_path as projection_torch
 
 ENV_VAR = "ISVS_BACKEND"
+ANY = None  # a backend that runs on every device type / dtype
 
-# the batched backends share lbi_path.solve and differ in how a path advances and how it is projected
-PATH_PARTS: dict[str, tuple[Callable, Callable]] = {"torch": (torch_path.advance, projection_torch.project)}
+
+@dataclass(frozen=True)
+class Backend:
+    """One way to run the path. ``advance``/``project`` are set for the batched backends (those continue a saved
+    ``PathState``); ``devices`` and ``dtypes`` are what it accepts (ANY: everything)."""
+
+    name: str
+    solve: Callable
+    devices: tuple[str, ...] | None = ANY
+    dtypes: tuple[torch.dtype, ...] | None = ANY
+    advance: Callable | None = None
+    project: Callable | None = None
+
+    @property
+    def can_continue(self) -> bool:
+        return self.advance is not None
+
+    def __call__(self, *args, **kwargs):
+        return self.solve(*args, **kwargs)
+
+
+def _batched(name: str, advance: Callable, project: Callable, **accepts) -> Backend:
+    solve = functools.partial(lbi_path.solve, advance_fn=advance, project_fn=project)
+    return Backend(name, solve, advance=advance, project=project, **accepts)
+
+
+REGISTRY: dict[str, Backend] = {
+    "reference": Backend("reference", reference.solve),
+    "torch": _batched("torch", torch_path.advance, projection_torch.project),
+}
+UNAVAILABLE: dict[str, str] = {}  # name -> why it cannot be imported here
 try:  # numba can fail to import (e.g. a numpy newer than it supports): the CPU then falls back to "torch"
     from .ops.lbi import numba_cpu
     from .ops.projection import numba_cpu as projection_numba
 
-    PATH_PARTS["numba"] = (numba_cpu.advance, projection_numba.project)
-except ImportError:  # pragma: no cover - depends on the environment
-    pass
+    REGISTRY["numba"] = _batched("numba", numba_cpu.advance, projection_numba.project, devices=("cpu",),
+                                 dtypes=(torch.float32,))  # fmt: skip
+except ImportError as error:  # pragma: no cover - depends on the environment
+    UNAVAILABLE["numba"] = f"needs the numba package, which cannot be imported here ({error})"
 try:  # triton has no wheels for some platforms (macOS, Windows); the other backends do not need it
     from .ops.lbi import triton_fused
     from .ops.projection import triton_block
 
-    PATH_PARTS["triton"] = (triton_fused.advance, triton_block.project)
-except ImportError:  # pragma: no cover - depends on the platform
-    pass
+    REGISTRY["triton"] = _batched("triton", triton_fused.advance, triton_block.project, devices=("cuda",),
+                                  dtypes=(torch.float32,))  # fmt: skip
+except ImportError as error:  # pragma: no cover - depends on the platform
+    UNAVAILABLE["triton"] = f"needs the triton package, which cannot be imported here ({error})"
 
-BACKENDS: dict[str, Callable] = {
-    "reference": reference.solve,  # plain and float64-capable: the oracle, slow
-    **{
-        name: functools.partial(lbi_path.solve, advance_fn=advance, project_fn=project)
-        for name, (advance, project) in PATH_PARTS.items()
-    },
-}
+BACKENDS = REGISTRY  # name -> Backend (callable as its solve)
+CONTINUING = tuple(name for name, backend in REGISTRY.items() if backend.can_continue)
 
 
 def _interpreting() -> bool:
@@ -58,28 +88,25 @@ def _interpreting() -> bool:
 
 
 def names() -> list[str]:
-    return ["auto", *BACKENDS]
+    return ["auto", *REGISTRY]
 
 
 def check_name(name: object, where: str) -> str:
-    if name in ("triton", "numba") and name not in BACKENDS:
-        raise ValueError(f"backend {name!r} ({where}) needs the {name} package, which cannot be imported here")
+    if name in UNAVAILABLE:
+        raise ValueError(f"backend {name!r} ({where}): {UNAVAILABLE[name]}")
     if name not in names():
         raise ValueError(f"unknown backend {name!r} ({where}); accepted: {names()}")
     return name  # type: ignore[return-value]
 
 
 def auto_name(device: torch.device, dtype: torch.dtype) -> str:
-    """The backend "auto" picks for this device and dtype when ISVS_BACKEND does not name one."""
-    if dtype == torch.float32 and device.type == "cuda" and "triton" in BACKENDS:
-        return "triton"
-    if dtype == torch.float32 and device.type == "cpu" and "numba" in BACKENDS:
-        return "numba"
+    """The backend "auto" picks for this device and dtype when ISVS_BACKEND does not name one: the first of
+    triton, numba that accepts them (float32 on CUDA, float32 on the CPU), else torch."""
+    for name in ("triton", "numba"):
+        backend = REGISTRY.get(name)
+        if backend is not None and device.type in backend.devices and dtype in backend.dtypes:
+            return name
     return "torch"
-
-
-# the backends that continue a saved PathState (the batched driver); "reference" runs each image alone
-CONTINUING = tuple(PATH_PARTS)
 
 
 def resolve_name(name: str, device: torch.device, dtype: torch.dtype) -> str:
@@ -90,20 +117,20 @@ def resolve_name(name: str, device: torch.device, dtype: torch.dtype) -> str:
     return auto_name(device, dtype) if name == "auto" else name
 
 
-def resolve(name: str, device: torch.device, dtype: torch.dtype) -> Callable:
-    """The implementation for ``name`` (``resolve_name``), refused where it cannot run this device and dtype."""
-    name = resolve_name(name, device, dtype)
-    if name == "numba" and (device.type != "cpu" or dtype != torch.float32):
+def resolve(name: str, device: torch.device, dtype: torch.dtype) -> Backend:
+    """The backend ``name`` stands for (``resolve_name``), refused where it cannot run this device and dtype."""
+    backend = REGISTRY[resolve_name(name, device, dtype)]
+    on_device = backend.devices is ANY or device.type in backend.devices
+    if backend.name == "triton" and device.type == "cpu" and _interpreting():
+        on_device = True  # the kernel tests: Triton's interpreter runs the kernels on CPU tensors
+    in_dtype = backend.dtypes is ANY or dtype in backend.dtypes
+    if not (on_device and in_dtype):
+        dtypes = "/".join(str(d).removeprefix("torch.") for d in backend.dtypes or ())
+        devices = "/".join(d.upper() for d in backend.devices or ())
+        hint = ", or set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter" if not on_device else ""
         raise ValueError(
-            f"backend 'numba' computes in float32 on CPU tensors (got {dtype} math on {device.type}): "
-            "use backend 'torch' (any device and dtype) or 'triton' (CUDA)"
+            f"backend {backend.name!r} computes in {dtypes or 'any dtype'} on {devices or 'any'} tensors (got "
+            f"{dtype} math on {device.type}): use backend 'torch' (any device and dtype)"
+            + (hint if backend.name == "triton" else "")
         )
-    if name == "triton":
-        if device.type != "cuda" and not _interpreting():
-            raise ValueError(
-                f"backend 'triton' needs CUDA tensors (got {device.type}); on the CPU use backend 'torch', "
-                "or set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter"
-            )
-        if dtype != torch.float32:
-            raise ValueError(f"backend 'triton' computes in float32 (got {dtype} math): use backend 'torch'")
-    return BACKENDS[name]
+    return backend

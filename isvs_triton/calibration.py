@@ -1,4 +1,5 @@
-"""Fidelity of a solver configuration to the reference path (docs/calibration.md), used by tools/calibrate.py and the tests.
+"""Fidelity of a solver configuration to the reference path (docs/calibration.md), used by tools/calibrate.py and
+the tests.
 
 Fidelity compares a configuration's output with the reference-constants output at the same target sparsity on the
 same images. Three measures per image:

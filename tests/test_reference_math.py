@@ -17,7 +17,8 @@ SIZES = [(1, 1), (1, 5), (5, 1), (2, 2), (4, 4), (5, 3), (3, 7)]
 
 
 def dense_difference(height: int, width: int) -> np.ndarray:
-    """D of isvs_triton/ops/lbi/README.md written from its definition: horizontal edges row-major, then vertical edges."""
+    """D of isvs_triton/ops/lbi/README.md written from its definition: horizontal edges row-major, then vertical
+    edges."""
     rows = []
     for i in range(height):
         for j in range(width - 1):

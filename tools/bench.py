@@ -70,7 +70,7 @@ def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[st
     images = [img.permute(1, 2, 0).numpy().astype(np.float64) for img in x[: SETTINGS[x.shape[-1]][0]]]
     backend = backends.auto_name(device, torch.float32)
     xd, joint, state = x.to(device), False, {}
-    advance_fn, project_fn = backends.PATH_PARTS[backend]
+    advance_fn, project_fn = backends.REGISTRY[backend].advance, backends.REGISTRY[backend].project
 
     def lbi_only():
         state["stop"] = list(lbi_path.stops(xd, [sparsity], DEFAULT, joint, advance_fn))[0]
