@@ -1,6 +1,7 @@
 """Split LBI in Triton: the GPU path (README.md beside this file). Two kernels share one tile update,
-``_step_tile``, and one layout of the state: three rotating slots per tensor (iteration k reads slot k%3, and (k-1)%3 for momentum, and
-writes (k+1)%3), so an image that stops leaves its state where it is and nothing is copied per iteration.
+``_step_tile``, and one layout of the state: three rotating slots per tensor (iteration k reads slot k%3, and
+(k-1)%3 for momentum, and writes (k+1)%3), so an image that stops leaves its state where it is and nothing is
+copied per iteration.
 
 - ``_lbi_step_kernel``: one launch per iteration, any image size. One program owns a BLOCK_H x BLOCK_W tile of one
   image (every channel in "joint" mode, where the shrinkage needs each edge's channel norm; one channel in
