@@ -4,7 +4,7 @@ from .api import estimate_noise, path, sparsify
 from .config import DEFAULT, FAITHFUL, REFERENCE, SolverConfig
 from .info import SparsifyInfo
 from .ops.lbi.path import PathState
-from .transforms import Sparsify
+from .transforms import Sparsify, SparsifyLayer
 
 __version__ = "0.1.0"
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "PathState",
     "SolverConfig",
     "Sparsify",
+    "SparsifyLayer",
     "SparsifyInfo",
     "estimate_noise",
     "path",

@@ -159,6 +159,18 @@ def _as_batch(x: Any, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor
     )
 
 
+def _per_image_sparsity(sparsity: torch.Tensor, batch: torch.Tensor, unbatched: bool) -> torch.Tensor:
+    """``sparsity=`` as a tensor: one target per image, shape (B,) (or () for a single image), each in (0, 1]."""
+    expected = () if unbatched else (batch.shape[0],)
+    if tuple(sparsity.shape) not in (expected, (batch.shape[0],)) or not sparsity.is_floating_point():
+        raise ValueError(f"sparsity as a tensor must be floating point with shape {expected} (one target per "
+                         f"image), got {sparsity.dtype} of shape {tuple(sparsity.shape)}")  # fmt: skip
+    targets = sparsity.detach().to(batch.device, torch.float64).reshape(batch.shape[0])
+    if not bool(((targets > 0) & (targets <= 1)).all()):  # NaN fails too
+        raise ValueError(f"sparsity must lie in (0.0, 1.0] for every image, got {sparsity.tolist()}")
+    return targets
+
+
 # --------------------------------------------------------------------------------------------------- noise
 NOISE_MODES = ("auto",)  # the named values of ``noise=`` besides None, a number and a (B,) tensor
 
@@ -252,6 +264,7 @@ def _run(x, targets: list[float], *, projection, channels, backend, value_range,
     backends.check_name(backend, "argument backend")
     batch, restore, unbatched, width = _as_batch(x, value_range)
     levels = _noise_levels(noise, batch, unbatched, width)
+    targets = [_per_image_sparsity(t, batch, unbatched) if isinstance(t, torch.Tensor) else t for t in targets]
     if projection is None:
         # at the noise level the support has barely begun to form (beta fits the data first): projecting onto it
         # would flatten the image, so a noise stop returns beta / scale itself (measured: docs/calibration.md)
@@ -281,7 +294,7 @@ def _run(x, targets: list[float], *, projection, channels, backend, value_range,
 
 def sparsify(
     x,
-    sparsity: float = 0.6,
+    sparsity: float | torch.Tensor = 0.6,
     *,
     kappa: float | None = None,
     nu: float | None = None,
@@ -304,7 +317,7 @@ def sparsify(
         x: torch tensor (C, H, W) or (B, C, H, W), float in [0, 1] or uint8 in [0, 255]; a numpy array
             (H, W), (H, W, C) or (B, H, W, C) (uint8 or float); or a PIL image (L, LA, RGB, RGBA).
         sparsity: target fraction of the image's jumps (edges whose two pixels differ) that are active at the stop,
-            in (0, 1]. Higher keeps finer detail; 1 returns the input.
+            in (0, 1], or a (B,) tensor of one target per image. Higher keeps finer detail; 1 returns the input.
         kappa, nu, step, scale, momentum: Split LBI constants (``isvs_triton.config``); None takes the default.
         projection: "input" (mean of x over each region), "beta" (mean of beta / scale), "none" (beta / scale).
             None (default): "input", or "none" with a noise stop (where the support is still nearly empty).
@@ -334,8 +347,9 @@ def sparsify(
     """
     if not isinstance(return_info, bool):
         raise TypeError(f"return_info must be a bool, got {return_info!r}")
+    target = sparsity if isinstance(sparsity, torch.Tensor) else _check_sparsity(sparsity)
     ((out, info),) = _run(
-        x, [_check_sparsity(sparsity)], kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum,
+        x, [target], kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum,
         max_iter=max_iter, projection=projection, channels=channels, backend=backend, value_range=value_range,
         noise=noise, discrepancy=discrepancy, state=state,
     )  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .api import _check_sparsity, path, sparsify
+from .api import OPTIONS, _check_sparsity, _solver_config, check_options, path, sparsify
 
 
 class Sparsify:
@@ -54,3 +54,106 @@ class Sparsify:
         extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
         key = f", key={self.key!r}" if self.key != "image" else ""
         return f"Sparsify(sparsity={self.sparsity}{extra}{key})"
+
+
+# ------------------------------------------------------------------------------------------ the op and the module
+# sparsify as a registered PyTorch op: torch.compile sees one opaque call (its fake implementation gives the output's
+# shape) instead of breaking the graph at Python code it cannot trace. Non-tensor options travel as plain values.
+@torch.library.custom_op("isvs_triton::sparsify", mutates_args=())
+def sparsify_op(
+    x: torch.Tensor,
+    sparsity: torch.Tensor,
+    solver: list[float],
+    max_iter: int,
+    projection: str,
+    channels: str,
+    backend: str,
+    noise_mode: str,
+    noise: float,
+    discrepancy: float,
+) -> torch.Tensor:
+    """``sparsify`` of a float (B, C, H, W) batch in [0, 1] with one target per image, ``sparsity`` (B,) float64.
+
+    ``solver`` is [kappa, nu, step, scale, momentum]; ``projection`` "" is the default; ``noise_mode`` is "none",
+    "auto" or "value" (then ``noise`` is sigma)."""
+    kappa, nu, step, scale, momentum = solver
+    out = sparsify(
+        x, sparsity, kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum, max_iter=max_iter,
+        projection=projection or None, channels=channels, backend=backend,
+        noise={"none": None, "auto": "auto", "value": noise}[noise_mode], discrepancy=discrepancy,
+    )  # fmt: skip
+    return out.clone() if out.data_ptr() == x.data_ptr() else out  # an op's output never aliases its input
+
+
+@sparsify_op.register_fake
+def _(x, sparsity, solver, max_iter, projection, channels, backend, noise_mode, noise, discrepancy):
+    return torch.empty_like(x)
+
+
+def _bpda_backward(ctx, grad):
+    # BPDA (the identity), by choice: the smoothing is piecewise constant in x, so its true gradient is the region
+    # averaging (or zero through the support); the identity is what adaptive attacks differentiate through
+    return grad, *([None] * 9)
+
+
+sparsify_op.register_autograd(_bpda_backward)
+GRADS = ("bpda", "none")  # what SparsifyLayer's backward is: the identity, or no gradient at all
+
+
+class SparsifyLayer(torch.nn.Module):
+    """``sparsify`` as an ``nn.Module`` on float (B, C, H, W) device batches in [0, 1], for ``nn.Sequential`` and
+    torchvision-v2 / kornia-style GPU pipelines; compiles with ``torch.compile(fullgraph=True)`` (a registered op).
+
+    Args:
+        sparsity: the target of every image; ``forward(x, sparsity)`` takes a (B,) tensor of one target per image.
+        grad: "bpda" (default): the backward is the identity (straight-through, what adaptive attacks use);
+            "none": the output does not require grad.
+        **options: the keyword options of ``sparsify`` (solver constants, projection, channels, backend, noise,
+            discrepancy), validated here. They and ``sparsity`` are part of ``state_dict``.
+
+    Example:
+        >>> pipeline = torch.nn.Sequential(SparsifyLayer(0.6), model).cuda()
+    """
+
+    def __init__(self, sparsity: float = 0.6, *, grad: str = "bpda", **options: Any):
+        super().__init__()
+        if grad not in GRADS:
+            raise ValueError(f"unknown grad {grad!r}; accepted: {list(GRADS)}")
+        if options.get("state") is not None or options.get("value_range") is not None:
+            raise TypeError("SparsifyLayer takes float batches in [0, 1] and no path state: use sparsify() for those")
+        self.sparsity, self.grad, self.options = (
+            _check_sparsity(sparsity),
+            grad,
+            check_options(options, "SparsifyLayer"),
+        )
+        noise = self.options["noise"]
+        if isinstance(noise, torch.Tensor):
+            raise TypeError("SparsifyLayer takes noise=None, 'auto' or a number (one sigma for every image)")
+        path(torch.zeros(1, 1, 1), [self.sparsity], **options)  # every option validated now, not in forward
+        config = _solver_config(*(self.options[k] for k in ("kappa", "nu", "step", "scale", "momentum", "max_iter")))
+        self._solver = [config.kappa, config.nu, config.step, config.scale, config.momentum]
+        self._max_iter = config.max_iter
+
+    def forward(self, x: torch.Tensor, sparsity: torch.Tensor | None = None) -> torch.Tensor:
+        if sparsity is None:
+            sparsity = torch.full((x.shape[0],), self.sparsity, dtype=torch.float64, device=x.device)
+        noise = self.options["noise"]
+        mode = "none" if noise is None else "auto" if noise == "auto" else "value"
+        out = sparsify_op(
+            x if self.grad == "bpda" else x.detach(), sparsity.to(torch.float64), self._solver, self._max_iter,
+            self.options["projection"] or "", self.options["channels"], self.options["backend"], mode,
+            float(noise) if mode == "value" else 0.0, float(self.options["discrepancy"]),
+        )  # fmt: skip
+        return out
+
+    def get_extra_state(self) -> dict:
+        return {"sparsity": self.sparsity, "grad": self.grad, "options": self.options}
+
+    def set_extra_state(self, state: dict) -> None:
+        restored = SparsifyLayer(state["sparsity"], grad=state["grad"], **state["options"])
+        self.__dict__.update({k: restored.__dict__[k] for k in ("sparsity", "grad", "options", "_solver", "_max_iter")})
+
+    def extra_repr(self) -> str:
+        changed = {k: v for k, v in self.options.items() if v != OPTIONS[k]}
+        return ", ".join([f"sparsity={self.sparsity}", *(f"{k}={v!r}" for k, v in changed.items())]
+                         + ([f"grad={self.grad!r}"] if self.grad != "bpda" else []))  # fmt: skip

@@ -116,10 +116,11 @@ Advance = Callable[[PathState, torch.Tensor, StopRule, SolverConfig, bool], None
 Project = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bool, advance_fn: Advance,
+def stops(x: torch.Tensor, targets: list[float | torch.Tensor], config: SolverConfig, joint: bool, advance_fn: Advance,
           state: PathState | None = None, limit: torch.Tensor | None = None,
           ) -> Iterator[tuple[PathState, torch.Tensor, torch.Tensor, StopRule]]:  # fmt: skip
-    """Advance one path through ``targets`` (ascending); yield (state, active_h, active_v, rule) at each stop.
+    """Advance one path through ``targets`` (ascending; a target may be a (B,) tensor, one per image); yield
+    (state, active_h, active_v, rule) at each stop.
 
     ``state``: continue this path (updated in place) instead of starting from zero; images already past a target do
     not move. ``limit``: (B,) residual limits of a noise stop (``residual_limit``). A target of 1 does not advance:
@@ -127,12 +128,20 @@ def stops(x: torch.Tensor, targets: list[float], config: SolverConfig, joint: bo
     if state is None:
         state = PathState.zeros(x, momentum=config.momentum > 0)
     xs = x * config.scale
-    first = stop_rule(xs, targets[0], joint, limit)  # the jumps, once for every target
+    first = stop_rule(xs, 0.0, joint, limit)  # the jumps, once for every target
     for target in targets:
-        rule = replace(first, need=required_active(target, first.jump_count))
-        if target < 1:
+        passthrough = input_returned(target, x)
+        # a target of 1 is the input itself: nothing to run for it
+        need = torch.where(passthrough, 0, required_active(target, first.jump_count))
+        rule = replace(first, need=need)
+        if not bool(passthrough.all()):
             advance_fn(state, xs, rule, config, joint)
         yield (state, *support(state.zh, state.zv, joint), rule)
+
+
+def input_returned(target: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the images whose target (a number, or one per image) is 1, for which the output is the input."""
+    return (torch.as_tensor(target, dtype=torch.float64, device=x.device) >= 1).expand(x.shape[0])
 
 
 def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels: str, projection: str,
@@ -149,11 +158,12 @@ def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels:
     results = []
     for target, (stop, active_h, active_v, rule) in zip(targets, stops(x, targets, config, joint, advance_fn, state,
                                                                        limit)):  # fmt: skip
-        passthrough = target >= 1
-        if passthrough:  # the input unchanged: every jump kept, the regions are the runs of equal pixels
-            active_h, active_v = rule.jumps_h, rule.jumps_v
+        passthrough = input_returned(target, x)
+        if bool(passthrough.any()):  # the input unchanged: every jump kept, the regions are the runs of equal pixels
+            active_h = torch.where(passthrough.view(-1, 1, 1, 1), rule.jumps_h, active_h)
+            active_v = torch.where(passthrough.view(-1, 1, 1, 1), rule.jumps_v, active_v)
         beta = stop.beta / config.scale
-        projected, regions = project_fn(x if projection == "input" or passthrough else beta, active_h, active_v)
+        projected, regions = project_fn(x if projection == "input" else beta, active_h, active_v)
         out = beta if projection == "none" else projected
         jump_count = rule.jump_count
         active_jumps = count_support(active_h & rule.jumps_h, active_v & rule.jumps_v)
@@ -161,7 +171,7 @@ def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels:
         unchanged = (jump_count == 0) | passthrough
         if bool(unchanged.any()):
             out = torch.where(unchanged.view(-1, 1, 1, 1), x, out)
-        iterations = torch.zeros_like(stop.iterations) if passthrough else stop.iterations.clone()
+        iterations = torch.where(passthrough, 0, stop.iterations)
         reached = active_jumps >= rule.need
         stopped_by = _stopped_by(reached, iterations, config.max_iter, stop.beta, x, config.scale, rule.limit)
         edges = edge_count(h, w) * (1 if joint else c)

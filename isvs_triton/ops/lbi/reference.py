@@ -87,8 +87,10 @@ def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels:
     """Backend entry: x (B, C, H, W) in [0, 1]; ``targets`` ascending; ``noise`` (B,) or None. Returns
     [(out, SparsifyInfo)] per target."""
     sigmas = [None] * len(x) if noise is None else noise.tolist()
-    per_image = [lbi_path_image(img, targets, config, channels == "joint", projection, sigma, discrepancy)
-                 for img, sigma in zip(x, sigmas)]  # fmt: skip
+    # a target may be one number for the batch or a (B,) tensor, one per image
+    mine = [[float(t[i]) if isinstance(t, torch.Tensor) else t for t in targets] for i in range(len(x))]
+    per_image = [lbi_path_image(img, image_targets, config, channels == "joint", projection, sigma, discrepancy)
+                 for img, image_targets, sigma in zip(x, mine, sigmas)]  # fmt: skip
     results = []
     for t in range(len(targets)):
         stops = [image_stops[t] for image_stops in per_image]
