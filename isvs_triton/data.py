@@ -45,6 +45,7 @@ class Data:
     num_classes: int
     image_size: int
     name: str
+    validation: object = None  # held out of the training split (``val_fraction``), or None
 
 
 # ------------------------------------------------------------------------------------------------- embedded data
@@ -146,11 +147,15 @@ def load_data(
     image_size: int | None = None,
     limit_train: int | None = None,
     limit_test: int | None = None,
+    val_fraction: float = 0.0,
+    val_seed: int = 0,
 ) -> Data:
     """Load ``dataset`` (a Hub id, or the embedded ``photo-patches``), from ``data_dir`` when given.
 
     The test split defaults to the first of validation / valid / val / test that exists (CIFAR has no validation
-    split); ``limit_*`` keep a fixed random subset (seed 0) for quick runs."""
+    split); ``limit_*`` keep a fixed random subset (seed 0) for quick runs. ``val_fraction`` > 0 holds that fraction
+    of the training split out as ``Data.validation`` (a random draw fixed by ``val_seed``, made before
+    ``limit_train`` takes its subset of the rest), so choices can be made without reading the test split."""
     splits = _load(dataset, data_dir)
     if not hasattr(splits, "keys"):
         raise DataError(f"{data_dir or dataset!r} holds a single split; save it as a DatasetDict with train and test")
@@ -166,13 +171,15 @@ def load_data(
     train = splits[train_split]
     image_key = _column(train, image_column, _IMAGE_COLUMNS, "Image", "image")
     label_key = _column(train, label_column, _LABEL_COLUMNS, "ClassLabel", "label")
-    parts = []
+    parts, validation = [], None
     for split, limit in ((train, limit_train), (splits[test_split], limit_test)):
         for key in (image_key, label_key):
             if key not in split.column_names:
                 raise DataError(f"column {key!r} missing from the test split; its columns: {split.column_names}")
         split = split.select_columns([image_key, label_key])
         split = split.rename_columns({k: v for k, v in ((image_key, "image"), (label_key, "label")) if k != v})
+        if val_fraction > 0 and not parts:  # the training split: carve the validation images out first
+            split, validation = _hold_out(split, val_fraction, val_seed)
         if limit is not None and limit < len(split):
             # in memory: an indices cache file would land in the user's save_to_disk folder (or fail, read-only)
             split = split.shuffle(seed=0, keep_in_memory=True).select(range(limit), keep_in_memory=True)
@@ -184,7 +191,20 @@ def load_data(
     if image_size is None:
         image_size = (None if local else KNOWN_SIZES.get(dataset)) or min(_to_rgb(train[0][image_key]).size)
     name = dataset if data_dir is None else str(data_dir) if local else f"{dataset}@{data_dir}"
-    return Data(parts[0], parts[1], num_classes, image_size, name)
+    return Data(parts[0], parts[1], num_classes, image_size, name, validation)
+
+
+def _hold_out(split, fraction: float, seed: int):
+    """(the rest, the held-out part) of ``split``: round(fraction * len) rows drawn by ``seed``, kept in memory."""
+    if not 0 < fraction < 1:
+        raise DataError(f"--val-fraction must lie in (0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(len(split))
+    count = round(fraction * len(split))
+    if not 1 <= count < len(split):
+        raise DataError(f"--val-fraction {fraction} of {len(split)} training images leaves no validation or no "
+                        "training image")  # fmt: skip
+    held, rest = np.sort(order[:count]), np.sort(order[count:])
+    return split.select(rest, keep_in_memory=True), split.select(held, keep_in_memory=True)
 
 
 # ---------------------------------------------------------------------------------------------- images to tensors

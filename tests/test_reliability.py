@@ -243,3 +243,29 @@ def test_a_folder_without_data_files_is_named_so(tmp_path, capsys):
     (folder / "readme.txt").write_text("my notes\n")
     err = cli_error(capsys, [*QUICK, "--data-dir", str(folder), "--output", str(tmp_path / "run")])
     assert "holds no data set files (suffixes found: ['.txt'])" in err
+
+
+def test_a_validation_split_is_held_out_of_training_and_the_test_split_left_unread(tmp_path):
+    """--val-fraction: epochs are evaluated on held-out training images (fixed by the seed, disjoint from what the
+    model trains on), summary.csv has no test column filled, and tools/evaluate.py --split validation reads the same
+    held-out images back."""
+    from isvs_triton.data import load_data
+
+    data = load_data(limit_train=40, val_fraction=0.25, val_seed=3)
+    again = load_data(limit_train=40, val_fraction=0.25, val_seed=3)
+    full = load_data()
+    assert len(data.validation) == round(0.25 * len(full.train)) and len(data.train) == 40
+    assert data.validation["label"] == again.validation["label"]
+    held = {bytes(image.tobytes()) for image in data.validation["image"]}
+    assert not held & {bytes(image.tobytes()) for image in data.train["image"]}, "no image both trains and validates"
+    run = tmp_path / "run"
+    main(argv=[*QUICK, "--limit-train", "32", "--val-fraction", "0.1", "--output", str(run)])
+    import csv
+
+    rows = list(csv.DictReader((run / "summary.csv").open()))
+    assert rows[0]["val_acc"] != "" and rows[0]["test_acc"] == ""
+    results = evaluate_tool.main([str(run), "--split", "validation", "--severities", "1", "--corruptions",
+                                  "gaussian_noise", "--epsilons", "2", "--pgd-steps", "1", "--pipelines", "plain",
+                                  "--no-progress", "--output", str(tmp_path / "eval")])  # fmt: skip
+    assert results["split"] == "validation" and results["test_images"] == round(0.1 * len(full.train))
+    assert results["pipelines"]["plain"]["clean"] == pytest.approx(float(rows[-1]["val_acc"]), abs=1e-6)

@@ -7,6 +7,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 import bench  # noqa: E402
 import calibrate  # noqa: E402
+import denoise_bench  # noqa: E402
+import fashion_mnist  # noqa: E402
 import path_figure  # noqa: E402
 import profile_sparsify  # noqa: E402
 
@@ -65,3 +67,48 @@ def test_profile_sparsify_prints_wall_time_and_operations(capsys):
     profile_sparsify.main(["--device", "cpu", "--settings", "16:4", "--rows", "3"])
     out = capsys.readouterr().out
     assert "16x16x3 B=4, sparsity 0.6: wall" in out and "ms per call" in out and "aten::" in out
+
+
+def _idx(path: Path, array) -> None:
+    import gzip
+    import struct
+
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.tobytes()))
+
+
+def test_fashion_mnist_copy_loads_like_the_hub_dataset(tmp_path):
+    """Small idx files the test writes (not the Debian package) become a copy laid out like
+    zalando-datasets/fashion_mnist: splits, columns, class names and pixels, through isvs_triton.data.load_data."""
+    import numpy as np
+
+    from isvs_triton.data import Images, load_data
+
+    rng = np.random.default_rng(0)
+    source = tmp_path / "idx"
+    source.mkdir()
+    arrays = {}
+    for split, count in (("train", 12), ("test", 5)):
+        images, labels = (
+            rng.integers(0, 256, (count, 28, 28), dtype=np.uint8),
+            rng.integers(0, 10, count).astype(np.uint8),
+        )
+        image_file, label_file = fashion_mnist.FILES[split]
+        _idx(source / image_file, images)
+        _idx(source / label_file, labels)
+        arrays[split] = (images, labels)
+    assert fashion_mnist.main([str(tmp_path / "copy"), "--source", str(source)]) == {"train": 12, "test": 5}
+    data = load_data("zalando-datasets/fashion_mnist", data_dir=str(tmp_path / "copy"))
+    assert (len(data.train), len(data.test), data.num_classes, data.image_size) == (12, 5, 10, 28)
+    assert data.train.features["label"].names[0] == "T - shirt / top"
+    images, labels = arrays["test"]
+    for i in range(5):
+        _, tensor, label = Images(data.test, 28, "test")[i]
+        assert label == labels[i] and all(np.array_equal(tensor[c].numpy(), images[i]) for c in range(3))
+
+
+def test_denoise_bench_prints_its_tables(capsys):
+    denoise_bench.main(["--size", "8", "--count", "3", "--noises", "gaussian:0.1,clean", "--presets", "default",
+                        "--projections", "none", "--discrepancy", "1.0", "--no-chambolle"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| 0.1 |" in out and "gaussian:0.1: noisy input" in out and "| default | none |" in out

@@ -18,7 +18,7 @@ from pathlib import Path
 from accelerate import PartialState
 
 from isvs_triton.data import DataError
-from isvs_triton.robustness import ATTACK_GRADS, CORRUPTIONS, PIPELINES, evaluate_run, markdown
+from isvs_triton.robustness import ATTACK_GRADS, CORRUPTIONS, PIPELINES, SPLITS, evaluate_run, markdown
 
 
 def _list(kind):
@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--image-column", help="default: the run's")
     parser.add_argument("--label-column", help="default: the run's")
     parser.add_argument("--limit-test", type=int, help="evaluate a fixed random subset (seed 0) of this size")
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="test",
+        help="test, or validation: the training images the run held out (--val-fraction)",
+    )
     parser.add_argument("-b", "--batch-size", type=int, default=128, help="test images per batch")
     parser.add_argument("--corruptions", type=_list(str), default=list(CORRUPTIONS), help="comma-separated names")
     parser.add_argument("--severities", type=_list(int), default=[1, 2, 3, 4, 5], help="comma-separated, 1-5")
@@ -79,8 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
         results = evaluate_run(
             args.run, dataset=args.dataset, data_dir=args.data_dir, test_split=args.test_split,
             image_column=args.image_column, label_column=args.label_column, limit_test=args.limit_test,
-            batch_size=args.batch_size, corruptions=tuple(args.corruptions), severities=tuple(args.severities),
-            resolutions=tuple(args.resolutions),
+            split=args.split, batch_size=args.batch_size, corruptions=tuple(args.corruptions),
+            severities=tuple(args.severities), resolutions=tuple(args.resolutions),
             epsilons=None if args.epsilons is None else [e / 255 for e in args.epsilons],
             pgd_steps=args.pgd_steps, pgd_step=args.pgd_step / 255, pipelines=tuple(args.pipelines),
             attack_grad=args.attack_grad, constants=args.constants, seed=args.seed,

@@ -2,9 +2,9 @@
 
 from .attacks import ATTACK_GRADS, Pipeline, fgsm, pgd
 from .corruptions import CONSTANTS, CORRUPTIONS, LOW_FREQUENCY, NOISES, corrupt, low_resolution
-from .evaluate import PIPELINES, default_epsilons, evaluate_run, markdown, write_report
+from .evaluate import PIPELINES, SPLITS, default_epsilons, evaluate_run, markdown, write_report
 
 __all__ = [
-    "ATTACK_GRADS", "CONSTANTS", "CORRUPTIONS", "LOW_FREQUENCY", "NOISES", "PIPELINES", "Pipeline", "corrupt",
+    "ATTACK_GRADS", "CONSTANTS", "CORRUPTIONS", "LOW_FREQUENCY", "NOISES", "PIPELINES", "SPLITS", "Pipeline", "corrupt",
     "default_epsilons", "evaluate_run", "fgsm", "low_resolution", "markdown", "pgd", "write_report",
 ]  # fmt: skip

@@ -9,6 +9,7 @@ Writes results.json, results.csv, results.md and two PNG plots to the output fol
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from .corruptions import CORRUPTIONS, LOW_FREQUENCY, NOISES, constants_for, corr
 
 # plain: the model alone; smoothed: the run's test-time smoothing; adaptive: the same with the noise stop ("auto")
 PIPELINES = ("plain", "smoothed", "adaptive")
+SPLITS = ("test", "validation")  # what an evaluation reads: the test split, or the run's held-out training images
 
 
 def default_epsilons(image_size: int) -> list[float]:
@@ -49,6 +51,7 @@ def evaluate_run(
     image_column: str | None = None,
     label_column: str | None = None,
     limit_test: int | None = None,
+    split: str = "test",
     batch_size: int = 128,
     corruptions: tuple[str, ...] = CORRUPTIONS,
     severities: tuple[int, ...] = (1, 2, 3, 4, 5),
@@ -76,6 +79,8 @@ def evaluate_run(
         raise ValueError(f"severities must be in 1-5, got {list(severities)}")
     if limit_test is not None and limit_test < 1:
         raise ValueError(f"--limit-test must be >= 1 (the number of test images to evaluate), got {limit_test}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; accepted: {list(SPLITS)}")
     accelerator = Accelerator()
     model, description = load_run(run, accelerator.device)
     trained = description["config"]
@@ -83,8 +88,12 @@ def evaluate_run(
         dataset or trained["dataset"], data_dir=data_dir if dataset or data_dir else trained["data_dir"],
         test_split=test_split or trained["test_split"], image_column=image_column or trained["image_column"],
         label_column=label_column or trained["label_column"], image_size=description["image_size"],
-        limit_train=1, limit_test=limit_test,
+        limit_train=1, limit_test=limit_test, val_fraction=trained.get("val_fraction", 0.0), val_seed=trained["seed"],
     )  # fmt: skip
+    if split == "validation":
+        if data.validation is None:
+            raise ValueError(f"{run} was trained without --val-fraction: it has no validation split to evaluate")
+        data = dataclasses.replace(data, test=data.validation)  # the same held-out images the run was chosen on
     if data.num_classes != description["num_classes"]:
         raise ValueError(f"the data has {data.num_classes} classes, the model {description['num_classes']}")
     names = getattr(data.test.features["label"], "names", None)
@@ -123,7 +132,8 @@ def evaluate_run(
             correct[name].append(accelerator.gather_for_metrics(torch.stack(hits, 1)).cpu())
     seconds = time.perf_counter() - start
     results = {
-        "run": str(run), "model": description["model"], "dataset": data.name, "test_images": 0, "image_size": size,
+        "run": str(run), "model": description["model"], "dataset": data.name, "split": split, "test_images": 0,
+        "image_size": size,
         "constants": constants_for(torch.zeros(1, 3, size, size), constants), "seed": seed,
         "smoothing": {**smoothing.to_dict(), "trained_with": description["smoothing"]["procedure"],
                       "adaptive_noise": adaptive.noise},

@@ -39,6 +39,7 @@ class TrainConfig:
     image_size: int | None = None  # None: 32 for CIFAR and the embedded data, 224 for ImageNet-100
     limit_train: int | None = None  # keep a fixed random subset (quick runs)
     limit_test: int | None = None  # evaluate on a fixed random subset of the test split
+    val_fraction: float = 0.0  # held out of the training split by --seed; epochs are evaluated on it, not on test
     workers: int | None = None  # DataLoader workers (decoding); None: 4 on a GPU (CPU count allowing), 0 on a CPU
     # model and optimisation
     model: str = "resnet18"  # a name of isvs_triton.models.list_models()
@@ -115,6 +116,7 @@ class TrainConfig:
         for name in ("lr", "blur_sigma", "lowpass_radius", "tv_weight", "noise_sigma", "discrepancy"):
             check(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         check(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        check(0 <= self.val_fraction < 1, f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         check(0 < self.sparsity <= 1, f"--sparsity must be in (0, 1], got {self.sparsity}")
         check(
             len(self.schedule) >= 1 and all(0 < s <= 1 for s in self.schedule),

@@ -36,7 +36,7 @@ from .procedures import Smoother, smooth_dataset
 
 RUN_KEYS = ("model", "num_classes", "image_size", "dataset", "smoothing", "config")  # what run.json must hold
 KILL_ENV = "ISVS_KILL_AFTER_STEP"  # tests: SIGKILL the run right after this global step, as a crash would
-SUMMARY_FIELDS = ("epoch", "sparsity", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
+SUMMARY_FIELDS = ("epoch", "sparsity", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                   "train_seconds", "smoothing_seconds", "images_per_second")  # fmt: skip
 
 
@@ -210,7 +210,8 @@ def train(config: TrainConfig) -> Path:
         data = load_data(
             config.dataset, data_dir=config.data_dir, train_split=config.train_split, test_split=config.test_split,
             image_column=config.image_column, label_column=config.label_column, image_size=config.image_size,
-            limit_train=config.limit_train, limit_test=config.limit_test,
+            limit_train=config.limit_train, limit_test=config.limit_test, val_fraction=config.val_fraction,
+            val_seed=config.seed,
         )  # fmt: skip
         train_split = smooth_dataset(data.train, config, data.image_size) if config.cache_smoothed else data.train
     size = data.image_size
@@ -231,8 +232,11 @@ def train(config: TrainConfig) -> Path:
     train_loader = torch.utils.data.DataLoader(
         Images(train_split, size, "train"), sampler=sampler, drop_last=True, **loader_args
     )
-    check_images(data.test, "test")  # a damaged test image fails now, not after the first epoch of training
-    test_loader = torch.utils.data.DataLoader(Images(data.test, size, "test"), **loader_args)
+    # the split each epoch is evaluated on: the held-out validation images when there are, so that the test split
+    # is read only by the final evaluation (tools/evaluate.py); else the test split, as before
+    watched, watched_name = (data.validation, "val") if data.validation is not None else (data.test, "test")
+    check_images(watched, watched_name)  # a damaged image fails now, not after the first epoch
+    test_loader = torch.utils.data.DataLoader(Images(watched, size, watched_name), **loader_args)
     model, optimizer, train_loader, test_loader = accelerator.prepare(model, optimizer, train_loader, test_loader)
     progress = Progress()
     accelerator.register_for_checkpointing(progress)
@@ -299,7 +303,8 @@ def train(config: TrainConfig) -> Path:
         row = {
             "epoch": epoch + 1, "sparsity": sparsity if sparsity is not None else "", "lr": f"{lr:.6g}",
             "train_loss": f"{sums[0] / sums[2]:.6f}", "train_acc": f"{sums[1] / sums[2]:.6f}",
-            "test_loss": f"{test['loss']:.6f}", "test_acc": f"{test['acc']:.6f}", "train_seconds": f"{seconds:.3f}",
+            f"{watched_name}_loss": f"{test['loss']:.6f}", f"{watched_name}_acc": f"{test['acc']:.6f}",
+            "train_seconds": f"{seconds:.3f}",
             "smoothing_seconds": f"{smoother.seconds - smoothing_before:.3f}",
             "images_per_second": f"{seen * accelerator.num_processes / seconds:.1f}",
         }  # fmt: skip
