@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import autotune  # noqa: E402
 
 from isvs_triton.config import DEFAULT  # noqa: E402
-from isvs_triton.ops.lbi import triton_fused  # noqa: E402
+from isvs_triton.ops.lbi import triton_fused, triton_launch  # noqa: E402
 from isvs_triton.ops.lbi.path import PathState, stop_rule  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def test_without_gpu_says_so_and_exits_2(capsys):
 
 
 def test_tuned_configs_are_read_by_gpu_name(tmp_path, monkeypatch):
-    monkeypatch.setattr(triton_fused, "CONFIG_DIR", tmp_path)
+    monkeypatch.setattr(triton_launch, "CONFIG_DIR", tmp_path)
     triton_fused.tuned_configs.cache_clear()
     launch = {"BLOCK_H": 8, "BLOCK_W": 64, "num_warps": 2}
     key = triton_fused.config_key(32, 32, False, True)

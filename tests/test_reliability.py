@@ -128,6 +128,18 @@ def test_output_that_is_a_file_or_lies_under_one_is_refused_before_loading(tmp_p
     assert a_file.read_text() == "mine"
 
 
+def test_output_on_a_read_only_filesystem_is_refused_before_loading(tmp_path, capsys, monkeypatch):
+    """As root a chmod does not stop writes; a read-only mount does, and os.access reports it: simulated here."""
+    import os
+
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: False if str(path) == str(tmp_path) else real_access(path, mode)
+    )
+    err = cli_error(capsys, [*QUICK, "--dataset", "uoft-cs/cifar10", "--output", str(tmp_path / "runs" / "a")])
+    assert f"{str(tmp_path)!r} is not writable" in err
+
+
 def test_a_limited_local_copy_is_never_written_to(tmp_path):
     data = make_dataset(tmp_path / "data", train=40)
     before = sorted(p.relative_to(data) for p in data.rglob("*"))

@@ -27,13 +27,13 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.backends.nvidia.compiler import get_ptxas  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from isvs_triton.ops.lbi import triton_fused  # noqa: E402
+from isvs_triton.ops.lbi import triton_kernels, triton_launch  # noqa: E402
 
 
 def launch_configs() -> list[dict]:
     """The default launch configuration and every tuned one shipped in ops/configs/*.json."""
-    configs = [triton_fused.DEFAULT_LAUNCH]
-    for path in sorted(triton_fused.CONFIG_DIR.glob("*.json")):
+    configs = [triton_launch.DEFAULT_LAUNCH]
+    for path in sorted(triton_launch.CONFIG_DIR.glob("*.json")):
         configs += json.loads(path.read_text()).get("lbi_step", {}).values()
     unique = {tuple(sorted(c.items())): c for c in configs}
     return list(unique.values())
@@ -46,8 +46,8 @@ def lbi_sources():
               **dict.fromkeys(("p_limit", "p_resid"), "*fp64")}  # fmt: skip
     solver = dict.fromkeys(("kappa", "step_z", "step_beta", "inv_nu", "momentum"), "fp32")
     sizes = {  # each kernel's integer arguments, in order
-        triton_fused._lbi_step_kernel: ("k", "B", "C", "H", "W", "tiles_w", "slot_beta", "slot_zh", "slot_zv"),
-        triton_fused._lbi_persistent_kernel: ("C", "H", "W", "tiles_h", "tiles_w", "slot_beta", "slot_zh", "slot_zv"),
+        triton_kernels._lbi_step_kernel: ("k", "B", "C", "H", "W", "tiles_w", "slot_beta", "slot_zh", "slot_zv"),
+        triton_kernels._lbi_persistent_kernel: ("C", "H", "W", "tiles_h", "tiles_w", "slot_beta", "slot_zh", "slot_zv"),
     }
     for kernel, ints in sizes.items():
         flags = itertools.product(launch_configs(), (False, True), (False, True), (False, True))
@@ -69,7 +69,7 @@ def write_back_sources():
         constexprs = {"JOINT": joint, "BLOCK_H": launch["BLOCK_H"], "BLOCK_W": launch["BLOCK_W"]}
         signature = {**pointers, **scalars, **dict.fromkeys(constexprs, "constexpr")}
         name = f"_write_back_kernel joint={joint} block={launch['BLOCK_H']}x{launch['BLOCK_W']}"
-        yield name, ASTSource(triton_fused._write_back_kernel, signature, constexprs), launch["num_warps"]
+        yield name, ASTSource(triton_kernels._write_back_kernel, signature, constexprs), launch["num_warps"]
 
 
 def projection_sources():

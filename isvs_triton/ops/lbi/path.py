@@ -144,7 +144,7 @@ def input_returned(target: float | torch.Tensor, x: torch.Tensor) -> torch.Tenso
     return (torch.as_tensor(target, dtype=torch.float64, device=x.device) >= 1).expand(x.shape[0])
 
 
-def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels: str, projection: str,
+def solve(x: torch.Tensor, targets: list[float | torch.Tensor], config: SolverConfig, channels: str, projection: str,
           advance_fn: Advance, project_fn: Project, state: PathState | None = None,
           noise: torch.Tensor | None = None, discrepancy: float = 1.0,
           ) -> list[tuple[torch.Tensor, SparsifyInfo]]:  # fmt: skip
