@@ -159,13 +159,22 @@ def _as_batch(x: Any, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor
     )
 
 
-def _per_image_sparsity(sparsity: torch.Tensor, batch: torch.Tensor, unbatched: bool) -> torch.Tensor:
-    """``sparsity=`` as a tensor: one target per image, shape (B,) (or () for a single image), each in (0, 1]."""
+def _per_image(value: torch.Tensor, name: str, what: str, batch: torch.Tensor, unbatched: bool,
+               floating: bool) -> torch.Tensor:  # fmt: skip
+    """An option given as a tensor of one ``what`` per image: shape (B,) (or () for a single image), floating point
+    (or, unless ``floating``, any real dtype); returned as float64 (B,) on the batch's device."""
     expected = () if unbatched else (batch.shape[0],)
-    if tuple(sparsity.shape) not in (expected, (batch.shape[0],)) or not sparsity.is_floating_point():
-        raise ValueError(f"sparsity as a tensor must be floating point with shape {expected} (one target per "
-                         f"image), got {sparsity.dtype} of shape {tuple(sparsity.shape)}")  # fmt: skip
-    targets = sparsity.detach().to(batch.device, torch.float64).reshape(batch.shape[0])
+    kind_ok = value.is_floating_point() if floating else not (value.is_complex() or value.dtype == torch.bool)
+    if tuple(value.shape) not in (expected, (batch.shape[0],)) or not kind_ok:
+        kind = "floating point" if floating else "real"
+        raise ValueError(f"{name} as a tensor must be {kind} with shape {expected} (one {what} per image), got "
+                         f"{value.dtype} of shape {tuple(value.shape)}")  # fmt: skip
+    return value.detach().to(batch.device, torch.float64).reshape(batch.shape[0])
+
+
+def _per_image_sparsity(sparsity: torch.Tensor, batch: torch.Tensor, unbatched: bool) -> torch.Tensor:
+    """``sparsity=`` as a tensor: one target per image, each in (0, 1]."""
+    targets = _per_image(sparsity, "sparsity", "target", batch, unbatched, floating=True)
     if not bool(((targets > 0) & (targets <= 1)).all()):  # NaN fails too
         raise ValueError(f"sparsity must lie in (0.0, 1.0] for every image, got {sparsity.tolist()}")
     return targets
@@ -183,13 +192,7 @@ def _noise_levels(noise, batch: torch.Tensor, unbatched: bool, width: float) -> 
         _check_choice("noise", noise, NOISE_MODES)
         return ops_noise.estimate(batch)
     if isinstance(noise, torch.Tensor):
-        expected = () if unbatched else (batch.shape[0],)
-        if tuple(noise.shape) not in (expected, (batch.shape[0],)) or noise.is_complex() or noise.dtype == torch.bool:
-            raise ValueError(
-                f"noise as a tensor must be real with shape {expected} (one standard deviation per image), got "
-                f"{noise.dtype} of shape {tuple(noise.shape)}"
-            )
-        levels = noise.detach().to(batch.device, torch.float64).reshape(batch.shape[0])
+        levels = _per_image(noise, "noise", "standard deviation", batch, unbatched, floating=False)
         if not bool(torch.isfinite(levels).all()) or bool((levels < 0).any()):
             raise ValueError(f"noise must be finite and >= 0, got {noise.tolist()}")
         return (levels / width).to(batch.dtype)
@@ -279,9 +282,9 @@ def _run(x, targets: list[float], *, projection, channels, backend, value_range,
             if not isinstance(x, torch.Tensor) or x.dim() != 4:
                 raise ValueError("state= continues the path of a (B, C, H, W) tensor batch, not of other input forms")
             _check_state(state, batch, config.momentum > 0)
-            if backends.resolve_name(backend, batch.device, batch.dtype) == "reference":
-                raise ValueError("backend 'reference' runs each image on its own and cannot continue a saved state: "
-                                 f"use one of {backends.CONTINUING}")  # fmt: skip
+            if not solve.can_continue:
+                raise ValueError(f"backend {solve.name!r} runs each image on its own and cannot continue a saved "
+                                 f"state: use one of {list(backends.CONTINUING)}")  # fmt: skip
             extra["state"] = state
         ascending = solve(batch, [targets[i] for i in order], config, channels, projection, **extra)
         results = [None] * len(targets)

@@ -256,13 +256,10 @@ class Images(torch.utils.data.Dataset):
 
     def __getitems__(self, indices: list[int]):  # one columnar read per batch instead of one per image
         rows = read_rows(self.split, list(indices), self.name)
-        out = []
-        for i, image, label in zip(indices, rows["image"], rows["label"]):
-            try:
-                out.append((i, to_tensor(image, self.size), int(label)))
-            except (OSError, ValueError, TypeError) as error:
-                raise DataError(f"{self.name} split, row {i}: cannot read the image ({error})") from None
-        return out
+        return [
+            (i, to_tensor(_readable(image, self.name, i), self.size), int(label))
+            for i, image, label in zip(indices, rows["image"], rows["label"])
+        ]
 
 
 def read_rows(split, indices: list[int], name: str) -> dict:
@@ -284,10 +281,15 @@ def check_images(split, name: str, batch: int = 256) -> None:
     for start in range(0, len(split), batch):
         rows = read_rows(split, list(range(start, min(start + batch, len(split)))), name)
         for offset, image in enumerate(rows["image"]):
-            try:
-                _to_rgb(image)
-            except (OSError, ValueError, TypeError) as error:
-                raise DataError(f"{name} split, row {start + offset}: cannot read the image ({error})") from None
+            _readable(image, name, start + offset)
+
+
+def _readable(image, name: str, row: int):
+    """The image as RGB, or a DataError naming its split and row (a struct without bytes, bytes that are no image)."""
+    try:
+        return _to_rgb(image)
+    except (OSError, ValueError, TypeError) as error:
+        raise DataError(f"{name} split, row {row}: cannot read the image ({error})") from None
 
 
 class EpochSampler(torch.utils.data.Sampler):

@@ -54,6 +54,12 @@ class SmoothingSpec:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def to_run(self, procedure: str, schedule: list[float]) -> dict:
+        """The "smoothing" entry of ``run.json`` (``from_run`` reads it back): this spec as the run's test-time
+        smoothing, with the procedure and schedule that trained the model."""
+        spec = self.to_dict()
+        return {"procedure": procedure, "test_sparsity": spec.pop("sparsity"), "schedule": schedule, **spec}
+
     @staticmethod
     def from_run(smoothing: dict, where: str = "run.json") -> SmoothingSpec:
         """The test-time smoothing recorded in a run's ``run.json`` "smoothing" entry. Runs written before the noise

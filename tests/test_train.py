@@ -149,6 +149,8 @@ def test_smoothing_spec_reads_old_and_new_run_records():
     assert spec == SmoothingSpec(0.6, "default", "joint", "auto", None, 1.0)
     new = {**old, "backend": "torch", "noise": "auto", "discrepancy": 0.8}
     assert SmoothingSpec.from_run(new).kwargs()["noise"] == "auto"
+    written = SmoothingSpec.from_run(new).to_run("fixed", [0.6])
+    assert written == new and SmoothingSpec.from_run(written) == SmoothingSpec.from_run(new)
     with pytest.raises(ValueError, match=r"run.json: the 'smoothing' entry lacks \['solver'\]"):
         SmoothingSpec.from_run({k: v for k, v in old.items() if k != "solver"})
 

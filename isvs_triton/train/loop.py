@@ -236,8 +236,8 @@ def train(config: TrainConfig) -> Path:
     # is read only by the final evaluation (tools/evaluate.py); else the test split, as before
     watched, watched_name = (data.validation, "val") if data.validation is not None else (data.test, "test")
     check_images(watched, watched_name)  # a damaged image fails now, not after the first epoch
-    test_loader = torch.utils.data.DataLoader(Images(watched, size, watched_name), **loader_args)
-    model, optimizer, train_loader, test_loader = accelerator.prepare(model, optimizer, train_loader, test_loader)
+    watched_loader = torch.utils.data.DataLoader(Images(watched, size, watched_name), **loader_args)
+    model, optimizer, train_loader, watched_loader = accelerator.prepare(model, optimizer, train_loader, watched_loader)
     progress = Progress()
     accelerator.register_for_checkpointing(progress)
     if config.resume is not None:
@@ -299,11 +299,11 @@ def train(config: TrainConfig) -> Path:
         seconds = max(_clock(accelerator) - start, 1e-9)
         sums = accelerator.reduce(running, "sum").tolist()
         progress.epoch, progress.step, progress.sums = epoch + 1, 0, [0.0, 0.0, 0.0]
-        test = evaluate(model, test_loader, accelerator, test_transform)
+        scores = evaluate(model, watched_loader, accelerator, test_transform)
         row = {
             "epoch": epoch + 1, "sparsity": sparsity if sparsity is not None else "", "lr": f"{lr:.6g}",
             "train_loss": f"{sums[0] / sums[2]:.6f}", "train_acc": f"{sums[1] / sums[2]:.6f}",
-            f"{watched_name}_loss": f"{test['loss']:.6f}", f"{watched_name}_acc": f"{test['acc']:.6f}",
+            f"{watched_name}_loss": f"{scores['loss']:.6f}", f"{watched_name}_acc": f"{scores['acc']:.6f}",
             "train_seconds": f"{seconds:.3f}",
             "smoothing_seconds": f"{smoother.seconds - smoothing_before:.3f}",
             "images_per_second": f"{seen * accelerator.num_processes / seconds:.1f}",
@@ -322,9 +322,7 @@ def train(config: TrainConfig) -> Path:
         description = {
             "model": config.model, "num_classes": data.num_classes, "image_size": size, "dataset": data.name,
             "classes": getattr(data.train.features["label"], "names", None),
-            "smoothing": {"procedure": config.procedure, "test_sparsity": config.test_sparsity,
-                          "schedule": config.schedule, "solver": config.solver, "channels": config.channels,
-                          "backend": config.backend, "noise": config.noise, "discrepancy": config.discrepancy},
+            "smoothing": config.smoothing(config.test_sparsity).to_run(config.procedure, config.schedule),
             "config": dataclasses.asdict(config),
         }  # fmt: skip
         (run / "run.json").write_text(json.dumps(description, indent=2))

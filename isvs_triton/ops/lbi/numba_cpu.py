@@ -180,7 +180,7 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
     beta, zh, zv = arrays[:3]
     pbeta, pzh, pzv = arrays[3:6] if momentum else (beta, zh, zv)
     f32 = np.float32
-    noise = bool((rule.limit >= 0).any())
+    noise = rule.has_noise
     constants = (cfg.max_iter, f32(cfg.kappa), f32(cfg.alpha / cfg.nu), f32(cfg.nu), f32(-(cfg.kappa * cfg.alpha)),
                  f32(cfg.momentum), joint, momentum, noise)  # fmt: skip
     rule_arrays = (rule.jumps_h.contiguous().numpy(), rule.jumps_v.contiguous().numpy(), rule.need.numpy(),

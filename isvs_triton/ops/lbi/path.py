@@ -54,6 +54,11 @@ class StopRule:
     def take(self, index: torch.Tensor) -> StopRule:
         return StopRule(*(t.index_select(0, index) for t in vars(self).values()))
 
+    @property
+    def has_noise(self) -> bool:
+        """Whether any image has a noise stop (the backends then track the residual too)."""
+        return bool((self.limit >= 0).any())
+
 
 def jumps(xs: torch.Tensor, joint: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Edges whose two pixels differ in ``xs`` (joint: in any channel): the edges that sparsity counts."""
@@ -89,12 +94,15 @@ def residual(beta: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
     return (beta - xs).double().square().flatten(1).sum(1)
 
 
-def running(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool) -> torch.Tensor:
-    """(B,) bool: the images that have not stopped yet (an advance starts with the images for which this holds)."""
-    go = (count_active(state.zh, state.zv, rule, joint) < rule.need) & (state.iterations < cfg.max_iter)
-    if bool((rule.limit >= 0).any()):
-        go &= residual(state.beta, xs) > rule.limit
-    return go
+def running(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool):
+    """Where each image of ``state`` stands before an advance: ((B,) bool, the images that have not stopped yet;
+    (B,) their active jumps; (B,) their residual sums of squares, or None without a noise stop)."""
+    active = count_active(state.zh, state.zv, rule, joint)
+    go = (active < rule.need) & (state.iterations < cfg.max_iter)
+    squares = residual(state.beta, xs) if rule.has_noise else None
+    if squares is not None:
+        go &= squares > rule.limit
+    return go, active, squares
 
 
 def stop_rule(xs: torch.Tensor, target: float, joint: bool, limit: torch.Tensor | None) -> StopRule:
@@ -194,7 +202,7 @@ def _stopped_by(reached, iterations, max_iter, beta, x, scale, limit) -> torch.T
     before the budget; at the budget the residual decides), else the budget."""
     noise = ~reached & (iterations < max_iter)
     at_budget = ~reached & ~noise
-    if bool((at_budget & (limit >= 0)).any()):
+    if bool((at_budget & (limit >= 0)).any()):  # an image at its budget that also reached its noise level
         noise |= at_budget & (residual(beta, x * scale) <= limit)
     code = torch.full_like(iterations, STOP_RULES.index("budget"), dtype=torch.int8)
     code[noise] = STOP_RULES.index("noise")

@@ -93,8 +93,8 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
     """Run every image of ``state`` until its ``rule`` stops it or ``cfg.max_iter`` iterations (``path.Advance``).
 
     ``xs`` is scale * x (B, C, H, W). The state is updated in place; images already stopped do not move."""
-    noise = bool((rule.limit >= 0).any())
-    index = running(state, xs, rule, cfg, joint).nonzero().squeeze(1)
+    noise = rule.has_noise
+    index = running(state, xs, rule, cfg, joint)[0].nonzero().squeeze(1)
     while index.numel():
         work, xw, rule_w = _take(state, index), xs.index_select(0, index), rule.take(index)
         step, run_w = TorchStepper(work, cfg, joint), torch.ones(index.numel(), dtype=torch.bool, device=xs.device)

@@ -8,7 +8,7 @@ import torch
 import triton
 
 from ...config import SolverConfig
-from .path import PathState, StopRule, count_active, residual, running
+from .path import PathState, StopRule, running
 from .triton_kernels import _lbi_persistent_kernel, _lbi_step_kernel, _write_back_kernel
 from .triton_launch import BLOCK, CONFIG_DIR, DEFAULT_LAUNCH, config_file, config_key, launch_config, tuned_configs
 
@@ -52,12 +52,12 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
     ``persistent``: one launch for all iterations (default for images up to PERSISTENT_MAX_SIDE, or as tuned) or
     one launch per iteration. ``launch`` ({"BLOCK_H", "BLOCK_W", "num_warps"}) defaults to the tuned configuration
     of this GPU and size."""
-    index = running(state, xs, rule, cfg, joint).nonzero().squeeze(1)
+    go, active, squares = running(state, xs, rule, cfg, joint)
+    index = go.nonzero().squeeze(1)
     if not index.numel():
         return
-    active = count_active(state.zh, state.zv, rule, joint)
-    noise = bool((rule.limit >= 0).any())
-    squares = residual(state.beta, xs) if noise else rule.limit
+    noise = squares is not None
+    squares = squares if noise else rule.limit  # a placeholder the kernels never read without NOISE
     height, width = state.beta.shape[-2:]
     if state.prev is None:  # a state kept without its previous iteration advances without momentum (as torch_path)
         cfg = cfg.replace(momentum=0.0)
