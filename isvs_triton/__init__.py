@@ -1,7 +1,7 @@
 """isvs_triton: robust image classifiers by inverse scale space sparsification (Split LBI), with fused kernels."""
 
 from .api import estimate_noise, path, sparsify
-from .config import DEFAULT, FAITHFUL, REFERENCE, SolverConfig
+from .config import DEFAULT, EVENTS, FAITHFUL, REFERENCE, SolverConfig
 from .info import SparsifyInfo
 from .ops.lbi.path import PathState
 from .transforms import Sparsify, SparsifyLayer
@@ -9,6 +9,7 @@ from .transforms import Sparsify, SparsifyLayer
 __version__ = "0.1.0"
 __all__ = [
     "DEFAULT",
+    "EVENTS",
     "FAITHFUL",
     "REFERENCE",
     "PathState",

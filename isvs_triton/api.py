@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import backends
-from .config import CHANNEL_MODES, DEFAULT, PROJECTIONS, SolverConfig
+from .config import CHANNEL_MODES, DEFAULT, INTEGRATORS, PRESETS, PROJECTIONS, SolverConfig
 from .info import SparsifyInfo
 from .ops import noise as ops_noise
 from .ops.lbi.path import PathState
@@ -40,7 +40,13 @@ def _check_sparsity(value: object, name: str = "sparsity") -> float:
     return _real(name, value, 0.0, 1.0, low_open=True, high_open=False)
 
 
-def _solver_config(kappa, nu, step, scale, momentum, max_iter) -> SolverConfig:
+SOLVER_OPTIONS = ("kappa", "nu", "step", "scale", "momentum", "max_iter", "integrator", "events", "tolerance")
+
+
+def _solver_config(kappa=None, nu=None, step=None, scale=None, momentum=None, max_iter=None, integrator=None,
+                   events=None, tolerance=None) -> SolverConfig:  # fmt: skip
+    """The SolverConfig of these options (None: the default's). ``integrator="events"`` alone takes the EVENTS
+    preset's constants."""
     inf = math.inf
     if kappa is not None:
         _real("kappa", kappa, 0.0, inf, True, True)
@@ -52,13 +58,29 @@ def _solver_config(kappa, nu, step, scale, momentum, max_iter) -> SolverConfig:
         _real("step", step, 0.0, 1.0, True, False)
     if momentum is not None:
         _real("momentum", momentum, 0.0, 1.0, False, True)
+    if integrator is not None:
+        _check_choice("integrator", integrator, INTEGRATORS)
+    if events is not None:
+        _real("events", events, 0.0, 1.0, True, False)
+    if tolerance is not None:
+        _real("tolerance", tolerance, 0.0, 1.0, True, True)
     if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, Integral)
                                  or not 0 <= max_iter <= MAX_ITER):  # fmt: skip
         raise ValueError(f"max_iter must be an integer in [0, {MAX_ITER}], got {max_iter!r}")
-    # DEFAULT's budget is sized for DEFAULT's constants; other constants get SolverConfig's generous one
-    custom = any(v is not None for v in (kappa, nu, step, scale, momentum))
-    base = DEFAULT.replace(max_iter=SolverConfig.max_iter) if custom else DEFAULT
-    return base.replace(kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum, max_iter=max_iter)
+    if integrator in (None, DEFAULT.integrator):
+        base = DEFAULT
+        # DEFAULT's budget is sized for DEFAULT's constants; other constants get SolverConfig's generous one
+        if DEFAULT.integrator == "explicit" and any(v is not None for v in (kappa, nu, step, scale, momentum)):
+            base = DEFAULT.replace(max_iter=SolverConfig.max_iter)
+    else:
+        base = PRESETS["events"] if integrator == "events" else SolverConfig()
+    config = base.replace(kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum, max_iter=max_iter,
+                          integrator=integrator, events=events, tolerance=tolerance)  # fmt: skip
+    if config.integrator == "events" and (momentum or step is not None):
+        raise ValueError("step= and momentum= apply to the explicit integrator only, not to integrator='events'")
+    if config.integrator == "explicit" and (events is not None or tolerance is not None):
+        raise ValueError("events= and tolerance= apply to the events integrator only: pass integrator='events' too")
+    return config
 
 
 def _check_choice(name: str, value: object, accepted: Sequence[str]) -> str:
@@ -228,7 +250,8 @@ def estimate_noise(x, *, per_channel: bool = False, value_range: tuple[float, fl
 
 # --------------------------------------------------------------------------------------------------- entry points
 # the keyword options of sparsify / path / Sparsify and their defaults (None: the solver preset decides)
-OPTIONS = dict(kappa=None, nu=None, step=None, scale=None, momentum=None, max_iter=None, projection=None,
+OPTIONS = dict(kappa=None, nu=None, step=None, scale=None, momentum=None, max_iter=None, integrator=None,
+               events=None, tolerance=None, projection=None,
                channels="independent", backend="auto", value_range=None, noise=None, discrepancy=1.0,
                state=None)  # fmt: skip
 
@@ -276,7 +299,7 @@ def _run(x, targets: list[float], *, projection, channels, backend, value_range,
     if batch.shape[0] == 0:
         results = [(batch, SparsifyInfo.empty(batch.device))] * len(targets)
     else:
-        solve = backends.resolve(backend, batch.device, batch.dtype)
+        solve = backends.resolve(backend, batch.device, batch.dtype, config.integrator)
         extra = {} if levels is None else dict(noise=levels, discrepancy=discrepancy)
         if state is not None:
             if not isinstance(x, torch.Tensor) or x.dim() != 4:
@@ -304,6 +327,9 @@ def sparsify(
     step: float | None = None,
     scale: float | None = None,
     momentum: float | None = None,
+    integrator: str | None = None,
+    events: float | None = None,
+    tolerance: float | None = None,
     projection: str | None = None,
     channels: str = "independent",
     max_iter: int | None = None,
@@ -322,12 +348,17 @@ def sparsify(
         sparsity: target fraction of the image's jumps (edges whose two pixels differ) that are active at the stop,
             in (0, 1], or a (B,) tensor of one target per image. Higher keeps finer detail; 1 returns the input.
         kappa, nu, step, scale, momentum: Split LBI constants (``isvs_triton.config``); None takes the default.
+        integrator: "explicit" (the Split LBI iteration) or "events" (its large-kappa limit, stepped between
+            batches of activation events: ``isvs_triton.EVENTS``); None takes the default's.
+        events, tolerance: the events integrator's fraction of the image's jumps activated per step, and the
+            relative residual of each step's solve (``isvs_triton.config``); None takes EVENTS'.
         projection: "input" (mean of x over each region), "beta" (mean of beta / scale), "none" (beta / scale).
             None (default): "input", or "none" with a noise stop (where the support is still nearly empty).
         channels: "independent" (a segmentation per channel) or "joint" (one shared by all channels).
         max_iter: iteration budget per image, a safety net: an image that has stopped neither by ``sparsity`` nor
-            by ``noise`` stops there (``info.stopped_by == "budget"``). None: DEFAULT.max_iter with the default
-            constants, SolverConfig.max_iter (200,000) with any other.
+            by ``noise`` stops there (``info.stopped_by == "budget"``); the events integrator counts steps. None:
+            DEFAULT.max_iter with the default constants, EVENTS.max_iter with ``integrator="events"``,
+            SolverConfig.max_iter (200,000) with any other.
         backend: "auto", "reference", "torch", "numba" or "triton"; "auto" honours the ISVS_BACKEND environment
             variable, then takes "triton" for float32 math on CUDA, "numba" for float32 math on the CPU, and "torch"
             otherwise (float64, other devices, or where numba / triton cannot be imported).
@@ -352,9 +383,9 @@ def sparsify(
         raise TypeError(f"return_info must be a bool, got {return_info!r}")
     target = sparsity if isinstance(sparsity, torch.Tensor) else _check_sparsity(sparsity)
     ((out, info),) = _run(
-        x, [target], kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum,
-        max_iter=max_iter, projection=projection, channels=channels, backend=backend, value_range=value_range,
-        noise=noise, discrepancy=discrepancy, state=state,
+        x, [target], kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum, integrator=integrator,
+        events=events, tolerance=tolerance, max_iter=max_iter, projection=projection, channels=channels,
+        backend=backend, value_range=value_range, noise=noise, discrepancy=discrepancy, state=state,
     )  # fmt: skip
     return (out, info) if return_info else out
 

@@ -13,6 +13,7 @@ and ``project`` (the regions' means):
   union-find projection (``ops/projection/numba_cpu.py``).
 - "triton": the Split LBI kernels of ``ops/lbi/triton_fused.py`` (float32) on CUDA tensors, and on CPU tensors under
   TRITON_INTERPRET=1 (how the kernel tests run), with the block projection of ``ops/projection/triton_block.py``.
+  Explicit integrator only: "auto" runs the events integrator on CUDA with "torch".
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import INTEGRATORS
 from .ops.lbi import path as lbi_path
 from .ops.lbi import reference, torch_path
 from .ops.projection import torch_path as projection_torch
@@ -35,12 +37,13 @@ ANY = None  # a backend that runs on every device type / dtype
 @dataclass(frozen=True)
 class Backend:
     """One way to run the path. ``advance``/``project`` are set for the batched backends (those continue a saved
-    ``PathState``); ``devices`` and ``dtypes`` are what it accepts (ANY: everything)."""
+    ``PathState``); ``devices``, ``dtypes`` and ``integrators`` are what it accepts (ANY: every device / dtype)."""
 
     name: str
     solve: Callable
     devices: tuple[str, ...] | None = ANY
     dtypes: tuple[torch.dtype, ...] | None = ANY
+    integrators: tuple[str, ...] = INTEGRATORS
     advance: Callable | None = None
     project: Callable | None = None
 
@@ -75,7 +78,7 @@ try:  # triton has no wheels for some platforms (macOS, Windows); the other back
     from .ops.projection import triton_block
 
     REGISTRY["triton"] = _batched("triton", triton_fused.advance, triton_block.project, devices=("cuda",),
-                                  dtypes=(torch.float32,))  # fmt: skip
+                                  dtypes=(torch.float32,), integrators=("explicit",))  # fmt: skip
 except ImportError as error:  # pragma: no cover - depends on the platform
     UNAVAILABLE["triton"] = f"needs the triton package, which cannot be imported here ({error})"
 
@@ -99,27 +102,33 @@ def check_name(name: object, where: str) -> str:
     return name  # type: ignore[return-value]
 
 
-def auto_name(device: torch.device, dtype: torch.dtype) -> str:
-    """The backend "auto" picks for this device and dtype when ISVS_BACKEND does not name one: the first of
-    triton, numba that accepts them (float32 on CUDA, float32 on the CPU), else torch."""
+def auto_name(device: torch.device, dtype: torch.dtype, integrator: str = "explicit") -> str:
+    """The backend "auto" picks for this device, dtype and integrator when ISVS_BACKEND does not name one: the first
+    of triton, numba that accepts them (float32 on CUDA, float32 on the CPU), else torch."""
     for name in ("triton", "numba"):
         backend = REGISTRY.get(name)
-        if backend is not None and device.type in backend.devices and dtype in backend.dtypes:
+        if (backend is not None and device.type in backend.devices and dtype in backend.dtypes
+                and integrator in backend.integrators):  # fmt: skip
             return name
     return "torch"
 
 
-def resolve_name(name: str, device: torch.device, dtype: torch.dtype) -> str:
+def resolve_name(name: str, device: torch.device, dtype: torch.dtype, integrator: str = "explicit") -> str:
     """The backend name ``name`` stands for: "auto" honours ISVS_BACKEND (unset or empty: not set), then picks by
-    device and dtype."""
+    device, dtype and integrator."""
     if name == "auto":
         name = check_name(os.environ.get(ENV_VAR) or "auto", f"environment variable {ENV_VAR}")
-    return auto_name(device, dtype) if name == "auto" else name
+    return auto_name(device, dtype, integrator) if name == "auto" else name
 
 
-def resolve(name: str, device: torch.device, dtype: torch.dtype) -> Backend:
-    """The backend ``name`` stands for (``resolve_name``), refused where it cannot run this device and dtype."""
-    backend = REGISTRY[resolve_name(name, device, dtype)]
+def resolve(name: str, device: torch.device, dtype: torch.dtype, integrator: str = "explicit") -> Backend:
+    """The backend ``name`` stands for (``resolve_name``), refused where it cannot run this device, dtype and
+    integrator."""
+    backend = REGISTRY[resolve_name(name, device, dtype, integrator)]
+    if integrator not in backend.integrators:
+        capable = [n for n, b in REGISTRY.items() if integrator in b.integrators]
+        raise ValueError(f"backend {backend.name!r} runs the integrators {list(backend.integrators)}, not "
+                         f"{integrator!r}: use one of {capable}")  # fmt: skip
     on_device = backend.devices is ANY or device.type in backend.devices
     if backend.name == "triton" and device.type == "cpu" and _interpreting():
         on_device = True  # the kernel tests: Triton's interpreter runs the kernels on CPU tensors

@@ -40,10 +40,12 @@ class Stop:
         return Stop(*(t[keep] for t in vars(self).values()))
 
 
-def stop(x: torch.Tensor, sparsity: float, config: SolverConfig, channels: str = "independent") -> Stop:
-    """Run ``config``'s path on x (B, C, H, W) in [0, 1] to ``sparsity``; keep the supports for the comparison."""
+def stop(x: torch.Tensor, sparsity: float, config: SolverConfig, channels: str = "independent",
+         advance: lbi_path.Advance = torch_path.advance) -> Stop:  # fmt: skip
+    """Run ``config``'s path on x (B, C, H, W) in [0, 1] to ``sparsity`` (with a batched backend's ``advance``, the
+    torch backend's by default); keep the supports for the comparison."""
     joint = channels == "joint"
-    ((state, active_h, active_v, rule),) = list(lbi_path.stops(x, [sparsity], config, joint, torch_path.advance))
+    ((state, active_h, active_v, rule),) = list(lbi_path.stops(x, [sparsity], config, joint, advance))
     out, _ = projection_torch.project(x, active_h, active_v)
     reached = lbi_path.count_support(active_h & rule.jumps_h, active_v & rule.jumps_v) >= rule.need
     return Stop(out, active_h, active_v, state.iterations.clone(), reached)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .api import OPTIONS, _check_sparsity, _solver_config, check_options, path, sparsify
+from .api import OPTIONS, SOLVER_OPTIONS, _check_sparsity, _solver_config, check_options, path, sparsify
 
 
 class Sparsify:
@@ -57,6 +57,13 @@ class Sparsify:
 
 
 # ------------------------------------------------------------------------------------------ the op and the module
+# the numeric solver options the op passes, per integrator (SolverConfig.kwargs() without integrator and max_iter)
+_SOLVER_NUMBERS = {
+    "explicit": ("kappa", "nu", "step", "scale", "momentum"),
+    "events": ("kappa", "nu", "scale", "events", "tolerance"),
+}
+
+
 # sparsify as a registered PyTorch op: torch.compile sees one opaque call (its fake implementation gives the output's
 # shape) instead of breaking the graph at Python code it cannot trace. Non-tensor options travel as plain values.
 @torch.library.custom_op("isvs_triton::sparsify", mutates_args=())
@@ -64,6 +71,7 @@ def sparsify_op(
     x: torch.Tensor,
     sparsity: torch.Tensor,
     solver: list[float],
+    integrator: str,
     max_iter: int,
     projection: str,
     channels: str,
@@ -74,11 +82,11 @@ def sparsify_op(
 ) -> torch.Tensor:
     """``sparsify`` of a float (B, C, H, W) batch in [0, 1] with one target per image, ``sparsity`` (B,) float64.
 
-    ``solver`` is [kappa, nu, step, scale, momentum]; ``projection`` "" is the default; ``noise_mode`` is "none",
-    "auto" or "value" (then ``noise`` is sigma)."""
-    kappa, nu, step, scale, momentum = solver
+    ``solver`` is the numbers of ``SolverConfig.kwargs()`` in order (``_SOLVER_NUMBERS`` of the integrator);
+    ``projection`` "" is the default; ``noise_mode`` is "none", "auto" or "value" (then ``noise`` is sigma)."""
+    numbers = dict(zip(_SOLVER_NUMBERS[integrator], solver))
     out = sparsify(
-        x, sparsity, kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum, max_iter=max_iter,
+        x, sparsity, **numbers, integrator=integrator, max_iter=max_iter,
         projection=projection or None, channels=channels, backend=backend,
         noise={"none": None, "auto": "auto", "value": noise}[noise_mode], discrepancy=discrepancy,
     )  # fmt: skip
@@ -86,14 +94,14 @@ def sparsify_op(
 
 
 @sparsify_op.register_fake
-def _(x, sparsity, solver, max_iter, projection, channels, backend, noise_mode, noise, discrepancy):
+def _(x, sparsity, solver, integrator, max_iter, projection, channels, backend, noise_mode, noise, discrepancy):
     return torch.empty_like(x)
 
 
 def _bpda_backward(ctx, grad):
     # BPDA (the identity), by choice: the smoothing is piecewise constant in x, so its true gradient is the region
     # averaging (or zero through the support); the identity is what adaptive attacks differentiate through
-    return grad, *([None] * 9)
+    return grad, *([None] * 10)
 
 
 sparsify_op.register_autograd(_bpda_backward)
@@ -130,8 +138,9 @@ class SparsifyLayer(torch.nn.Module):
         if isinstance(noise, torch.Tensor):
             raise TypeError("SparsifyLayer takes noise=None, 'auto' or a number (one sigma for every image)")
         path(torch.zeros(1, 1, 1), [self.sparsity], **options)  # every option validated now, not in forward
-        config = _solver_config(*(self.options[k] for k in ("kappa", "nu", "step", "scale", "momentum", "max_iter")))
-        self._solver = [config.kappa, config.nu, config.step, config.scale, config.momentum]
+        config = _solver_config(**{k: self.options[k] for k in SOLVER_OPTIONS})
+        self._integrator = config.integrator
+        self._solver = [float(getattr(config, k)) for k in _SOLVER_NUMBERS[config.integrator]]
         self._max_iter = config.max_iter
 
     def forward(self, x: torch.Tensor, sparsity: torch.Tensor | None = None) -> torch.Tensor:
@@ -140,7 +149,8 @@ class SparsifyLayer(torch.nn.Module):
         noise = self.options["noise"]
         mode = "none" if noise is None else "auto" if noise == "auto" else "value"
         out = sparsify_op(
-            x if self.grad == "bpda" else x.detach(), sparsity.to(torch.float64), self._solver, self._max_iter,
+            x if self.grad == "bpda" else x.detach(), sparsity.to(torch.float64), self._solver, self._integrator,
+            self._max_iter,
             self.options["projection"] or "", self.options["channels"], self.options["backend"], mode,
             float(noise) if mode == "value" else 0.0, float(self.options["discrepancy"]),
         )  # fmt: skip
@@ -151,7 +161,9 @@ class SparsifyLayer(torch.nn.Module):
 
     def set_extra_state(self, state: dict) -> None:
         restored = SparsifyLayer(state["sparsity"], grad=state["grad"], **state["options"])
-        self.__dict__.update({k: restored.__dict__[k] for k in ("sparsity", "grad", "options", "_solver", "_max_iter")})
+        self.__dict__.update(
+            {k: restored.__dict__[k] for k in ("sparsity", "grad", "options", "_solver", "_integrator", "_max_iter")}
+        )
 
     def extra_repr(self) -> str:
         changed = {k: v for k, v in self.options.items() if v != OPTIONS[k]}

@@ -31,7 +31,9 @@ def test_calibrate_writes_table_with_baselines(tmp_path, capsys):
     identity = rows[0]
     assert identity["rel"] == 1.0 and identity["rel_worst"] == 1.0
     assert any("scale=30" in n for n in names) and any("scale=100" in n for n in names)
+    assert "events, nu=1, events=0.05, tolerance=0.001" in names, "the presets are measured too"
     table = output.with_suffix(".md").read_text()
+    assert "(events preset)" in table and "(faithful preset)" in table
     assert table.count("\n| ") >= 5 and output.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert list(tmp_path.glob("ref_8_3_*.pt")), "the reference outputs are cached"
     again = calibrate.main(["--size", "8", "--count", "3", "--grid", "", "--cache-dir", str(tmp_path), "--output",
@@ -47,6 +49,7 @@ def test_bench_prints_every_provider(tmp_path, capsys):
         "skimage denoise_tv_chambolle (100 it)",
         "isvs torch backend (defaults)",
         "of which projection",
+        "isvs numba backend (events preset)",
     } <= providers
     assert all(r["images_per_s"] > 0 for r in rows)
     assert csv_path.read_text().count("\n") == len(rows) + 1

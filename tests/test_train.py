@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import isvs_triton as isvs
+from isvs_triton.config import PRESETS
 from isvs_triton.data import Images, load_data
 from isvs_triton.samples import crops
 from isvs_triton.smoothing import SmoothingSpec
@@ -94,11 +95,13 @@ def test_cached_smoothing_equals_on_the_fly():
     assert (stored - x).abs().max() > 0.05, "the cached images are smoothed"
 
 
-def test_iterative_continued_path_equals_restarted_path():
+@pytest.mark.parametrize("solver", ["default", "events"])
+def test_iterative_continued_path_equals_restarted_path(solver):
     x = crops(16, 12, seed=3)
     index = torch.arange(12)
-    keep = Smoother(parse_args([*TINY, "--procedure", "iterative", "--path-state-budget", "1GiB"]), 12, 16)
-    recompute = Smoother(parse_args([*TINY, "--procedure", "iterative", "--path-state-budget", "0"]), 12, 16)
+    flags = [*TINY, "--procedure", "iterative", "--solver", solver]
+    keep = Smoother(parse_args([*flags, "--path-state-budget", "1GiB"]), 12, 16)
+    recompute = Smoother(parse_args([*flags, "--path-state-budget", "0"]), 12, 16)
     assert keep.cache is not None and recompute.cache is None
     keep(x[6:], 0.2, index[6:])  # stage 1, in two batches of another composition than stage 2
     keep(x[:6], 0.2, index[:6])
@@ -107,7 +110,7 @@ def test_iterative_continued_path_equals_restarted_path():
     assert (keep.cache.iterations >= after_stage_1).all() and (keep.cache.iterations > after_stage_1).any()
     assert (after_stage_1 > 0).all()
     torch.testing.assert_close(continued, recompute(x, 0.5, index), rtol=0, atol=0)
-    torch.testing.assert_close(continued, isvs.sparsify(x, 0.5), rtol=0, atol=0)
+    torch.testing.assert_close(continued, isvs.sparsify(x, 0.5, **PRESETS[solver].kwargs()), rtol=0, atol=0)
     again = keep.cache.iterations.clone()
     torch.testing.assert_close(keep(x, 0.5, index), continued, rtol=0, atol=0)  # a revisit costs no iteration
     assert torch.equal(keep.cache.iterations, again)

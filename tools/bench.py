@@ -6,7 +6,8 @@
 Providers: scikit-image's denoise_tv_chambolle (100 iterations, per image, channel_axis) and denoise_tv_bregman
 (per image), the plain ``reference`` backend at the default constants and stop, the ``torch`` backend, and what
 ``backend="auto"`` runs at the defaults (``numba`` on the CPU, ``triton`` with ``--device cuda``; its Split LBI and
-projection are also timed apart). Prints images/s, the ratio of the defaults to each anchor, and a Markdown table;
+projection are also timed apart), and the other presets (``faithful``, ``events``) on the backend "auto" gives them.
+Prints images/s, the ratio of the defaults to each anchor, and a Markdown table;
 appends a CSV row per provider to --csv with the device and versions.
 """
 
@@ -26,7 +27,7 @@ import torch
 
 import isvs_triton as isvs
 from isvs_triton import backends
-from isvs_triton.config import DEFAULT
+from isvs_triton.config import DEFAULT, PRESETS
 from isvs_triton.ops.lbi import path as lbi_path
 from isvs_triton.samples import crops
 
@@ -107,6 +108,13 @@ def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[st
     table[f"isvs {backend} backend (defaults)"] = (lambda: isvs.sparsify(xd, sparsity, backend=backend), len(x))
     table["  of which Split LBI"] = (lbi_only, len(x))
     table["  of which projection"] = (projection_only, len(x))
+    for name, preset in PRESETS.items():  # the other presets, on the backend "auto" gives their integrator
+        if preset != DEFAULT:
+            runs_on = backends.auto_name(device, torch.float32, preset.integrator)
+            table[f"isvs {runs_on} backend ({name} preset)"] = (
+                lambda runs_on=runs_on, preset=preset: isvs.sparsify(xd, sparsity, backend=runs_on, **preset.kwargs()),
+                len(x),
+            )
     return table
 
 

@@ -17,6 +17,7 @@ import torch
 from ...config import SolverConfig
 from ..parallel import in_parallel
 from .path import PathState, StopRule
+from .reference import ACTIVE_FLOOR, CG_LIMIT
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 
@@ -174,6 +175,8 @@ def _advance(beta, zh, zv, pbeta, pzh, pzv, xs, jh, jv, need, limit, iterations,
 
 def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool) -> None:
     """``path.Advance`` in compiled loops: float32 CPU tensors, updated in place, images spread over threads."""
+    if cfg.integrator == "events":
+        return _advance_events(state, xs, rule, cfg, joint)
     momentum = state.prev is not None
     tensors = [t.contiguous() for t in (*state.tensors(), state.iterations)]  # views of the state where possible
     arrays = [t.numpy() for t in tensors]
@@ -190,3 +193,356 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
     for dst, src in zip((*state.tensors(), state.iterations), tensors):
         if dst.data_ptr() != src.data_ptr():
             dst.copy_(src)
+
+
+# ------------------------------------------------------------------------------------------ the events integrator
+# The same steps as ``reference.events_path_image``; the solves' dot products may be summed in any order (they are
+# reductions the compiler vectorises), so states agree with the torch backend to rounding, not bit for bit.
+SUMS = dict(JIT, fastmath={"contract", "reassoc"})
+
+
+@numba.njit(**SUMS)
+def _apply(v, diag, wh, wv, out):
+    """out = (I + D^T W D / nu) v, with ``diag`` = 1 + the pixel's edge weights and weights already divided by nu;
+    returns sum(v * out) (float64 across rows)."""
+    channels, height, width = v.shape
+    total = 0.0
+    for c in range(channels):
+        for i in range(height):
+            vi, oi, di, whi = v[c, i], out[c, i], diag[c, i], wh[c, i]
+            for j in range(width):
+                oi[j] = di[j] * vi[j]
+            for j in range(width - 1):
+                oi[j] -= whi[j] * vi[j + 1]
+            for j in range(width - 1):
+                oi[j + 1] -= whi[j] * vi[j]
+            if i > 0:
+                w_up, v_up = wv[c, i - 1], v[c, i - 1]
+                for j in range(width):
+                    oi[j] -= w_up[j] * v_up[j]
+            if i < height - 1:
+                w_down, v_down = wv[c, i], v[c, i + 1]
+                for j in range(width):
+                    oi[j] -= w_down[j] * v_down[j]
+            row = np.float32(0.0)
+            for j in range(width):
+                row += vi[j] * oi[j]
+            total += row
+    return total
+
+
+@numba.njit(**SUMS)
+def _solve_beta(beta, xs, diag, wh, wv, r, p, ap, tolerance, cg_limit):
+    """``reference.solve_beta`` on one image, in place (r, p, ap: scratch of beta's shape)."""
+    fb, fx, fr, fp, fa = beta.ravel(), xs.ravel(), r.ravel(), p.ravel(), ap.ravel()
+    _apply(beta, diag, wh, wv, ap)
+    rr, xx = 0.0, 0.0
+    for i in range(fb.size):
+        fr[i] = fx[i] - fa[i]
+        fp[i] = fr[i]
+    for i in range(fb.size):
+        rr += np.float64(fr[i] * fr[i])
+        xx += np.float64(fx[i] * fx[i])
+    limit = tolerance * tolerance * xx
+    for _ in range(cg_limit):
+        if rr <= limit:
+            break
+        a = np.float32(rr / _apply(p, diag, wh, wv, ap))
+        rr_new = np.float32(0.0)
+        for i in range(fb.size):
+            fb[i] += a * fp[i]
+            fr[i] -= a * fa[i]
+            rr_new += fr[i] * fr[i]
+        g = np.float32(rr_new / rr)
+        for i in range(fb.size):
+            fp[i] = fr[i] + g * fp[i]
+        rr = np.float64(rr_new)
+
+
+@numba.njit(**JIT)
+def _weights(z, w, inv_nu, joint):
+    """w = 1/nu on the inactive edges of one direction, 0 on the active ones."""
+    channels, rows, cols = z.shape
+    one, zero = np.float32(1.0), np.float32(0.0)
+    if joint:
+        for i in range(rows):
+            for j in range(cols):
+                squares = zero
+                for c in range(channels):
+                    squares += z[c, i, j] * z[c, i, j]
+                for c in range(channels):
+                    w[c, i, j] = inv_nu if squares <= one else zero
+        return
+    for c in range(channels):
+        for i in range(rows):
+            for j in range(cols):
+                w[c, i, j] = inv_nu if abs(z[c, i, j]) <= one else zero
+
+
+@numba.njit(**JIT)
+def _diagonal(wh, wv, diag):
+    """diag = 1 + the weights of each pixel's edges (the diagonal of I + D^T W D / nu)."""
+    channels, height, width = diag.shape
+    for c in range(channels):
+        for i in range(height):
+            di, whi = diag[c, i], wh[c, i]
+            for j in range(width):
+                di[j] = 1
+            for j in range(width - 1):
+                di[j] += whi[j]
+            for j in range(width - 1):
+                di[j + 1] += whi[j]
+            if i > 0:
+                w_up = wv[c, i - 1]
+                for j in range(width):
+                    di[j] += w_up[j]
+            if i < height - 1:
+                w_down = wv[c, i]
+                for j in range(width):
+                    di[j] += w_down[j]
+
+
+@numba.njit(**JIT)
+def _select(values, n, k):
+    """The k-th smallest (0-based) of values[:n], by Hoare's selection in place (``values`` is scratch)."""
+    lo, hi = 0, n - 1
+    while lo < hi:
+        a, b, c = values[lo], values[(lo + hi) // 2], values[hi]
+        pivot = max(min(a, b), min(max(a, b), c))  # the median of the three
+        i, j = lo, hi
+        while i <= j:
+            while values[i] < pivot:
+                i += 1
+            while values[j] > pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return values[k]
+    return values[k]
+
+
+@numba.njit(**JIT)
+def _times(beta, z, jump, t, waiting, n, di, dj, inv_nu, joint):
+    """For one edge direction: each inactive edge's time to activate at the rates D beta / nu into t (inf: never;
+    active edges inf too), the inactive jumps' finite times appended to ``waiting`` from n. Returns (active jumps,
+    n)."""
+    channels, rows, cols = z.shape
+    one, zero, inf = np.float32(1.0), np.float32(0.0), np.float32(np.inf)
+    count = 0
+    if not joint:  # written without branches, so that the loop vectorises; 1 / 0 = inf marks edges that never move
+        for c in range(channels):
+            for i in range(rows):
+                far, near, zi, ti, ji = beta[c, i + di, dj:], beta[c, i], z[c, i], t[c, i], jump[c, i]
+                for j in range(cols):
+                    d = far[j] - near[j]
+                    zz = zi[j]
+                    active = abs(zz) > one
+                    sign_d = np.float32(d > zero) - np.float32(d < zero)
+                    ti[j] = inf if active else (one - sign_d * zz) / (abs(d) * inv_nu)
+                    count += np.int32(active) & np.int32(ji[j])
+        flat_t, flat_jump = t.ravel(), jump.ravel()
+        for k in range(flat_t.size):
+            if flat_jump[k] and flat_t[k] < inf:
+                waiting[n] = flat_t[k]
+                n += 1
+        return count, n
+    for i in range(rows):
+        for j in range(cols):
+            squares, zr, rr = zero, zero, zero
+            for c in range(channels):
+                rate = (beta[c, i + di, j + dj] - beta[c, i, j]) * inv_nu
+                squares += z[c, i, j] * z[c, i, j]
+                zr += z[c, i, j] * rate
+                rr += rate * rate
+            time = inf
+            if np.sqrt(squares) > one:
+                count += jump[0, i, j]
+            elif rr > zero:  # the positive root of rr t^2 + 2 zr t + squares - 1 = 0, without cancellation
+                gap = one - squares
+                root = np.sqrt(zr * zr + rr * gap)
+                time = gap / (zr + root) if zr >= zero else (root - zr) / rr
+                if jump[0, i, j]:
+                    waiting[n] = time
+                    n += 1
+            t[0, i, j] = time
+    return count, n
+
+
+@numba.njit(**JIT)
+def _correct(beta, start, z, w, lag, di, dj, inv_nu, inv_kappa, floor, joint):
+    """For one edge direction, after the solve that ends a step: the inactive edges' z corrected for the change of
+    their rates over the ``lag`` since the step's mean entry time (+ lag (D beta - D start) / nu); then every active
+    edge (entered by the correction too) at its quasi-steady size, weight 0."""
+    channels, rows, cols = z.shape
+    one, zero = np.float32(1.0), np.float32(0.0)
+    if not joint:
+        for c in range(channels):
+            for i in range(rows):
+                far, near, far0, near0 = beta[c, i + di, dj:], beta[c, i], start[c, i + di, dj:], start[c, i]
+                zi, wi = z[c, i], w[c, i]
+                for j in range(cols):
+                    d = far[j] - near[j]
+                    zz = zi[j]
+                    if abs(zz) <= one:
+                        zz += lag * (d - (far0[j] - near0[j])) * inv_nu
+                    active = abs(zz) > one
+                    sign = np.float32(zz > zero) - np.float32(zz < zero)
+                    zi[j] = sign * (one + max(abs(d) * inv_kappa, floor)) if active else zz
+                    wi[j] = zero if active else wi[j]
+        return
+    for i in range(rows):
+        for j in range(cols):
+            squares, dd = zero, zero
+            for c in range(channels):
+                squares += z[c, i, j] * z[c, i, j]
+            inactive = np.sqrt(squares) <= one
+            squares = zero
+            for c in range(channels):
+                d = beta[c, i + di, j + dj] - beta[c, i, j]
+                if inactive:
+                    z[c, i, j] += lag * (d - (start[c, i + di, j + dj] - start[c, i, j])) * inv_nu
+                squares += z[c, i, j] * z[c, i, j]
+                dd += d * d
+            if np.sqrt(squares) > one:
+                factor = (one + max(np.sqrt(dd) * inv_kappa, floor)) / np.sqrt(squares)
+                for c in range(channels):
+                    z[c, i, j] *= factor
+                    w[c, i, j] = zero
+
+
+@numba.njit(**JIT)
+def _move(beta, z, t, w, dt, di, dj, inv_nu, inv_kappa, floor, joint):
+    """For one edge direction: inactive edges z += dt * rate; those whose time is <= dt enter the support at the
+    point where |z| reached 1, scaled to their quasi-steady size, weight 0 in the next solve. Returns (the sum of
+    the entering edges' times, their number)."""
+    channels, rows, cols = z.shape
+    one, zero = np.float32(1.0), np.float32(0.0)
+    total, entries = 0.0, 0
+    if not joint:
+        for c in range(channels):
+            for i in range(rows):
+                far, near, zi, ti, wi = beta[c, i + di, dj:], beta[c, i], z[c, i], t[c, i], w[c, i]
+                row = np.float32(0.0)
+                for j in range(cols):  # without branches, as in _times (active edges have t = inf)
+                    zz = zi[j]
+                    d = far[j] - near[j]
+                    rate = d * inv_nu
+                    time = ti[j]
+                    entering = time <= dt
+                    arrived = zz + time * rate
+                    sign = np.float32(arrived > zero) - np.float32(arrived < zero)
+                    moved = sign * (one + max(abs(d) * inv_kappa, floor)) if entering else zz + dt * rate
+                    zi[j] = zz if abs(zz) > one else moved
+                    wi[j] = zero if entering else wi[j]
+                    row += time if entering else zero
+                    entries += np.int32(entering)
+                total += row
+        return total, entries
+    for i in range(rows):
+        for j in range(cols):
+            squares = zero
+            for c in range(channels):
+                squares += z[c, i, j] * z[c, i, j]
+            if np.sqrt(squares) > one:
+                continue
+            time = t[0, i, j]
+            entering = time <= dt
+            moved, dd = zero, zero
+            for c in range(channels):
+                d = beta[c, i + di, j + dj] - beta[c, i, j]
+                v = z[c, i, j] + (time if entering else dt) * (d * inv_nu)
+                z[c, i, j] = v
+                moved += v * v
+                dd += d * d
+            if entering:
+                total += time
+                entries += 1
+                factor = (one + max(np.sqrt(dd) * inv_kappa, floor)) / max(np.sqrt(moved), np.float32(1e-30))
+                for c in range(channels):
+                    z[c, i, j] *= factor
+                    w[c, i, j] = zero
+    return total, entries
+
+
+@numba.njit(**JIT)
+def _step(beta, zh, zv, xs, wh, wv, th, tv, waiting, n, count, scratch, inv_nu, inv_kappa, floor, tolerance,
+          cg_limit, joint):  # fmt: skip
+    """``reference.event_step`` on one image, in place, from the times ``_times`` left in th, tv and waiting[:n]."""
+    diag, r, p, ap, start = scratch
+    dt = _select(waiting, n, min(count, n) - 1)
+    total, entries = _move(beta, zh, th, wh, dt, 0, 1, inv_nu, inv_kappa, floor, joint)
+    total_v, entries_v = _move(beta, zv, tv, wv, dt, 1, 0, inv_nu, inv_kappa, floor, joint)
+    lag = np.float32(dt - (total + total_v) / max(entries + entries_v, 1))
+    start[:] = beta
+    _diagonal(wh, wv, diag)
+    _solve_beta(beta, xs, diag, wh, wv, r, p, ap, tolerance, cg_limit)
+    _correct(beta, start, zh, wh, lag, 0, 1, inv_nu, inv_kappa, floor, joint)
+    _correct(beta, start, zv, wv, lag, 1, 0, inv_nu, inv_kappa, floor, joint)
+
+
+@numba.njit(**JIT)
+def _events(beta, zh, zv, out_beta, out_zh, out_zv, out_iterations, xs, jh, jv, need, per_step, limit, iterations,
+            max_iter, inv_nu, inv_kappa, floor, tolerance, cg_limit, joint, noise, images):  # fmt: skip
+    """Each of ``images`` takes grid steps until its rule stops it, or until its target lies within one step: that
+    shorter last step is written to the out arrays only (``reference.events_path_image``); the out arrays of the
+    other images receive their grid state. Images already stopped do not move."""
+    for b in images:
+        beta_b, zh_b, zv_b, xs_b = beta[b], zh[b], zv[b], xs[b]
+        scratch = (np.empty_like(beta_b), np.empty_like(beta_b), np.empty_like(beta_b), np.empty_like(beta_b),
+                   np.empty_like(beta_b))  # fmt: skip
+        wh, wv, th, tv = np.empty_like(zh_b), np.empty_like(zv_b), np.empty_like(zh_b), np.empty_like(zv_b)
+        waiting = np.empty(zh_b.size + zv_b.size, np.float32)
+        _weights(zh_b, wh, inv_nu, joint)
+        _weights(zv_b, wv, inv_nu, joint)
+        if iterations[b] == 0 and not beta_b.any():  # a path not started: beta solved for the empty support
+            beta_b[:] = xs_b
+            _diagonal(wh, wv, scratch[0])
+            _solve_beta(beta_b, xs_b, scratch[0], wh, wv, scratch[1], scratch[2], scratch[3], tolerance, cg_limit)
+        out_beta[b], out_zh[b], out_zv[b] = beta_b, zh_b, zv_b
+        out_iterations[b] = iterations[b]
+        while iterations[b] < max_iter:
+            if noise and _residual_squares(beta_b, xs_b) <= limit[b]:
+                break
+            count, n = _times(beta_b, zh_b, jh[b], th, waiting, 0, 0, 1, inv_nu, joint)
+            count_v, n = _times(beta_b, zv_b, jv[b], tv, waiting, n, 1, 0, inv_nu, joint)
+            remaining = need[b] - count - count_v
+            if remaining <= 0:
+                break
+            if n == 0:  # no jump can activate any more: the budget is spent
+                iterations[b] = out_iterations[b] = max_iter
+                break
+            if remaining <= per_step[b]:  # the last step, to the output only: the grid does not move
+                _step(out_beta[b], out_zh[b], out_zv[b], xs_b, wh.copy(), wv.copy(), th, tv, waiting, n, remaining,
+                      scratch, inv_nu, inv_kappa, floor, tolerance, cg_limit, joint)  # fmt: skip
+                out_iterations[b] = iterations[b] + 1
+                break
+            _step(beta_b, zh_b, zv_b, xs_b, wh, wv, th, tv, waiting, n, per_step[b], scratch, inv_nu, inv_kappa, floor,
+                  tolerance, cg_limit, joint)  # fmt: skip
+            iterations[b] += 1
+            out_beta[b], out_zh[b], out_zv[b] = beta_b, zh_b, zv_b
+            out_iterations[b] = iterations[b]
+
+
+def _advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool) -> PathState:
+    """``torch_path.advance_events`` in compiled loops; returns the state the outputs are read from."""
+    tensors = [t.contiguous() for t in (state.beta, state.zh, state.zv, state.iterations)]
+    out = PathState(*(torch.empty_like(t) for t in tensors[:3]), None, torch.empty_like(tensors[3]))
+    beta, zh, zv, iterations = (t.numpy() for t in tensors)
+    per_step = torch.ceil(cfg.events * rule.jump_count.double() - 1e-9).clamp(min=1).long().numpy()
+    f32 = np.float32
+    args = (beta, zh, zv, out.beta.numpy(), out.zh.numpy(), out.zv.numpy(), out.iterations.numpy(),
+            xs.contiguous().numpy(), rule.jumps_h.contiguous().numpy(), rule.jumps_v.contiguous().numpy(),
+            rule.need.numpy(), per_step, rule.limit.numpy(), iterations, cfg.max_iter, f32(1 / cfg.nu),
+            f32(1 / cfg.kappa), f32(ACTIVE_FLOOR), cfg.tolerance, CG_LIMIT, joint, rule.has_noise)  # fmt: skip
+    in_parallel(lambda images: _events(*args, images), len(beta))
+    for dst, src in zip((state.beta, state.zh, state.zv, state.iterations), tensors):
+        if dst.data_ptr() != src.data_ptr():
+            dst.copy_(src)
+    return out

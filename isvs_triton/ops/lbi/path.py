@@ -2,8 +2,10 @@
 and one run of the path through several stops (README.md beside this file states the equations and the rules).
 
 A batched backend supplies only ``advance(state, xs, rule, cfg, joint)``: run every image of ``state`` until its
-``rule`` says stop, updating the state in place, images already stopped not moving. Everything else (where each image
-stops, the projection, what ``SparsifyInfo`` reports) is decided here, once for every backend.
+``rule`` says stop, updating the state in place, images already stopped not moving; it returns None, or the state
+the outputs are read from when that is not the one the path goes on from (the events integrator's last step).
+Everything else (where each image stops, the projection, what ``SparsifyInfo`` reports) is decided here, once for
+every backend.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def residual_limit(noise: torch.Tensor, discrepancy: float, x: torch.Tensor, sca
     return (discrepancy * noise.double() * scale).square() * x[0].numel()
 
 
-Advance = Callable[[PathState, torch.Tensor, StopRule, SolverConfig, bool], None]
+Advance = Callable[[PathState, torch.Tensor, StopRule, SolverConfig, bool], "PathState | None"]
 Project = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -142,9 +144,11 @@ def stops(x: torch.Tensor, targets: list[float | torch.Tensor], config: SolverCo
         # a target of 1 is the input itself: nothing to run for it
         need = torch.where(passthrough, 0, required_active(target, first.jump_count))
         rule = replace(first, need=need)
-        if not bool(passthrough.all()):
-            advance_fn(state, xs, rule, config, joint)
-        yield (state, *support(state.zh, state.zv, joint), rule)
+        # an advance may return the state the outputs are read from, when it is not the one the path goes on from
+        # (the events integrator's last step to a target); None: the path's state itself
+        view = advance_fn(state, xs, rule, config, joint) if not bool(passthrough.all()) else None
+        view = state if view is None else view
+        yield (view, *support(view.zh, view.zv, joint), rule)
 
 
 def input_returned(target: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:

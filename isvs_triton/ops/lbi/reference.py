@@ -5,6 +5,8 @@ The oracle every other backend is tested against; it runs in the input's dtype (
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ...config import STOP_RULES, SolverConfig, edge_count, required_active
@@ -70,15 +72,155 @@ def lbi_path_image(x, targets, config: SolverConfig, joint: bool, projection: st
             zh, zv = yzh + alpha / nu * rh, yzv + alpha / nu * rv  # z += alpha / nu * r
             beta = yb - kappa * alpha * ((yb - s * x) + grad_adjoint(rh, rv) / nu)
             k += 1
-        if target >= 1:  # the input itself: every jump kept, regions are the runs of equal pixels
-            ah, av, active_jumps, reached = jh, jv, jumps, True
-        projected, regions = projection_reference.project(x if projection == "input" or target >= 1 else beta / s,
-                                                          ah, av)  # fmt: skip
-        out = x.clone() if jumps == 0 or target >= 1 else beta / s if projection == "none" else projected
-        stopped_by = "sparsity" if reached else "noise" if quiet else "budget"
-        active = int(ah.sum() + av.sum())
-        stops.append((out, 0 if target >= 1 else k, active_jumps / jumps if jumps else 1.0, regions, reached,
-                      STOP_RULES.index(stopped_by), active / edges if edges else 1.0))  # fmt: skip
+        stops.append(_stop(x, beta / s, ah, av, (jh, jv), need, target, k, quiet, projection, edges))
+    return stops
+
+
+def _stop(x, beta, ah, av, jump_masks, need: int, target: float, steps: int, quiet: bool, projection: str,
+          edges: int):  # fmt: skip
+    """One stop's (output, iterations, sparsity, regions, reached, stopped_by, active_fraction) from its support
+    (ah, av) and beta / s; a target of 1 returns the input itself (every jump kept, regions the runs of equal
+    pixels), as does an image without jumps."""
+    jh, jv = jump_masks
+    jumps = int(jh.sum() + jv.sum())
+    if target >= 1:
+        ah, av, quiet = jh, jv, False
+    active_jumps = int((ah & jh).sum() + (av & jv).sum())
+    reached = active_jumps >= need or target >= 1
+    projected, regions = projection_reference.project(x if projection == "input" or target >= 1 else beta, ah, av)
+    out = x.clone() if jumps == 0 or target >= 1 else beta if projection == "none" else projected
+    stopped_by = "sparsity" if reached else "noise" if quiet else "budget"
+    active = int(ah.sum() + av.sum())
+    return (out, 0 if target >= 1 else steps, active_jumps / jumps if jumps else 1.0, regions, reached,
+            STOP_RULES.index(stopped_by), active / edges if edges else 1.0)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ the events integrator
+CG_LIMIT = 1000  # conjugate-gradient iterations per solve at most (a safety net: ~5-20 are needed, README.md)
+ACTIVE_FLOOR = 2.0**-22  # an active edge's |z| is at least 1 + this, so that it stays active in float32
+
+
+def solve_beta(beta, xs, wh, wv, nu: float, tolerance: float):
+    """beta minimising 1/2 ||s x - beta||^2 + 1/(2 nu) ||D beta||^2 over the inactive edges (weights wh, wv in {0, 1}):
+    (I + D^T W D / nu) beta = s x, by conjugate gradients from ``beta`` until ||r||^2 <= tolerance^2 ||s x||^2."""
+
+    def apply(v):
+        dh, dv = grad(v)
+        return v + grad_adjoint(wh * dh, wv * dv) / nu
+
+    r = xs - apply(beta)
+    p, rr, limit = r, float((r * r).sum()), tolerance**2 * float((xs * xs).sum())
+    for _ in range(CG_LIMIT):
+        if rr <= limit:
+            break
+        ap = apply(p)
+        a = rr / float((p * ap).sum())
+        beta, r = beta + a * p, r - a * ap
+        rr, rr_old = float((r * r).sum()), rr
+        p = r + (rr / rr_old) * p
+    return beta
+
+
+def _direction(z, joint):
+    """z / |z| per edge (the sign), or per edge over its channel vector (joint)."""
+    return z / (z.norm(dim=0, keepdim=True) if joint else z.abs()).clamp(min=1e-30)
+
+
+def time_to_activate(z, rate, joint: bool, dim: int = 0):
+    """Time until |z + t rate| reaches 1 for an inactive edge (inf if it never does): (1 - sign(rate) z) / |rate|, or
+    the positive root of ||rate||^2 t^2 + 2 (z . rate) t + ||z||^2 - 1 = 0 (joint, channels on ``dim``; written
+    without cancellation)."""
+    if not joint:
+        return torch.where(rate != 0, (1 - torch.sign(rate) * z) / rate.abs(), torch.inf)
+    a, q = rate.square().sum(dim, keepdim=True), (z * rate).sum(dim, keepdim=True)
+    c = 1 - z.square().sum(dim, keepdim=True)
+    root = (q.square() + a * c).sqrt()
+    t = torch.where(q >= 0, c / (q + root), (root - q) / a)
+    return torch.where(a > 0, t, torch.inf)
+
+
+def _settle(z, active, d, kappa, joint):
+    """Active edges at their quasi-steady size |z| = 1 + max(||D beta|| / kappa, ACTIVE_FLOOR), keeping their
+    direction: what z of the kappa-path holds while gamma = D beta on the edge."""
+    size = ((d.norm(dim=0, keepdim=True) if joint else d.abs()) / kappa).clamp(min=ACTIVE_FLOOR)
+    return torch.where(active, _direction(z, joint) * (1 + size), z)
+
+
+def event_step(beta, zh, zv, xs, jh, jv, count: int, config: SolverConfig, joint: bool):
+    """One step of the events integrator from a solved (beta, z): the inactive edges' times to activate at the rates
+    D beta / nu; z moves to the time dt at which ``count`` more jumps have activated (the edges that reach |z| = 1
+    enter at their quasi-steady size); beta is solved for the new support; the inactive edges' z are corrected for
+    the change of their rates since the step's mean entry time (one entry per step: no correction); the active edges
+    settle. Returns the new (beta, zh, zv), or None when no jump can activate any more."""
+    nu = config.nu
+    ah, av = support(zh, zv, joint)
+    start = grad(beta)
+    th, tv = (torch.where(a, torch.inf, time_to_activate(z, d / nu, joint))
+              for z, a, d in ((zh, ah, start[0]), (zv, av, start[1])))  # fmt: skip
+    waiting = torch.cat([th[jh], tv[jv]])  # the inactive jumps' activation times
+    waiting = waiting[waiting.isfinite()]
+    if waiting.numel() == 0:
+        return None
+    dt = waiting.kthvalue(min(count, waiting.numel())).values
+    moved, entry_times = [], []
+    for z, a, d, t in ((zh, ah, start[0], th), (zv, av, start[1], tv)):
+        entering = ~a & (t <= dt)  # joint: t has one channel and broadcasts
+        arrived = _settle(z + torch.minimum(t, dt) * d / nu, entering.expand_as(z), d, config.kappa, joint)
+        moved.append(torch.where(entering, arrived, torch.where(a, z, z + dt * d / nu)))
+        entry_times.append(t[entering])
+    zh, zv = moved
+    ah, av = support(zh, zv, joint)
+    beta = solve_beta(beta, xs, (~ah).to(xs.dtype), (~av).to(xs.dtype), nu, config.tolerance)
+    end = grad(beta)
+    lag = dt - torch.cat(entry_times).mean()
+    zh, zv = (torch.where(a, z, z + lag * (d1 - d0) / nu)
+              for z, a, d0, d1 in ((zh, ah, start[0], end[0]), (zv, av, start[1], end[1])))  # fmt: skip
+    zh, zv = (_settle(z, a, d, config.kappa, joint) for z, a, d in zip((zh, zv), support(zh, zv, joint), end))
+    return beta, zh, zv
+
+
+def events_path_image(x, targets, config: SolverConfig, joint: bool, projection: str, noise: float | None = None,
+                      discrepancy: float = 1.0):  # fmt: skip
+    """``lbi_path_image`` with the events integrator (README.md, "Events integrator"). The path moves on a grid of
+    steps that each activate ``config.events`` of the image's jumps, whatever the targets; a target between two grid
+    points is read off a shorter last step that activates what it still needs, from which the grid goes on
+    unchanged. So every output is the one that target alone would give."""
+    s = config.scale
+    channels, height, width = x.shape
+    edges = edge_count(height, width) * (1 if joint else channels)
+    xs = s * x
+    jh, jv = (d != 0 for d in grad(xs))
+    if joint:
+        jh, jv = jh.any(0, keepdim=True), jv.any(0, keepdim=True)
+    jumps = int(jh.sum() + jv.sum())
+    per_step = max(1, math.ceil(config.events * jumps - 1e-9))
+    limit = -1.0 if noise is None else (discrepancy * noise) ** 2
+
+    zh, zv = x.new_zeros(channels, height, width - 1), x.new_zeros(channels, height - 1, width)
+    beta = solve_beta(xs.clone(), xs, x.new_ones(zh.shape), x.new_ones(zv.shape), config.nu, config.tolerance)
+    stops, k = [], 0  # k: grid steps taken
+    for target in targets:
+        need = required_active(target, jumps)
+        stop, steps = (beta, zh, zv), k  # the state the output is read from, and its steps
+        while target < 1:
+            ah, av = support(zh, zv, joint)
+            active_jumps = int((ah & jh).sum() + (av & jv).sum())
+            quiet = float((beta / s - x).square().mean()) <= limit  # the discrepancy principle
+            stop, steps = (beta, zh, zv), k
+            if active_jumps >= need or quiet or k >= config.max_iter:
+                break
+            last = need - active_jumps <= per_step
+            moved = event_step(beta, zh, zv, xs, jh, jv, need - active_jumps if last else per_step, config, joint)
+            if moved is None:  # no jump can activate any more: the budget is spent
+                k = steps = config.max_iter
+                break
+            if last:  # the output only: the grid does not move
+                stop, steps = moved, k + 1
+                break
+            (beta, zh, zv), k = moved, k + 1
+        quiet = float((stop[0] / s - x).square().mean()) <= limit
+        ah, av = support(stop[1], stop[2], joint)
+        stops.append(_stop(x, stop[0] / s, ah, av, (jh, jv), need, target, steps, quiet, projection, edges))
     return stops
 
 
@@ -89,7 +231,8 @@ def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels:
     sigmas = [None] * len(x) if noise is None else noise.tolist()
     # a target may be one number for the batch or a (B,) tensor, one per image
     mine = [[float(t[i]) if isinstance(t, torch.Tensor) else t for t in targets] for i in range(len(x))]
-    per_image = [lbi_path_image(img, image_targets, config, channels == "joint", projection, sigma, discrepancy)
+    path_image = events_path_image if config.integrator == "events" else lbi_path_image
+    per_image = [path_image(img, image_targets, config, channels == "joint", projection, sigma, discrepancy)
                  for img, image_targets, sigma in zip(x, mine, sigmas)]  # fmt: skip
     results = []
     for t in range(len(targets)):

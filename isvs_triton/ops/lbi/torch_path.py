@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 
 from ...config import SolverConfig
-from .path import PathState, StopRule, count_active, residual, running
+from .path import PathState, StopRule, count_active, residual, running, support
+from .reference import ACTIVE_FLOOR, CG_LIMIT, time_to_activate
 
 CHECK_EVERY = 16  # iterations between host synchronisations
 
@@ -93,6 +94,8 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
     """Run every image of ``state`` until its ``rule`` stops it or ``cfg.max_iter`` iterations (``path.Advance``).
 
     ``xs`` is scale * x (B, C, H, W). The state is updated in place; images already stopped do not move."""
+    if cfg.integrator == "events":
+        return advance_events(state, xs, rule, cfg, joint)
     noise = rule.has_noise
     index = running(state, xs, rule, cfg, joint)[0].nonzero().squeeze(1)
     while index.numel():
@@ -111,3 +114,128 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
                 break
         _put(state, index, work)
         index = index[run_w]
+
+
+# ------------------------------------------------------------------------------------------ the events integrator
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).flatten(1).sum(1)
+
+
+def solve_beta(beta: torch.Tensor, xs: torch.Tensor, wh: torch.Tensor, wv: torch.Tensor, cfg: SolverConfig) -> None:
+    """``reference.solve_beta`` for a batch, in place: conjugate gradients per image (dots over all its channels),
+    each image stopping at its own tolerance."""
+
+    def apply(v):
+        dh, dv = v[..., :, 1:] - v[..., :, :-1], v[..., 1:, :] - v[..., :-1, :]
+        fh, fv = wh * dh / cfg.nu, wv * dv / cfg.nu
+        out = v.clone()  # v + D^T W D v / nu: an edge's far end gains w (far - near) / nu, its near end loses it
+        out[..., :, 1:] += fh
+        out[..., :, :-1] -= fh
+        out[..., 1:, :] += fv
+        out[..., :-1, :] -= fv
+        return out
+
+    view = (-1, 1, 1, 1)
+    r = xs - apply(beta)
+    p, rr, limit = r.clone(), _dot(r, r), cfg.tolerance**2 * _dot(xs, xs)
+    for _ in range(CG_LIMIT):
+        go = rr > limit
+        if not bool(go.any()):
+            break
+        ap = apply(p)
+        a = torch.where(go, rr / _dot(p, ap).clamp(min=torch.finfo(rr.dtype).tiny), 0)
+        beta.addcmul_(p, a.view(view))
+        r.addcmul_(ap, -a.view(view))
+        rr_new = _dot(r, r)
+        p = r + torch.where(go, rr_new / rr.clamp(min=torch.finfo(rr.dtype).tiny), 0).view(view) * p
+        rr = torch.where(go, rr_new, rr)
+
+
+def _norm(t: torch.Tensor, joint: bool) -> torch.Tensor:
+    return t.square().sum(1, keepdim=True).sqrt() if joint else t.abs()
+
+
+def _settle(z: torch.Tensor, active: torch.Tensor, d: torch.Tensor, cfg: SolverConfig, joint: bool) -> torch.Tensor:
+    """``reference._settle`` on batches."""
+    size = (_norm(d, joint) / cfg.kappa).clamp(min=ACTIVE_FLOOR)
+    return torch.where(active, z / _norm(z, joint).clamp(min=1e-30) * (1 + size), z)
+
+
+def _grad(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return v[..., :, 1:] - v[..., :, :-1], v[..., 1:, :] - v[..., :-1, :]
+
+
+def _solve_support(beta: torch.Tensor, xs: torch.Tensor, zh: torch.Tensor, zv: torch.Tensor, cfg: SolverConfig,
+                   joint: bool) -> None:  # fmt: skip
+    ah, av = support(zh, zv, joint)
+    solve_beta(beta, xs, (~ah).to(beta.dtype), (~av).to(beta.dtype), cfg)
+
+
+def _event_step(beta, zh, zv, xs, rule: StopRule, count: torch.Tensor, cfg: SolverConfig, joint: bool):
+    """``reference.event_step`` for a batch, each image activating its ``count`` (A,) jumps: returns the new
+    (beta, zh, zv) and (A,) bool, the images in which no jump can activate any more (their state is unchanged)."""
+    ah, av = support(zh, zv, joint)
+    start = _grad(beta)
+    th, tv = (torch.where(a, torch.inf, time_to_activate(z, d / cfg.nu, joint, dim=1))
+              for z, a, d in ((zh, ah, start[0]), (zv, av, start[1])))  # fmt: skip
+    waiting = torch.cat([torch.where(rule.jumps_h, th, torch.inf).flatten(1),
+                         torch.where(rule.jumps_v, tv, torch.inf).flatten(1)], 1)  # fmt: skip
+    finite = waiting.isfinite().sum(1)
+    stuck = finite == 0
+    count = torch.minimum(count, finite).clamp(min=1)
+    dt = waiting.sort(1).values.gather(1, (count - 1).view(-1, 1)).view(-1, 1, 1, 1)
+    dt = torch.where(stuck.view(-1, 1, 1, 1), 0, dt)
+    moved, entry_sum, entries = [], 0, 0
+    for z, a, d, t in ((zh, ah, start[0], th), (zv, av, start[1], tv)):
+        entering = ~a & (t <= dt)
+        arrived = _settle(z + torch.minimum(t, dt) * d / cfg.nu, entering.expand_as(z), d, cfg, joint)
+        moved.append(torch.where(entering, arrived, torch.where(a, z, z + dt * d / cfg.nu)))
+        entry_sum = entry_sum + torch.where(entering, t, 0).flatten(1).sum(1)
+        entries = entries + entering.flatten(1).sum(1)
+    new_zh, new_zv = moved
+    new_beta = beta.clone()
+    _solve_support(new_beta, xs, new_zh, new_zv, cfg, joint)
+    end = _grad(new_beta)
+    ah, av = support(new_zh, new_zv, joint)
+    # the rates changed as the step's edges entered: correct for the rest of the step after their mean entry time
+    lag = (dt.view(-1) - entry_sum / entries.clamp(min=1)).view(-1, 1, 1, 1)
+    new_zh, new_zv = (torch.where(a, z, z + lag * (d1 - d0) / cfg.nu)
+                      for z, a, d0, d1 in ((new_zh, ah, start[0], end[0]), (new_zv, av, start[1], end[1])))  # fmt: skip
+    new_zh, new_zv = (_settle(z, a, d, cfg, joint)
+                      for z, a, d in zip((new_zh, new_zv), support(new_zh, new_zv, joint), end))  # fmt: skip
+    keep = stuck.view(-1, 1, 1, 1)
+    return [torch.where(keep, old, new) for old, new in ((beta, new_beta), (zh, new_zh), (zv, new_zv))], stuck
+
+
+def advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool) -> PathState:
+    """``path.Advance`` with the events integrator (``reference.events_path_image`` for a batch). ``state`` moves on
+    its grid of steps; returns the state each image's output is read from: the grid state where it stopped, or the
+    shorter last step that reaches its target (a path not started is first solved for its empty support)."""
+    per_step = torch.ceil(cfg.events * rule.jump_count.double() - 1e-9).clamp(min=1).long()
+    fresh = state.beta.flatten(1).eq(0).all(1) & (state.iterations == 0)
+    if bool(fresh.any()):  # a path not started: beta solved for the empty support, from s x
+        index = fresh.nonzero().squeeze(1)
+        beta, xw = xs.index_select(0, index).clone(), xs.index_select(0, index)
+        _solve_support(beta, xw, state.zh.index_select(0, index), state.zv.index_select(0, index), cfg, joint)
+        state.beta.index_copy_(0, index, beta)
+    out = PathState(state.beta.clone(), state.zh.clone(), state.zv.clone(), None, state.iterations.clone())
+    finished = torch.zeros_like(fresh)  # images whose output came from a last step (or that cannot move)
+    go, active, _ = running(state, xs, rule, cfg, joint)
+    index = go.nonzero().squeeze(1)
+    while index.numel():
+        beta, zh, zv = (t.index_select(0, index) for t in (state.beta, state.zh, state.zv))
+        xw, rw, steps = xs.index_select(0, index), rule.take(index), state.iterations.index_select(0, index)
+        remaining, share = rw.need - active.index_select(0, index), per_step.index_select(0, index)
+        last = remaining <= share
+        new, stuck = _event_step(beta, zh, zv, xw, rw, torch.where(last, remaining, share), cfg, joint)
+        grid = (~last & ~stuck).view(-1, 1, 1, 1)  # the images whose grid moves; a last step is an output only
+        for dst, old, moved in zip((state.beta, state.zh, state.zv), (beta, zh, zv), new):
+            dst.index_copy_(0, index, torch.where(grid, moved, old))
+        for dst, moved in zip((out.beta, out.zh, out.zv), new):
+            dst.index_copy_(0, index, moved)
+        state.iterations.index_copy_(0, index, torch.where(stuck, cfg.max_iter, steps + grid.view(-1).long()))
+        out.iterations.index_copy_(0, index, torch.where(stuck, cfg.max_iter, steps + 1))
+        finished.index_fill_(0, index[last | stuck], True)
+        go, active, _ = running(state, xs, rule, cfg, joint)
+        index = (go & ~finished).nonzero().squeeze(1)
+    return out

@@ -1,0 +1,199 @@
+"""The events integrator (ops/lbi/README.md, "Events integrator"): the reference against the math (dense solves,
+event by event, on tiny images), the batched backends against the reference, and the stop it promises."""
+
+import pytest
+import torch
+
+import isvs_triton as isvs
+from isvs_triton import backends
+from isvs_triton.config import EVENTS, SolverConfig, required_active
+from isvs_triton.ops.graph import grad
+from isvs_triton.ops.lbi import path as lbi_path
+from isvs_triton.ops.lbi import reference, torch_path
+from isvs_triton.ops.projection import torch_path as projection_torch
+from isvs_triton.samples import crops
+from isvs_triton.testing import assert_backend_agrees, assert_close
+
+ONE_EVENT = EVENTS.replace(events=1e-9, tolerance=1e-13)  # one activation per step, solves to float64 precision
+SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (16, 32), (33, 17)]
+
+
+def difference_matrix(height: int, width: int) -> torch.Tensor:
+    """D as a dense (edges, pixels) float64 matrix, rows in the order of ``grad``'s (horizontal, vertical) output."""
+    eye = torch.eye(height * width, dtype=torch.float64).view(height * width, height, width)
+    dh, dv = grad(eye)
+    return torch.cat([dh.flatten(1), dv.flatten(1)], 1).T
+
+
+def exact_inverse_scale_space(x: torch.Tensor, sparsity: float, nu: float = 1.0) -> torch.Tensor:
+    """The large-kappa limit of Split LBI on one channel (H, W), written from its definition, event by event: beta
+    minimises 1/2 ||x - beta||^2 + 1/(2 nu) ||D_inactive beta||^2 (a dense solve), z of the inactive edges grows at
+    D beta / nu, and the first edge to reach |z| = 1 enters; returns the support (edges,) at the target."""
+    d = difference_matrix(*x.shape)
+    jumps = (d @ x.flatten()) != 0
+    need = required_active(sparsity, int(jumps.sum()))
+    active, z = torch.zeros(len(d), dtype=torch.bool), torch.zeros(len(d), dtype=torch.float64)
+    while int((active & jumps).sum()) < need:
+        inactive = d[~active]
+        beta = torch.linalg.solve(torch.eye(d.shape[1], dtype=torch.float64) + inactive.T @ inactive / nu, x.flatten())
+        rate = d @ beta / nu
+        time = torch.where(active | (rate == 0), torch.inf, (1 - torch.sign(rate) * z) / rate.abs())
+        dt = time[jumps].min()
+        z = torch.where(active, z, z + dt * rate)
+        active |= time <= dt
+    return active
+
+
+def test_beta_solve_is_the_dense_solution():
+    torch.manual_seed(0)
+    x = torch.rand(2, 5, 7, dtype=torch.float64)
+    wh, wv = (torch.rand(2, 5, 6) > 0.4).double(), (torch.rand(2, 4, 7) > 0.4).double()
+    beta = reference.solve_beta(torch.zeros_like(x), x, wh, wv, nu=0.7, tolerance=1e-14)
+    for c in range(2):
+        d = difference_matrix(5, 7) * torch.cat([wh[c].flatten(), wv[c].flatten()]).view(-1, 1)
+        dense = torch.linalg.solve(torch.eye(35, dtype=torch.float64) + d.T @ d / 0.7, x[c].flatten())
+        assert_close(f"beta, channel {c}", beta[c].flatten(), dense, 1e-10)
+    batched = torch.zeros_like(x)[None]
+    torch_path.solve_beta(batched, x[None], wh[None], wv[None], SolverConfig(nu=0.7, tolerance=1e-14))
+    assert_close("torch beta", batched[0], beta, 1e-10)
+
+
+@pytest.mark.parametrize("joint", [False, True], ids=["independent", "joint"])
+def test_time_to_activate_reaches_the_unit_sphere(joint):
+    torch.manual_seed(1)
+    z, rate = 0.9 * (2 * torch.rand(3, 4, 5, dtype=torch.float64) - 1), torch.randn(3, 4, 5, dtype=torch.float64)
+    if joint:
+        z = z / z.norm(dim=0, keepdim=True).clamp(min=1) * 0.9
+    t = reference.time_to_activate(z, rate, joint)
+    assert bool((t > 0).all())
+    reached = z + t * rate
+    size = reached.norm(dim=0) if joint else reached.abs()
+    assert_close("|z + t rate|", size, torch.ones_like(size), 1e-12)
+    # and not before: halfway there the edge is still inside
+    halfway = z + t / 2 * rate
+    assert bool(((halfway.norm(dim=0) if joint else halfway.abs()) < 1).all())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_event_per_step_is_the_exact_inverse_scale_space(seed):
+    """With one activation per step the events integrator has nothing left to approximate: its support is the one of
+    the large-kappa limit computed from the definition with dense solves."""
+    torch.manual_seed(seed)
+    x = torch.rand(1, 1, 5, 6, dtype=torch.float64)
+    for sparsity in (0.2, 0.5, 0.8):
+        ((out, info),) = reference.solve(x, [sparsity], ONE_EVENT, "independent", "input")
+        ah, av = _support(x, ONE_EVENT, sparsity).split([5 * 5, 4 * 6], dim=1)
+        expected = exact_inverse_scale_space(x[0, 0], sparsity)
+        assert torch.equal(torch.cat([ah.flatten(), av.flatten()]), expected), (seed, sparsity)
+        assert int(info.iterations) == required_active(sparsity, expected.numel())
+
+
+@pytest.mark.slow
+def test_the_kappa_path_approaches_its_large_kappa_limit():
+    """The explicit Split LBI path (the reference's step) and the events integrator's limit: on tiny random images
+    their supports agree on nearly every edge already at the reference's kappa = 10, and at least as well at 40."""
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 6, 6, dtype=torch.float64)
+    limit = _support(x, ONE_EVENT, 0.5)
+    agreement = [float((_support(x, SolverConfig(kappa=k, max_iter=10**7), 0.5) == limit).double().mean())
+                 for k in (10.0, 40.0)]  # fmt: skip
+    assert agreement[0] >= 0.95 and agreement[1] >= agreement[0], agreement
+
+
+def _support(x, config, sparsity):
+    ((state, ah, av, _),) = list(lbi_path.stops(x, [sparsity], config, False, torch_path.advance))
+    return torch.cat([ah.flatten(1), av.flatten(1)], 1)
+
+
+@pytest.mark.parametrize("mode", ["independent", "joint"])
+@pytest.mark.parametrize("projection", ["input", "none"])
+def test_torch_equals_reference_in_float64(mode, projection):
+    x = crops(12, 4, seed=3).double()
+    expected = reference.solve(x, [0.3, 0.6], EVENTS, mode, projection)
+    got = lbi_path.solve(x, [0.3, 0.6], EVENTS, mode, projection, torch_path.advance, projection_torch.project)
+    for (out, info), (want, want_info) in zip(got, expected):
+        for key in ("iterations", "sparsity", "regions", "reached", "stop"):
+            assert torch.equal(info[key], want_info[key]), key
+        assert_close("output", out, want, 1e-12)
+
+
+@pytest.mark.parametrize("height,width", SHAPES, ids=lambda s: str(s))
+@pytest.mark.parametrize("channels", [1, 3], ids=["c1", "c3"])
+@pytest.mark.parametrize("mode", ["independent", "joint"])
+def test_numba_equals_torch(height, width, channels, mode):
+    torch.manual_seed(height * 100 + width)
+    assert_backend_agrees("numba", torch.rand(3, channels, height, width), 0.5, channels=mode, **EVENTS.kwargs())
+
+
+@pytest.mark.parametrize("mode", ["independent", "joint"])
+def test_numba_equals_torch_on_photographs_with_a_noise_stop(mode):
+    x = crops(32, 8, seed=3)
+    x = (x + 0.08 * torch.randn_like(x)).clamp(0, 1)
+    info = assert_backend_agrees("numba", x, 0.6, channels=mode, noise="auto", **EVENTS.kwargs())
+    assert set(info.stopped_by) == {"noise"}
+
+
+def test_steps_are_bounded_and_the_target_is_met():
+    """Each step activates at least its share of the jumps (or all the target still needs): ceil(target / events)
+    steps at most; every image reaches its target, and the support only grows along the path."""
+    x = crops(32, 16, seed=4)
+    outs, infos = isvs.path(x, [0.3, 0.6], return_info=True, **EVENTS.kwargs())
+    for sparsity, info in zip((0.3, 0.6), infos):
+        assert bool(info.reached.all()) and bool((info.sparsity >= sparsity).all())
+        assert int(info.iterations.max()) <= -(-sparsity // EVENTS.events) + 1, info.iterations
+    state = lbi_path.PathState.zeros(x, momentum=False)
+    supports = [
+        torch.cat([a.flatten(1), v.flatten(1)], 1).clone()
+        for _, a, v, _ in lbi_path.stops(x, [0.3, 0.6], EVENTS, False, torch_path.advance, state=state)
+    ]
+    assert bool((supports[0] <= supports[1]).all()), "an edge once active stays active"
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_path_and_state_continue_exactly(backend):
+    x = crops(16, 4, seed=5)
+    outs = isvs.path(x, [0.2, 0.6], backend=backend, **EVENTS.kwargs())
+    state = isvs.PathState.zeros(x, momentum=False)
+    first = isvs.sparsify(x, 0.2, backend=backend, state=state, **EVENTS.kwargs())
+    second = isvs.sparsify(x, 0.6, backend=backend, state=state, **EVENTS.kwargs())
+    for name, got, sparsity, continued in (("0.2", outs[0], 0.2, first), ("0.6", outs[1], 0.6, second)):
+        alone = isvs.sparsify(x, sparsity, backend=backend, **EVENTS.kwargs())
+        assert_close(f"path at {name}", got, alone, 1e-6)
+        assert_close(f"continued state at {name}", continued, alone, 1e-6)
+
+
+def test_options_are_checked_where_they_are_given():
+    x = torch.rand(2, 3, 8, 8)
+    y, info = isvs.sparsify(x, 0.6, integrator="events", return_info=True)
+    assert torch.equal(y, isvs.sparsify(x, 0.6, **EVENTS.kwargs())), "integrator='events' alone is the EVENTS preset"
+    with pytest.raises(ValueError, match="events integrator only"):
+        isvs.sparsify(x, 0.6, events=0.1)
+    with pytest.raises(ValueError, match="explicit integrator only"):
+        isvs.sparsify(x, 0.6, integrator="events", momentum=0.5)
+    with pytest.raises(ValueError, match="unknown integrator"):
+        isvs.sparsify(x, 0.6, integrator="rk4")
+    with pytest.raises(ValueError, match=r"events must lie in \(0.0, 1.0\]"):
+        isvs.sparsify(x, 0.6, integrator="events", events=0.0)
+    with pytest.raises(ValueError, match="tolerance must lie"):
+        isvs.sparsify(x, 0.6, integrator="events", tolerance=1.0)
+
+
+def test_triton_refuses_the_events_integrator_and_auto_picks_torch_on_cuda():
+    cuda = torch.device("cuda")
+    assert backends.auto_name(cuda, torch.float32, "events") == "torch"
+    if "triton" not in backends.REGISTRY:
+        pytest.skip(backends.UNAVAILABLE["triton"])
+    assert backends.auto_name(cuda, torch.float32, "explicit") == "triton"
+    with pytest.raises(ValueError, match="runs the integrators \\['explicit'\\], not 'events'"):
+        backends.resolve("triton", cuda, torch.float32, "events")
+
+
+def test_layer_runs_the_events_integrator_compiled():
+    layer = isvs.SparsifyLayer(0.6, integrator="events")
+    x = torch.rand(2, 3, 12, 12)
+    expected = isvs.sparsify(x, 0.6, integrator="events")
+    assert torch.equal(layer(x), expected)
+    assert torch.equal(torch.compile(layer, backend="aot_eager", fullgraph=True)(x), expected)
+    restored = isvs.SparsifyLayer(0.3)
+    restored.load_state_dict(layer.state_dict())
+    assert torch.equal(restored(x), expected)
