@@ -11,6 +11,9 @@ same images. Three measures per image:
 
 The last one exists because PSNR alone flatters: at sparsity 0.6 on 32x32 crops the reference changes the image
 only slightly, so returning the input unchanged already scores ~43 dB (docs/calibration.md).
+
+And what the path is for, denoising: ``oracle_denoising`` (the best stop of a sparsity grid per image, chosen knowing
+the clean image) against ``chambolle_oracle`` (scikit-image's TV denoiser at its best weight, chosen the same way).
 """
 
 from __future__ import annotations
@@ -92,3 +95,43 @@ def fidelity(candidate: Stop, reference: Stop, x: torch.Tensor) -> dict[str, tor
     ).flatten(1).sum(1)
     agreement = agree.double() / (edge_count(h, w) * groups)
     return {"psnr": psnr, "agreement": agreement, "relative_error": relative_error}
+
+
+# ------------------------------------------------------------------------------------------------ denoising
+DENOISE_GRID = [round(0.05 * i, 2) for i in range(1, 20)]  # the sparsities an oracle stop chooses from
+CHAMBOLLE_WEIGHTS = [0.02, 0.04, 0.06, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3]
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (B,) in dB, peak 1."""
+    return -10 * torch.log10((a.double() - b.double()).square().flatten(1).mean(1).clamp(min=1e-20))
+
+
+def gaussian_noisy(clean: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    """clean + sigma * N(0, 1), clipped to [0, 1], reproducible by seed."""
+    generator = torch.Generator().manual_seed(seed)
+    return (clean + sigma * torch.randn(clean.shape, generator=generator)).clamp(0, 1)
+
+
+def oracle_denoising(noisy: torch.Tensor, clean: torch.Tensor, projection: str = "none", **solver) -> torch.Tensor:
+    """(B,) PSNR to ``clean`` of the best output over ``DENOISE_GRID`` per image (one run of the path)."""
+    from .api import path
+
+    outs = path(noisy, DENOISE_GRID, projection=projection, **solver)
+    return torch.stack([psnr(out, clean) for out in outs]).max(0).values
+
+
+def chambolle_oracle(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """(B,) PSNR to ``clean`` of ``skimage.restoration.denoise_tv_chambolle`` at its best weight per image."""
+    import numpy as np
+    from skimage.restoration import denoise_tv_chambolle
+
+    best = torch.full((len(noisy),), -np.inf, dtype=torch.float64)
+    for weight in CHAMBOLLE_WEIGHTS:
+        out = torch.stack([
+            torch.from_numpy(denoise_tv_chambolle(img.permute(1, 2, 0).double().numpy(), weight=weight,
+                                                  channel_axis=-1)).permute(2, 0, 1)
+            for img in noisy
+        ])  # fmt: skip
+        best = torch.maximum(best, psnr(out, clean))
+    return best

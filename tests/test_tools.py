@@ -34,6 +34,8 @@ def test_calibrate_writes_table_with_baselines(tmp_path, capsys):
     assert "events, nu=1, events=0.05, tolerance=0.001" in names, "the presets are measured too"
     table = output.with_suffix(".md").read_text()
     assert "(events preset)" in table and "(faithful preset)" in table
+    assert "denoise σ 0.08" in table and "chambolle at its best weight" in table
+    assert all(len(r["denoise"]) == 3 for r in rows[2:]), "every candidate's denoising, at the three sigmas"
     assert table.count("\n| ") >= 5 and output.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert list(tmp_path.glob("ref_8_3_*.pt")), "the reference outputs are cached"
     again = calibrate.main(["--size", "8", "--count", "3", "--grid", "", "--cache-dir", str(tmp_path), "--output",

@@ -19,22 +19,15 @@ from __future__ import annotations
 import argparse
 import platform
 
-import numpy as np
 import torch
 
 import isvs_triton as isvs
+from isvs_triton.calibration import chambolle_oracle, gaussian_noisy, oracle_denoising, psnr
 from isvs_triton.config import PRESETS
 from isvs_triton.robustness.corruptions import corrupt
 from isvs_triton.samples import crops
 
 NOISES = ("gaussian:0.04", "gaussian:0.08", "gaussian:0.12", "shot_noise:3", "impulse_noise:3", "clean")
-GRID = [round(0.05 * i, 2) for i in range(1, 20)]
-CHAMBOLLE_WEIGHTS = [0.02, 0.04, 0.06, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3]
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (B,) in dB, peak 1."""
-    return -10 * torch.log10((a.double() - b.double()).square().flatten(1).mean(1).clamp(min=1e-20))
 
 
 def noisy_version(clean: torch.Tensor, spec: str, seed: int) -> torch.Tensor:
@@ -43,23 +36,8 @@ def noisy_version(clean: torch.Tensor, spec: str, seed: int) -> torch.Tensor:
         return clean
     name, value = spec.split(":")
     if name == "gaussian":
-        g = torch.Generator().manual_seed(seed)
-        return (clean + float(value) * torch.randn(clean.shape, generator=g)).clamp(0, 1)
+        return gaussian_noisy(clean, float(value), seed)
     return corrupt(clean, name, int(value), seed=seed)
-
-
-def chambolle_oracle(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    from skimage.restoration import denoise_tv_chambolle
-
-    best = torch.full((len(noisy),), -np.inf, dtype=torch.float64)
-    for weight in CHAMBOLLE_WEIGHTS:
-        out = torch.stack([
-            torch.from_numpy(denoise_tv_chambolle(img.permute(1, 2, 0).double().numpy(), weight=weight,
-                                                  channel_axis=-1)).permute(2, 0, 1)
-            for img in noisy
-        ])  # fmt: skip
-        best = torch.maximum(best, psnr(out, clean))
-    return best
 
 
 def estimate_report(clean: torch.Tensor, seed: int) -> None:
@@ -106,8 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         for preset in args.presets.split(","):
             solver = PRESETS[preset].kwargs()
             for projection in args.projections.split(","):
-                outs = isvs.path(noisy, GRID, projection=projection, **solver)
-                oracle = torch.stack([psnr(out, clean) for out in outs]).max(0).values
+                oracle = oracle_denoising(noisy, clean, projection, **solver)
                 cells = []
                 for tau in taus:
                     out, info = isvs.sparsify(noisy, 0.999, noise="auto", discrepancy=tau, projection=projection,
