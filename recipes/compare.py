@@ -25,6 +25,7 @@ import torch
 
 from isvs_triton.robustness import NOISES, evaluate_run
 from isvs_triton.train import parse_args, train
+from isvs_triton.train import registry as procedures
 
 # name -> training settings on top of the setting's; finetune keeps the same total number of epochs
 CONFIGURATIONS = {
@@ -41,10 +42,9 @@ CONFIGURATIONS = {
     "tv chambolle": {"procedure": "tv", "tv_weight": 0.1},
     "noise augmentation": {"procedure": "noise", "noise_sigma": 0.1},
 }
-# runs evaluated with test-time smoothing too (at their last training sparsity; 0.6 for standard training)
-# ("adaptive": the same smoothing with the noise stop, noise="auto")
-SMOOTHED_AT_TEST = ("standard", "isvs fixed 0.4", "isvs fixed 0.6", "isvs fixed 0.8", "isvs fixed 0.6 + noise stop",
-                    "isvs iterative", "isvs finetune")  # fmt: skip
+# runs evaluated with test-time smoothing too (at their last training sparsity; 0.6 for standard training): those
+# whose procedure says so (train/registry.py); "adaptive": the same smoothing with the noise stop, noise="auto"
+SMOOTHED_AT_TEST = tuple(name for name, c in CONFIGURATIONS.items() if procedures.get(c["procedure"]).smoothed_at_test)
 SETTINGS = {
     "quick": {
         "train": {
@@ -81,10 +81,7 @@ COLUMNS = [
 
 
 def _run_settings(name: str, overrides: dict, setting: dict, args) -> dict:
-    settings = {**setting["train"], **overrides}
-    if overrides["procedure"] == "finetune":
-        epochs = settings["epochs"]
-        settings["epochs"], settings["finetune_epochs"] = epochs - epochs // 4, epochs // 4
+    settings = procedures.get(overrides["procedure"]).epoch_split({**setting["train"], **overrides})
     if args.dataset:
         settings["dataset"], settings["data_dir"] = args.dataset, args.data_dir
     return settings

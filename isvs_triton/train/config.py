@@ -22,9 +22,10 @@ from ..config import CHANNEL_MODES, PRESETS
 from ..data import EMBEDDED
 from ..models import list_models
 from ..smoothing import SmoothingSpec, check_noise
+from . import registry
+from .registry import BASELINES, PROCEDURES
 
-PROCEDURES = ("standard", "fixed", "iterative", "finetune")
-BASELINES = ("blur", "lowpass", "tv", "noise")  # the alternatives ISVS is compared with, applied like `fixed`
+__all__ = ["BASELINES", "PROCEDURES", "TrainConfig", "parse_args", "parse_bytes"]
 
 
 @dataclass
@@ -53,7 +54,7 @@ class TrainConfig:
     grad_accum: int = 1  # batches per optimiser step (gradient accumulation)
     amp_dtype: str | None = None  # no, fp16, bf16; None: as `accelerate launch` / `accelerate config` say, else no
     # smoothing
-    procedure: str = "standard"  # standard, fixed, iterative, finetune; or a baseline: blur, lowpass, tv, noise
+    procedure: str = "standard"  # train/registry.py: standard, fixed, iterative, finetune; blur, lowpass, tv, noise
     sparsity: float = 0.6  # fixed / finetune / test-time smoothing
     schedule: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6])  # iterative: one stage per sparsity
     finetune_epochs: int = 0  # finetune: epochs on smoothed images after `epochs` of standard training
@@ -98,7 +99,7 @@ class TrainConfig:
 
         choices = {
             "model": (self.model.replace("-", "_"), list_models()),
-            "procedure": (self.procedure, PROCEDURES + BASELINES),
+            "procedure": (self.procedure, registry.REGISTRY),
             "opt": (self.opt, ("sgd", "adamw")),
             "amp_dtype": (self.amp_dtype, (None, "no", "fp16", "bf16")),
             "solver": (self.solver, PRESETS),
@@ -126,21 +127,13 @@ class TrainConfig:
             all(a < b for a, b in zip(self.schedule, self.schedule[1:])),
             f"--schedule must rise (the path only moves forward), got {self.schedule}",
         )
+        procedure = registry.get(self.procedure)
+        problem = procedure.problem(self)
+        check(problem is None, problem)
+        cacheable = [name for name, p in registry.REGISTRY.items() if p.can_cache]
         check(
-            self.procedure != "iterative" or self.epochs >= len(self.schedule),
-            f"--epochs ({self.epochs}) must be at least the number of stages in --schedule ({len(self.schedule)})",
-        )
-        check(
-            self.procedure != "finetune" or self.finetune_epochs >= 1,
-            "--procedure finetune needs --finetune-epochs >= 1",
-        )
-        check(
-            not self.cache_smoothed or self.procedure == "fixed", "--cache-smoothed applies to --procedure fixed only"
-        )
-        check(
-            self.procedure != "iterative" or self.backend != "reference",
-            "--backend reference cannot continue a path between stages: "
-            f"use auto or one of {list(backends.CONTINUING)}",
+            not self.cache_smoothed or procedure.can_cache,
+            f"--cache-smoothed applies to --procedure {' / '.join(cacheable)} only",
         )
         parse_bytes(self.path_state_budget)
         for name in ("image_size", "limit_train", "limit_test"):
@@ -177,21 +170,15 @@ class TrainConfig:
 
     @property
     def total_epochs(self) -> int:
-        return self.epochs + (self.finetune_epochs if self.procedure == "finetune" else 0)
+        return self.epochs + registry.get(self.procedure).extra_epochs(self)
 
     def sparsity_at(self, epoch: int) -> float | None:
         """The sparsity the training images of ``epoch`` are smoothed at (None: not smoothed)."""
-        if self.procedure == "fixed":
-            return self.sparsity
-        if self.procedure == "iterative":  # stages of equal length, the remainder in the last one
-            return self.schedule[min(epoch * len(self.schedule) // self.epochs, len(self.schedule) - 1)]
-        if self.procedure == "finetune" and epoch >= self.epochs:
-            return self.sparsity
-        return None
+        return registry.get(self.procedure).sparsity_at(self, epoch)
 
     @property
     def test_sparsity(self) -> float:
-        return self.schedule[-1] if self.procedure == "iterative" else self.sparsity
+        return registry.get(self.procedure).test_sparsity(self)
 
     def smoothing(self, sparsity: float) -> SmoothingSpec:
         """The run's smoothing at ``sparsity``: its solver, channel mode, backend and noise stop."""

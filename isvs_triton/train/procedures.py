@@ -1,5 +1,5 @@
-"""What each procedure feeds the loop: which sparsity an epoch's images are smoothed at (``TrainConfig.sparsity_at``)
-and the smoothing itself, on the device, batch by batch; or, for the baselines, their filter or noise.
+"""What each procedure (``registry.py``) feeds the loop: the smoothing of an epoch's images at the sparsity the
+procedure names (``TrainConfig.sparsity_at``), on the device, batch by batch; or, for the baselines, their transform.
 
 ``iterative`` advances each training image's path stage after stage. When every image's Split LBI state
 (beta, z, and the momentum's previous iterate) fits in ``--path-state-budget``, ``PathCache`` keeps it in host memory
@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from ..config import PRESETS
-from ..data import sample_uniform, to_tensor
-from ..filters import gaussian_blur, gaussian_noise, lowpass, tv_chambolle
+from ..data import to_tensor
 from ..ops.lbi.path import PathState
+from . import registry
 from .config import TrainConfig, parse_bytes
 
 
@@ -66,17 +66,10 @@ class Smoother:
         sparsity = config.sparsity_at(epoch)
         if sparsity is not None and not config.cache_smoothed:
             return self(x, sparsity, index)
-        if config.procedure == "blur":
-            x = gaussian_blur(x, config.blur_sigma)
-        elif config.procedure == "lowpass":
-            x = lowpass(x, config.lowpass_radius)
-        elif config.procedure == "tv":
-            x = tv_chambolle(x, config.tv_weight)
-        elif config.procedure == "noise":
-            draws = sample_uniform(index, epoch, config.seed + 7919, 1 + 2 * x[0].numel())  # 7919: not the crop's draws
-            x = gaussian_noise(x, draws[:, 0].to(x) * config.noise_sigma, draws[:, 1:])
-        else:
+        transform = registry.get(config.procedure).transform
+        if transform is None:
             return x
+        x = transform(config, x, epoch, index)
         self._stop_clock(x, start)
         return x
 

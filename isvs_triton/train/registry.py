@@ -1,0 +1,141 @@
+"""The training procedures by name, one entry each: which sparsity an epoch's training images are smoothed at, what
+a baseline does to a batch instead, the settings it needs, and what it implies at test time.
+
+Adding a procedure is one ``register(Procedure(...))`` here: the settings' validation (``train/config.py``), the
+loop's smoothing (``procedures.Smoother``), the comparison (``recipes/compare.py``) and the evaluation read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..data import sample_uniform
+from ..filters import gaussian_blur, gaussian_noise, lowpass, tv_chambolle
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
+Transform = Callable[["TrainConfig", torch.Tensor, int, torch.Tensor], torch.Tensor]
+
+
+def _never(config: TrainConfig, epoch: int) -> None:
+    return None
+
+
+def _no_problem(config: TrainConfig) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """One way of training. ``sparsity_at(config, epoch)``: the sparsity the epoch's images are smoothed at (None:
+    not smoothed); ``transform(config, x, epoch, index)``: what a baseline does to a batch instead (None: nothing);
+    ``problem(config)``: why the settings do not fit it (None: they do); ``extra_epochs``: epochs after
+    ``config.epochs``; ``test_sparsity``: the sparsity its test-time smoothing uses; ``smoothed_at_test``: whether
+    the comparison also evaluates it with test-time smoothing; ``epoch_split``: how the comparison divides an epoch
+    budget (settings dict -> settings dict); ``can_cache``: whether its smoothed training set can be computed once
+    (``--cache-smoothed``)."""
+
+    name: str
+    help: str
+    sparsity_at: Callable[[TrainConfig, int], float | None] = _never
+    transform: Transform | None = None
+    problem: Callable[[TrainConfig], str | None] = _no_problem
+    extra_epochs: Callable[[TrainConfig], int] = lambda config: 0
+    test_sparsity: Callable[[TrainConfig], float] = lambda config: config.sparsity
+    smoothed_at_test: bool = True
+    epoch_split: Callable[[dict], dict] = lambda settings: settings
+    can_cache: bool = False  # its smoothed training set can be computed once (--cache-smoothed)
+
+    @property
+    def baseline(self) -> bool:
+        """An alternative ISVS is compared with: it transforms the training images rather than smoothing them."""
+        return self.transform is not None
+
+
+REGISTRY: dict[str, Procedure] = {}
+
+
+def register(procedure: Procedure) -> Procedure:
+    if procedure.name in REGISTRY:
+        raise ValueError(f"procedure {procedure.name!r} is registered twice")
+    REGISTRY[procedure.name] = procedure
+    return procedure
+
+
+def get(name: str) -> Procedure:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown --procedure {name!r}; accepted: {list(REGISTRY)}")
+    return REGISTRY[name]
+
+
+# ------------------------------------------------------------------------------------------------ ISVS
+register(Procedure("standard", "no smoothing (test-time smoothing is still measured by the comparison)"))
+register(Procedure(
+    "fixed", "every epoch smoothed at --sparsity", sparsity_at=lambda config, epoch: config.sparsity, can_cache=True,
+))  # fmt: skip
+
+
+def _stage(config: TrainConfig, epoch: int) -> float:
+    """Stages of equal length, one per --schedule sparsity, the remainder in the last one."""
+    stages = config.schedule
+    return stages[min(epoch * len(stages) // config.epochs, len(stages) - 1)]
+
+
+def _iterative_problem(config: TrainConfig) -> str | None:
+    from .. import backends
+
+    stages = len(config.schedule)
+    if config.epochs < stages:
+        return f"--epochs ({config.epochs}) must be at least the number of stages in --schedule ({stages})"
+    if config.backend == "reference":
+        continuing = list(backends.CONTINUING)
+        return f"--backend reference cannot continue a path between stages: use auto or one of {continuing}"
+    return None
+
+
+register(Procedure(
+    "iterative", "coarse to fine: one stage of epochs per --schedule sparsity, each image's path continued",
+    sparsity_at=_stage, problem=_iterative_problem, test_sparsity=lambda config: config.schedule[-1],
+))  # fmt: skip
+
+
+def _finetune_split(settings: dict) -> dict:
+    epochs = settings["epochs"]  # the last quarter of the budget smoothed
+    return {**settings, "epochs": epochs - epochs // 4, "finetune_epochs": epochs // 4}
+
+
+def _finetune_problem(config: TrainConfig) -> str | None:
+    return None if config.finetune_epochs >= 1 else "--procedure finetune needs --finetune-epochs >= 1"
+
+
+register(Procedure(
+    "finetune", "--epochs standard, then --finetune-epochs smoothed at --sparsity",
+    sparsity_at=lambda config, epoch: config.sparsity if epoch >= config.epochs else None,
+    problem=_finetune_problem, extra_epochs=lambda config: config.finetune_epochs, epoch_split=_finetune_split,
+))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ baselines
+def _noise(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    # per image: sigma uniform in [0, noise_sigma] and its noise, drawn from (seed, epoch, index): reproducible, and
+    # the same in any batch composition; 7919 keeps these draws apart from the crops'
+    draws = sample_uniform(index, epoch, config.seed + 7919, 1 + 2 * x[0].numel())
+    return gaussian_noise(x, draws[:, 0].to(x) * config.noise_sigma, draws[:, 1:])
+
+
+register(Procedure("blur", "Gaussian blur of --blur-sigma pixels", smoothed_at_test=False,
+                   transform=lambda config, x, epoch, index: gaussian_blur(x, config.blur_sigma)))  # fmt: skip
+register(Procedure("lowpass", "spatial frequencies up to --lowpass-radius of Nyquist", smoothed_at_test=False,
+                   transform=lambda config, x, epoch, index: lowpass(x, config.lowpass_radius)))  # fmt: skip
+register(Procedure("tv", "TV-Chambolle denoising at --tv-weight", smoothed_at_test=False,
+                   transform=lambda config, x, epoch, index: tv_chambolle(x, config.tv_weight)))  # fmt: skip
+register(Procedure("noise", "Gaussian-noise augmentation, sigma uniform in [0, --noise-sigma] per image",
+                   smoothed_at_test=False, transform=_noise))  # fmt: skip
+
+PROCEDURES = tuple(name for name, p in REGISTRY.items() if not p.baseline)  # the ISVS procedures
+BASELINES = tuple(name for name, p in REGISTRY.items() if p.baseline)  # the alternatives, applied like `fixed`
