@@ -55,21 +55,21 @@ class Backend:
         return self.solve(*args, **kwargs)
 
 
-def _batched(name: str, advance: Callable, project: Callable, **accepts) -> Backend:
+def batched(name: str, advance: Callable, project: Callable, **accepts) -> Backend:
     solve = functools.partial(lbi_path.solve, advance_fn=advance, project_fn=project)
     return Backend(name, solve, advance=advance, project=project, **accepts)
 
 
 REGISTRY: dict[str, Backend] = {
     "reference": Backend("reference", reference.solve),
-    "torch": _batched("torch", torch_path.advance, projection_torch.project),
+    "torch": batched("torch", torch_path.advance, projection_torch.project),
 }
 UNAVAILABLE: dict[str, str] = {}  # name -> why it cannot be imported here
 try:  # numba can fail to import (e.g. a numpy newer than it supports): the CPU then falls back to "torch"
     from .ops.lbi import numba_cpu
     from .ops.projection import numba_cpu as projection_numba
 
-    REGISTRY["numba"] = _batched("numba", numba_cpu.advance, projection_numba.project, devices=("cpu",),
+    REGISTRY["numba"] = batched("numba", numba_cpu.advance, projection_numba.project, devices=("cpu",),
                                  dtypes=(torch.float32,))  # fmt: skip
 except ImportError as error:  # pragma: no cover - depends on the environment
     UNAVAILABLE["numba"] = f"needs the numba package, which cannot be imported here ({error})"
@@ -77,7 +77,7 @@ try:  # triton has no wheels for some platforms (macOS, Windows); the other back
     from .ops.lbi import triton_fused
     from .ops.projection import triton_block
 
-    REGISTRY["triton"] = _batched("triton", triton_fused.advance, triton_block.project, devices=("cuda",),
+    REGISTRY["triton"] = batched("triton", triton_fused.advance, triton_block.project, devices=("cuda",),
                                   dtypes=(torch.float32,), integrators=("explicit",))  # fmt: skip
 except ImportError as error:  # pragma: no cover - depends on the platform
     UNAVAILABLE["triton"] = f"needs the triton package, which cannot be imported here ({error})"

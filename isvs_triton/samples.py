@@ -19,6 +19,9 @@ def photograph(name: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255
 
 
+BENCH_SETTINGS = {32: (256, 0.6), 224: (16, 0.3)}  # the benchmarks' crops: size -> (batch, target sparsity)
+
+
 def crops(size: int, count: int, seed: int = 0) -> torch.Tensor:
     """``count`` random (3, size, size) crops of the bundled photographs, float32 in [0, 1], reproducible by seed.
 

@@ -1,19 +1,14 @@
 """tools/autotune.py and the tuned-configuration lookup of the launcher."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-import autotune  # noqa: E402
-
 from isvs_triton.config import DEFAULT  # noqa: E402
 from isvs_triton.ops.lbi import triton_fused, triton_launch  # noqa: E402
 from isvs_triton.ops.lbi.path import PathState, stop_rule  # noqa: E402
+from tools import autotune
 
 
 def test_dry_run_prints_the_search_space(capsys):

@@ -2,7 +2,10 @@
 root conftest.py): identical iterations, support and outputs, over shapes that cut tiles in every way.
 
 Every test runs both kernels: the persistent one (one program per image, all iterations: the default up to
-PERSISTENT_MAX_SIDE) and the fused one-launch-per-iteration kernel (forced by setting that limit to 0)."""
+PERSISTENT_MAX_SIDE) and the fused one-launch-per-iteration kernel (the registry's "triton" entry then advances with
+``persistent=False``)."""
+
+import functools
 
 import pytest
 import torch
@@ -27,10 +30,19 @@ CONFIGS = {"default": DEFAULT, "plain": SolverConfig(scale=1000.0, max_iter=200)
 SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (BH, BW), (BH + 1, BW + 1), (BH - 1, BW - 1), (2 * BH + 3, 5)]
 
 
+def advance_with(monkeypatch, **options) -> None:
+    """Make the registry's "triton" backend advance with these options of ``triton_fused.advance``."""
+    triton = backends.REGISTRY["triton"]
+    advance = functools.partial(triton_fused.advance, **options)
+    monkeypatch.setitem(backends.REGISTRY, "triton", backends.batched(
+        "triton", advance, triton.project, devices=triton.devices, dtypes=triton.dtypes, integrators=triton.integrators,
+    ))  # fmt: skip
+
+
 @pytest.fixture(params=["persistent", "fused"], autouse=True)
 def kernel(request, monkeypatch):
     if request.param == "fused":
-        monkeypatch.setattr(triton_fused, "PERSISTENT_MAX_SIDE", 0)
+        advance_with(monkeypatch, persistent=False)
     return request.param
 
 
@@ -88,9 +100,9 @@ def test_images_that_stop_far_apart(mode):
     assert int(info.iterations[1]) > 3 * int(info.iterations[0]) and int(info.iterations[2]) == 30
 
 
-def test_batches_past_the_index_limit_run_in_chunks(monkeypatch):
+def test_batches_past_the_index_limit_run_in_chunks(monkeypatch, kernel):
     x = torch.rand(5, 3, 9, 10)
-    monkeypatch.setattr(triton_fused, "INDEX_LIMIT", 3 * 2 * x[0].numel())  # two images per chunk
+    advance_with(monkeypatch, persistent=kernel == "persistent", index_limit=3 * 2 * x[0].numel())  # 2 per chunk
     compare(x, 0.5, **DEFAULT.kwargs())
 
 

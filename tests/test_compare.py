@@ -1,14 +1,10 @@
 """recipes/compare.py --quick end to end: every configuration, three seeds, the table, plots and figure (CI)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-
-import compare
+from recipes import compare
 
 
 @pytest.mark.slow

@@ -18,7 +18,6 @@ from isvs_triton.data import load_data
 from isvs_triton.samples import crops
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-sys.path.insert(0, str(RECIPES))
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # dataset: (split names, image column, {label column: class names}, image sizes (height, width) of the copy)
@@ -69,7 +68,7 @@ def hub_like_copy(folder: Path, dataset: str, per_split: int = 12) -> dict:
     ],
 )
 def test_recipe_runs_on_a_copy_laid_out_like_its_hub_dataset(recipe, flags, tmp_path):
-    defaults = importlib.import_module(recipe).DEFAULTS
+    defaults = importlib.import_module(f"recipes.{recipe}").DEFAULTS
     dataset = defaults["dataset"]
     splits, _, label_columns, _ = HUB_LAYOUTS[dataset]
     written = hub_like_copy(tmp_path / "copy", dataset)

@@ -6,7 +6,6 @@ tests/test_train.py: autograd inputs, max_iter, value ranges, --backend numba, I
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from isvs_triton.train import main
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import evaluate as evaluate_tool  # noqa: E402
+from tools import evaluate as evaluate_tool
 
 QUICK = ["--model", "resnet8", "-b", "8", "--epochs", "1", "--lr", "0.05", "--no-progress", "--log-with", "none"]
 NAMES = [f"class{i}" for i in range(10)]

@@ -213,8 +213,7 @@ def test_bpda_attack_beats_naive_attack_through_smoothing(trained_run):
 
 @pytest.mark.slow
 def test_evaluate_tool_writes_its_report(trained_run, tmp_path, capsys):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    import evaluate
+    from tools import evaluate
 
     evaluate.main([str(trained_run), "--limit-test", "32", "--corruptions", "shot_noise", "--severities", "3",
                    "--epsilons", "2", "--pgd-steps", "2", "--resolutions", "2", "--output", str(tmp_path / "e"),

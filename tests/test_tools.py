@@ -1,16 +1,8 @@
 """The tools run end to end and write what they promise."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-import bench  # noqa: E402
-import calibrate  # noqa: E402
-import denoise_bench  # noqa: E402
-import fashion_mnist  # noqa: E402
-import path_figure  # noqa: E402
-import profile_sparsify  # noqa: E402
+from tools import bench, calibrate, denoise_bench, fashion_mnist, path_figure, profile_sparsify
 
 
 def test_path_figure_writes_png(tmp_path, capsys):

@@ -14,8 +14,8 @@ appends a CSV row per provider to --csv with the device and versions.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
+import functools
 import platform
 import sys
 import time
@@ -29,14 +29,13 @@ import isvs_triton as isvs
 from isvs_triton import backends
 from isvs_triton.config import DEFAULT, PRESETS
 from isvs_triton.ops.lbi import path as lbi_path
+from isvs_triton.samples import BENCH_SETTINGS as SETTINGS
 from isvs_triton.samples import crops
 
 try:  # the GPU providers need triton; a CPU run does not
     from isvs_triton.ops.lbi import triton_fused
 except ImportError:  # pragma: no cover - depends on the platform
     triton_fused = None
-
-SETTINGS = {32: (256, 0.6), 224: (16, 0.3)}  # size -> (batch, sparsity)
 
 
 def best_of(fn, repeat: int, sync=lambda: None) -> float:
@@ -51,16 +50,6 @@ def best_of(fn, repeat: int, sync=lambda: None) -> float:
         sync()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-@contextlib.contextmanager
-def one_launch_per_iteration():
-    """Make the Triton backend drive its fused kernel from the host every iteration instead of the persistent one."""
-    saved, triton_fused.PERSISTENT_MAX_SIDE = triton_fused.PERSISTENT_MAX_SIDE, 0
-    try:
-        yield
-    finally:
-        triton_fused.PERSISTENT_MAX_SIDE = saved
 
 
 def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[str, tuple]:
@@ -82,9 +71,9 @@ def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[st
         _, active_h, active_v, _ = state["stop"]
         project_fn(xd, active_h, active_v)
 
-    def per_iteration():
-        with one_launch_per_iteration():
-            isvs.sparsify(xd, sparsity, backend="triton")
+    def per_iteration():  # the Triton backend driving its fused kernel from the host every iteration
+        stepped = functools.partial(triton_fused.advance, persistent=False)
+        lbi_path.solve(xd, [sparsity], DEFAULT, "independent", "input", stepped, backends.REGISTRY["triton"].project)
 
     table = {
         "skimage denoise_tv_chambolle (100 it)": (

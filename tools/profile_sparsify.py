@@ -12,10 +12,10 @@ import argparse
 import time
 
 import torch
-from bench import SETTINGS  # the benchmark's sparsity per size (tools/ is on the path of a script run from it)
 from torch.profiler import ProfilerActivity, profile
 
 import isvs_triton as isvs
+from isvs_triton.samples import BENCH_SETTINGS as SETTINGS
 from isvs_triton.samples import crops
 
 

@@ -14,6 +14,10 @@ from .triton_launch import BLOCK, CONFIG_DIR, DEFAULT_LAUNCH, config_file, confi
 
 __all__ = ["BLOCK", "CONFIG_DIR", "DEFAULT_LAUNCH", "advance", "config_file", "config_key", "tuned_configs"]
 
+PERSISTENT_MAX_SIDE = 64  # images up to this size per channel run in the persistent kernel, larger ones per iteration
+CHECK_EVERY = 8  # launches of the step kernel between host checks for "every image has stopped"
+INDEX_LIMIT = 2**31 - 1  # the kernels index the three slots with int32: larger batches run in chunks
+
 
 def _arg(t: torch.Tensor) -> torch.Tensor:
     # a tensor with no elements (W = 1 has no horizontal edges) is never read or written, but needs a valid pointer
@@ -41,17 +45,16 @@ def _solver_args(cfg: SolverConfig) -> tuple[float, ...]:
     return cfg.kappa, cfg.alpha / cfg.nu, -(cfg.kappa * cfg.alpha), 1.0 / cfg.nu, cfg.momentum
 
 
-CHECK_EVERY = 8  # launches of the step kernel between host checks for "every image has stopped"
-INDEX_LIMIT = 2**31 - 1  # the kernels index the three slots with int32: larger batches run in chunks
-
-
 def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool,
-            persistent: bool | None = None, launch: dict | None = None) -> None:  # fmt: skip
+            persistent: bool | None = None, launch: dict | None = None,
+            index_limit: int = INDEX_LIMIT) -> None:  # fmt: skip
     """``path.Advance`` on the kernels: run every image until its ``rule`` stops it or ``cfg.max_iter``.
 
     ``persistent``: one launch for all iterations (default for images up to PERSISTENT_MAX_SIDE, or as tuned) or
-    one launch per iteration. ``launch`` ({"BLOCK_H", "BLOCK_W", "num_warps"}) defaults to the tuned configuration
-    of this GPU and size."""
+    one launch per iteration (``functools.partial(advance, persistent=False)`` is the per-iteration backend that the
+    tests and the bench run). ``launch`` ({"BLOCK_H", "BLOCK_W", "num_warps"}) defaults to the tuned configuration
+    of this GPU and size. ``index_limit``: the largest index of the slots in one launch (a batch past it runs in
+    chunks)."""
     go, active, squares = running(state, xs, rule, cfg, joint)
     index = go.nonzero().squeeze(1)
     if not index.numel():
@@ -70,7 +73,7 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
     tensors = state.tensors()
     dst = [t.contiguous() for t in tensors]
     target = PathState(*dst[:3], tuple(dst[3:]) if state.prev is not None else None, state.iterations)
-    for chunk in index.split(max(1, INDEX_LIMIT // (3 * state.beta[0].numel()))):
+    for chunk in index.split(max(1, index_limit // (3 * state.beta[0].numel()))):
         slots = to_slots(state, chunk)
         budget = (cfg.max_iter - state.iterations[chunk]).to(torch.int32)
         stop = (rule.need[chunk].to(torch.int32), rule.limit[chunk], budget)
@@ -147,9 +150,6 @@ def write_back(slots: list[torch.Tensor], iters: torch.Tensor, state: PathState,
         channels, height, width, tiles_w, *(t[0].numel() for t in slots), int(state.prev is not None),
         JOINT=joint, BLOCK_H=launch["BLOCK_H"], BLOCK_W=launch["BLOCK_W"], num_warps=launch["num_warps"],
     )  # fmt: skip
-
-
-PERSISTENT_MAX_SIDE = 64  # images up to this size per channel run in the persistent kernel, larger ones per iteration
 
 
 def use_persistent(height: int, width: int, joint: bool, momentum: bool, device: torch.device) -> bool:

@@ -1,0 +1,1 @@
+"""The measurement tools (run as scripts: ``python tools/bench.py``); tests import them as ``tools.bench``."""
