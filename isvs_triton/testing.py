@@ -70,3 +70,108 @@ def assert_state_view_advances_in_place(backend: str) -> None:
         assert_close(name, got, want, 1e-4)
     assert all(not t[1::2].any() for t in wide.tensors())
     assert_close("output", out, expected, 1e-5)
+
+
+# ------------------------------------------------------------------------------------------ the conformance suite
+# One list of cases that every batched backend must take exactly as the torch backend does (iterations, sparsity,
+# regions, reached, stop per image; outputs within float32 rounding). tests/test_numba_cpu.py and
+# kernels_tests/test_lbi_fused.py run it for their backend, each in its own environment (the kernel tests on the GPU
+# with ISVS_TEST_GPU=1); a new backend runs it the same way.
+CONFORMANCE_SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (16, 32), (17, 33), (15, 31), (35, 5)]  # cut 16x32 tiles
+CONFORMANCE_CONFIGS = ("default", "plain")  # momentum and none, few iterations each (the kernels' interpreter)
+
+
+def _conformance_config(name: str) -> SolverConfig:
+    from .config import DEFAULT
+
+    return {"default": DEFAULT, "plain": SolverConfig(scale=1000.0, max_iter=200)}[name]
+
+
+def conformance_cases() -> list[tuple[str, object]]:
+    """(id, case) pairs; ``case(backend)`` runs one comparison against the torch backend and its own checks."""
+    cases = []
+    for height, width in CONFORMANCE_SHAPES:
+        for channels in (1, 3):
+            for mode in ("independent", "joint"):
+                for config in CONFORMANCE_CONFIGS:
+                    cases.append((f"sweep-{height}x{width}-c{channels}-{mode}-{config}",
+                                  _sweep(height, width, channels, mode, config)))  # fmt: skip
+    for height, width in ((1, 7), (7, 3), (17, 33)):
+        for mode in ("independent", "joint"):
+            cases.append((f"ties-{height}x{width}-{mode}", _ties(height, width, mode)))
+    for height, width in ((12, 16), (17, 33)):
+        for mode in ("independent", "joint"):
+            for config in CONFORMANCE_CONFIGS:
+                cases.append((f"noise-{height}x{width}-{mode}-{config}", _noise_stop(height, width, mode, config)))
+    for projection in ("input", "beta", "none"):
+        cases.append((f"projection-{projection}", _projection(projection)))
+    for mode in ("independent", "joint"):
+        cases.append((f"far-apart-{mode}", _far_apart(mode)))
+    cases.append(("path-continues", _path_continues))
+    cases.append(("state-view", assert_state_view_advances_in_place))
+    return cases
+
+
+def _sweep(height, width, channels, mode, config):
+    def case(backend):
+        x = torch.rand(2, channels, height, width)
+        assert_backend_agrees(backend, x, 0.5, channels=mode, **_conformance_config(config).kwargs())
+
+    return case
+
+
+def _ties(height, width, mode):
+    def case(backend):
+        """Sparsity counts jumps: on images of four grey levels most neighbours tie, and the backend must skip them."""
+        from .config import DEFAULT
+
+        x = (torch.rand(3, 3, height, width) * 3).round() / 3
+        assert_backend_agrees(backend, x, 0.7, channels=mode, **DEFAULT.kwargs())
+
+    return case
+
+
+def _noise_stop(height, width, mode, config):
+    def case(backend):
+        """Noisy images stop by noise, the one with sigma 0 by sparsity."""
+        ramp = torch.linspace(0.2, 0.8, width).expand(3, 3, height, width)
+        noise = torch.randn(3, 3, height, width, generator=torch.Generator().manual_seed(0)).to(ramp.device)
+        x = (ramp + 0.1 * noise).clamp(0, 1)
+        solver = {**_conformance_config(config).kwargs(), "max_iter": 40}
+        info = assert_backend_agrees(backend, x, 0.999, channels=mode, noise=torch.tensor([0.1, 0.1, 0.0]),
+                                     discrepancy=1.5, **solver)  # fmt: skip
+        assert info.stopped_by[:2] == ["noise", "noise"] and info.stopped_by[2] != "noise"
+
+    return case
+
+
+def _projection(projection):
+    def case(backend):
+        from .config import DEFAULT
+
+        assert_backend_agrees(backend, torch.rand(2, 3, 9, 10), 0.4, projection=projection, **DEFAULT.kwargs())
+
+    return case
+
+
+def _far_apart(mode):
+    def case(backend):
+        """A noisy image stops within a few iterations, a smooth ramp much later, a nearly flat one at max_iter."""
+        from .config import DEFAULT
+
+        info = assert_backend_agrees(backend, images_stopping_far_apart(), 0.6, channels=mode,
+                                     **{**DEFAULT.kwargs(), "max_iter": 30})  # fmt: skip
+        assert info.reached.tolist() == [True, True, False]
+        assert int(info.iterations[1]) > 3 * int(info.iterations[0]) and int(info.iterations[2]) == 30
+
+    return case
+
+
+def _path_continues(backend):
+    from .api import path, sparsify
+    from .config import DEFAULT
+
+    x = torch.rand(2, 3, 8, 9)
+    outs = path(x, [0.2, 0.5], backend=backend, **DEFAULT.kwargs())
+    for s, out in zip([0.2, 0.5], outs):
+        assert_close(f"path at {s}", out, sparsify(x, s, backend="torch", **DEFAULT.kwargs()), 1e-5)
