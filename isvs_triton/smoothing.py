@@ -1,10 +1,12 @@
-"""``SmoothingSpec``: how a run smooths its images, in one typed record that training writes into ``run.json`` and
-the evaluation and the comparison read back (rather than each picking a dict apart by its own string keys)."""
+"""The run format: ``SmoothingSpec`` (how a run smooths its images) and ``RunInfo`` (what a finished run's ``run.json``
+records), typed records that training writes and ``load_run``, the evaluation and the comparison read back (rather
+than each picking a dict apart by its own string keys)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -71,3 +73,72 @@ class SmoothingSpec:
         return SmoothingSpec(sparsity=smoothing["test_sparsity"], solver=smoothing["solver"],
                              channels=smoothing["channels"], backend=smoothing.get("backend", "auto"),
                              noise=smoothing.get("noise"), discrepancy=smoothing.get("discrepancy", 1.0))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A finished run as its ``run.json`` records it: the model, the data, how it was trained and how it smooths at
+    test time, and every training setting (``config``, the resolved ``TrainConfig`` as a dict)."""
+
+    model: str
+    num_classes: int
+    image_size: int
+    dataset: str
+    smoothing: SmoothingSpec  # the test-time smoothing
+    procedure: str  # how the model was trained (train/registry.py)
+    schedule: tuple[float, ...]  # the iterative procedure's sparsities
+    config: dict
+    classes: list[str] | None = None  # the class names, where the data has them
+
+    REQUIRED = ("model", "num_classes", "image_size", "dataset", "smoothing", "config")  # keys run.json must hold
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model,
+            "num_classes": self.num_classes,
+            "image_size": self.image_size,
+            "dataset": self.dataset,
+            "classes": self.classes,
+            "smoothing": self.smoothing.to_run(self.procedure, list(self.schedule)),
+            "config": self.config,
+        }
+
+    @staticmethod
+    def from_json(description: dict, where: str = "run.json") -> RunInfo:
+        """The record of a ``run.json`` dict; a file that lacks a key, or holds a wrong type, is refused by name."""
+        if not isinstance(description, dict):
+            raise ValueError(f"{where} holds a {type(description).__name__}, not a run description")
+        missing = [key for key in RunInfo.REQUIRED if key not in description]
+        if missing:
+            raise ValueError(f"{where} lacks {missing} (it has {sorted(description)}): not a run of this version, "
+                             "or damaged")  # fmt: skip
+        smoothing = description["smoothing"]
+        config = description["config"]
+        kinds = {"model": (str, "a string"), "num_classes": (int, "an integer"), "image_size": (int, "an integer"),
+                 "dataset": (str, "a string"), "smoothing": (dict, "a mapping"), "config": (dict, "a mapping")}  # fmt: skip
+        for key, (kind, words) in kinds.items():
+            if not isinstance(description[key], kind) or isinstance(description[key], bool):
+                raise ValueError(f"{where}: {key} must be {words}, got {description[key]!r}")
+        return RunInfo(
+            model=description["model"], num_classes=description["num_classes"], image_size=description["image_size"],
+            dataset=description["dataset"], smoothing=SmoothingSpec.from_run(smoothing, where),
+            procedure=smoothing.get("procedure", config.get("procedure", "standard")),
+            schedule=tuple(smoothing.get("schedule", config.get("schedule", ()))), config=config,
+            classes=description.get("classes"),
+        )  # fmt: skip
+
+    @staticmethod
+    def read(path: str | Path) -> RunInfo:
+        """``from_json`` of the file at ``path`` (a damaged file is refused with its name)."""
+        import json
+
+        path = Path(path)
+        try:
+            return RunInfo.from_json(json.loads(path.read_text()), str(path))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}): the file is damaged") from None
+
+    def write(self, path: str | Path) -> None:
+        import json
+
+        Path(path).write_text(json.dumps(self.to_json(), indent=2))

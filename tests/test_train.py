@@ -14,7 +14,7 @@ import isvs_triton as isvs
 from isvs_triton.config import PRESETS
 from isvs_triton.data import Images, load_data
 from isvs_triton.samples import crops
-from isvs_triton.smoothing import SmoothingSpec
+from isvs_triton.smoothing import RunInfo, SmoothingSpec
 from isvs_triton.train import evaluate, load_run, main, parse_args, train
 from isvs_triton.train.config import BASELINES
 from isvs_triton.train.loop import KILL_ENV
@@ -62,8 +62,8 @@ def test_procedure_end_to_end(tmp_path, procedure, flags, sparsities):
     assert [float(r["smoothing_seconds"]) > 0 for r in rows] == transformed
     assert (run / "args.yaml").exists() and not list((run / "checkpoints").glob("incomplete*"))
     # the saved weights reproduce the last reported test accuracy
-    model, description = load_run(run)
-    assert description["model"] == "resnet8" and description["smoothing"]["procedure"] == procedure
+    model, info = load_run(run)
+    assert info.model == "resnet8" and info.procedure == procedure
     from accelerate import Accelerator
 
     data = load_data(limit_train=128, limit_test=64)
@@ -80,7 +80,7 @@ def test_mixed_precision_with_gradient_accumulation(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = _rows(run)
     assert len(rows) == 2 and all(math.isfinite(float(r["train_loss"])) for r in rows)
-    assert load_run(run)[1]["config"]["amp_dtype"] == "bf16"
+    assert load_run(run)[1].config["amp_dtype"] == "bf16"
 
 
 def test_cached_smoothing_equals_on_the_fly():
@@ -156,6 +156,26 @@ def test_smoothing_spec_reads_old_and_new_run_records():
     assert written == new and SmoothingSpec.from_run(written) == SmoothingSpec.from_run(new)
     with pytest.raises(ValueError, match=r"run.json: the 'smoothing' entry lacks \['solver'\]"):
         SmoothingSpec.from_run({k: v for k, v in old.items() if k != "solver"})
+
+
+def test_run_info_round_trips_and_refuses_what_it_cannot_read(tmp_path):
+    info = RunInfo("resnet8", 10, 32, "photo-patches", SmoothingSpec(0.6, "events", "independent", "auto", "auto"),
+                   "iterative", (0.2, 0.4, 0.6), {"seed": 3}, ["a", "b"])  # fmt: skip
+    info.write(tmp_path / "run.json")
+    assert RunInfo.read(tmp_path / "run.json") == info
+    description = info.to_json()
+    assert description["smoothing"]["procedure"] == "iterative" and description["smoothing"]["solver"] == "events"
+    old = {
+        **description,
+        "smoothing": {
+            k: v for k, v in description["smoothing"].items() if k not in ("backend", "noise", "discrepancy")
+        },
+    }  # before the noise stop
+    assert RunInfo.from_json(old).smoothing.noise is None
+    with pytest.raises(ValueError, match=r"run.json lacks \['config'\]"):
+        RunInfo.from_json({k: v for k, v in description.items() if k != "config"})
+    with pytest.raises(ValueError, match="num_classes must be an integer"):
+        RunInfo.from_json({**description, "num_classes": "10"})
 
 
 @pytest.mark.slow

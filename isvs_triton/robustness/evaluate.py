@@ -19,7 +19,6 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..data import SMALL_SIDE, Images, load_data
-from ..smoothing import SmoothingSpec
 from ..train.loop import load_run
 from .attacks import ATTACK_GRADS, Pipeline, fgsm, pgd
 from .corruptions import CORRUPTIONS, LOW_FREQUENCY, NOISES, constants_for, corrupt, low_resolution
@@ -82,27 +81,27 @@ def evaluate_run(
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; accepted: {list(SPLITS)}")
     accelerator = Accelerator()
-    model, description = load_run(run, accelerator.device)
-    trained = description["config"]
+    model, info = load_run(run, accelerator.device)
+    trained = info.config
     data = load_data(
         dataset or trained["dataset"], data_dir=data_dir if dataset or data_dir else trained["data_dir"],
         test_split=test_split or trained["test_split"], image_column=image_column or trained["image_column"],
-        label_column=label_column or trained["label_column"], image_size=description["image_size"],
+        label_column=label_column or trained["label_column"], image_size=info.image_size,
         limit_train=1, limit_test=limit_test, val_fraction=trained.get("val_fraction", 0.0), val_seed=trained["seed"],
     )  # fmt: skip
     if split == "validation":
         if data.validation is None:
             raise ValueError(f"{run} was trained without --val-fraction: it has no validation split to evaluate")
         data = dataclasses.replace(data, test=data.validation)  # the same held-out images the run was chosen on
-    if data.num_classes != description["num_classes"]:
-        raise ValueError(f"the data has {data.num_classes} classes, the model {description['num_classes']}")
+    if data.num_classes != info.num_classes:
+        raise ValueError(f"the data has {data.num_classes} classes, the model {info.num_classes}")
     names = getattr(data.test.features["label"], "names", None)
-    if names is not None and description.get("classes") is not None and list(names) != description["classes"]:
-        raise ValueError(f"the data's classes {names[:5]}... are not the model's {description['classes'][:5]}... "
-                         f"({data.name} against a model trained on {description['dataset']})")  # fmt: skip
-    size = description["image_size"]
+    if names is not None and info.classes is not None and list(names) != info.classes:
+        raise ValueError(f"the data's classes {names[:5]}... are not the model's {info.classes[:5]}... "
+                         f"({data.name} against a model trained on {info.dataset})")  # fmt: skip
+    size = info.image_size
     epsilons = default_epsilons(size) if epsilons is None else list(epsilons)
-    smoothing = SmoothingSpec.from_run(description["smoothing"], f"{run}/run.json")
+    smoothing = info.smoothing
     adaptive = smoothing.replace(noise="auto")
     models = {"plain": Pipeline(model).eval(), "smoothed": Pipeline(model, smoothing, attack_grad).eval(),
               "adaptive": Pipeline(model, adaptive, attack_grad).eval()}  # fmt: skip
@@ -132,10 +131,10 @@ def evaluate_run(
             correct[name].append(accelerator.gather_for_metrics(torch.stack(hits, 1)).cpu())
     seconds = time.perf_counter() - start
     results = {
-        "run": str(run), "model": description["model"], "dataset": data.name, "split": split, "test_images": 0,
+        "run": str(run), "model": info.model, "dataset": data.name, "split": split, "test_images": 0,
         "image_size": size,
         "constants": constants_for(torch.zeros(1, 3, size, size), constants), "seed": seed,
-        "smoothing": {**smoothing.to_dict(), "trained_with": description["smoothing"]["procedure"],
+        "smoothing": {**smoothing.to_dict(), "trained_with": info.procedure,
                       "adaptive_noise": adaptive.noise},
         "attacks": {"norm": "Linf", "epsilons": epsilons, "pgd_steps": pgd_steps, "pgd_step": pgd_step,
                     "random_start": True, "gradient_through_smoothing": attack_grad},

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -31,10 +30,10 @@ from tqdm.auto import tqdm
 
 from ..data import AUGMENT_DRAWS, EpochSampler, Images, augment, check_images, load_data, sample_uniform
 from ..models import create_model
+from ..smoothing import RunInfo
 from .config import TrainConfig, save_yaml
 from .procedures import Smoother, smooth_dataset
 
-RUN_KEYS = ("model", "num_classes", "image_size", "dataset", "smoothing", "config")  # what run.json must hold
 KILL_ENV = "ISVS_KILL_AFTER_STEP"  # tests: SIGKILL the run right after this global step, as a crash would
 SUMMARY_FIELDS = ("epoch", "sparsity", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                   "train_seconds", "smoothing_seconds", "images_per_second")  # fmt: skip
@@ -319,13 +318,12 @@ def train(config: TrainConfig) -> Path:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         accelerator.save_model(model, str(run))  # model.safetensors
-        description = {
-            "model": config.model, "num_classes": data.num_classes, "image_size": size, "dataset": data.name,
-            "classes": getattr(data.train.features["label"], "names", None),
-            "smoothing": config.smoothing(config.test_sparsity).to_run(config.procedure, config.schedule),
-            "config": dataclasses.asdict(config),
-        }  # fmt: skip
-        (run / "run.json").write_text(json.dumps(description, indent=2))
+        RunInfo(
+            model=config.model, num_classes=data.num_classes, image_size=size, dataset=data.name,
+            smoothing=config.smoothing(config.test_sparsity), procedure=config.procedure,
+            schedule=tuple(config.schedule), config=dataclasses.asdict(config),
+            classes=getattr(data.train.features["label"], "names", None),
+        ).write(run / "run.json")  # fmt: skip
     accelerator.end_training()
     return run
 
@@ -336,22 +334,13 @@ def _clock(accelerator: Accelerator) -> float:
     return time.perf_counter()
 
 
-def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """The trained model of a run folder (in eval mode) and its ``run.json`` description."""
+def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, RunInfo]:
+    """The trained model of a run folder (in eval mode) and its ``run.json`` record."""
     run = Path(path)
     if not (run / "model.safetensors").exists() or not (run / "run.json").exists():
         raise FileNotFoundError(f"{run} holds no finished run (model.safetensors and run.json are written at the end)")
-    try:
-        description = json.loads((run / "run.json").read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{run / 'run.json'} is not valid JSON ({error}): the file is damaged") from None
-    missing = [key for key in RUN_KEYS if key not in description]
-    if missing:
-        raise ValueError(f"{run / 'run.json'} lacks {missing} (it has {sorted(description)}): not a run of this "
-                         "version, or damaged")  # fmt: skip
-    model = create_model(
-        description["model"], num_classes=description["num_classes"], image_size=description["image_size"]
-    )
+    info = RunInfo.read(run / "run.json")
+    model = create_model(info.model, num_classes=info.num_classes, image_size=info.image_size)
     try:
         weights = load_file(str(run / "model.safetensors"), device=str(device))
     except Exception as error:  # noqa: BLE001 - safetensors raises its own error types; the user needs the file
@@ -361,7 +350,6 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tup
         model.load_state_dict(weights)
     except RuntimeError as error:
         first = str(error).strip().splitlines()
-        raise ValueError(f"{run / 'model.safetensors'} does not fit run.json ({description['model']}, "
-                         f"{description['num_classes']} classes, {description['image_size']} px): "
-                         f"{' '.join(first[:2])}") from None  # fmt: skip
-    return model.to(device).eval(), description
+        raise ValueError(f"{run / 'model.safetensors'} does not fit run.json ({info.model}, {info.num_classes} "
+                         f"classes, {info.image_size} px): {' '.join(first[:2])}") from None  # fmt: skip
+    return model.to(device).eval(), info
