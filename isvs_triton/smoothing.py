@@ -114,8 +114,14 @@ class RunInfo:
                              "or damaged")  # fmt: skip
         smoothing = description["smoothing"]
         config = description["config"]
-        kinds = {"model": (str, "a string"), "num_classes": (int, "an integer"), "image_size": (int, "an integer"),
-                 "dataset": (str, "a string"), "smoothing": (dict, "a mapping"), "config": (dict, "a mapping")}  # fmt: skip
+        kinds = {
+            "model": (str, "a string"),
+            "num_classes": (int, "an integer"),
+            "image_size": (int, "an integer"),
+            "dataset": (str, "a string"),
+            "smoothing": (dict, "a mapping"),
+            "config": (dict, "a mapping"),
+        }
         for key, (kind, words) in kinds.items():
             if not isinstance(description[key], kind) or isinstance(description[key], bool):
                 raise ValueError(f"{where}: {key} must be {words}, got {description[key]!r}")
