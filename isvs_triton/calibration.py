@@ -22,10 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
+from . import backends
 from .config import SolverConfig, edge_count, required_active
 from .ops.lbi import path as lbi_path
-from .ops.lbi import torch_path
-from .ops.projection import torch_path as projection_torch
 
 
 @dataclass
@@ -44,12 +43,14 @@ class Stop:
 
 
 def stop(x: torch.Tensor, sparsity: float, config: SolverConfig, channels: str = "independent",
-         advance: lbi_path.Advance = torch_path.advance) -> Stop:  # fmt: skip
+         advance: lbi_path.Advance | None = None) -> Stop:  # fmt: skip
     """Run ``config``'s path on x (B, C, H, W) in [0, 1] to ``sparsity`` (with a batched backend's ``advance``, the
     torch backend's by default); keep the supports for the comparison."""
     joint = channels == "joint"
+    torch_backend = backends.REGISTRY["torch"]
+    advance = advance or torch_backend.advance
     ((state, active_h, active_v, rule),) = list(lbi_path.stops(x, [sparsity], config, joint, advance))
-    out, _ = projection_torch.project(x, active_h, active_v)
+    out, _ = torch_backend.project(x, active_h, active_v)
     reached = lbi_path.count_support(active_h & rule.jumps_h, active_v & rule.jumps_v) >= rule.need
     return Stop(out, active_h, active_v, state.iterations.clone(), reached)
 
@@ -67,7 +68,7 @@ def threshold_stop(x: torch.Tensor, sparsity: float, channels: str = "independen
     # an image that needs no edge activates none (its threshold is then above every difference)
     threshold = torch.where(need.view(-1, 1, 1, 1) > 0, threshold.clamp(min=1e-30), torch.inf)
     active_h, active_v = dh >= threshold, dv >= threshold
-    out, _ = projection_torch.project(x, active_h, active_v)
+    out, _ = backends.REGISTRY["torch"].project(x, active_h, active_v)
     zeros = torch.zeros(x.shape[0], dtype=torch.int64)
     return Stop(out, active_h, active_v, zeros, torch.ones_like(zeros, dtype=torch.bool))
 

@@ -47,12 +47,9 @@ def assert_state_view_advances_in_place(backend: str) -> None:
     """``backend`` continues a path state that views every other image of larger buffers (as a slice of a training
     cache may): the state is written back into those buffers, equal to torch's, and the other images stay untouched.
     """
-    from .backends import resolve
+    from .backends import REGISTRY, resolve
     from .config import DEFAULT
-    from .ops.lbi import path as lbi_path
-    from .ops.lbi import torch_path
     from .ops.lbi.path import PathState
-    from .ops.projection import torch_path as projection_torch
 
     x = torch.rand(4, 3, 9, 11)
     wide = PathState.zeros(torch.rand(8, 3, 9, 11), momentum=True)
@@ -61,8 +58,8 @@ def assert_state_view_advances_in_place(backend: str) -> None:
     assert not view.beta.is_contiguous()
     ((out, info),) = resolve(backend, x.device, x.dtype)(x, [0.5], DEFAULT, "independent", "input", state=view)
     expected_state = PathState.zeros(x, momentum=True)
-    ((expected, expected_info),) = lbi_path.solve(x, [0.5], DEFAULT, "independent", "input", torch_path.advance,
-                                                  projection_torch.project, state=expected_state)  # fmt: skip
+    ((expected, expected_info),) = REGISTRY["torch"].solve(x, [0.5], DEFAULT, "independent", "input",
+                                                           state=expected_state)  # fmt: skip
     assert torch.equal(info.iterations, expected_info.iterations)
     assert torch.equal(wide.iterations[::2], expected_info.iterations) and (wide.iterations[1::2] == 0).all()
     for name, got, want in zip(("beta", "zh", "zv", "previous beta", "previous zh", "previous zv"),
