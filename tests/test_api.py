@@ -193,19 +193,6 @@ def test_inputs_that_require_grad_are_smoothed_without_autograd(backend, dtype):
     assert torch.equal(y, isvs.sparsify(x.detach(), 0.5, backend=backend)) and x.grad is None
 
 
-def test_backend_environment_variable(monkeypatch):
-    x = torch.rand(3, 5, 5)
-    monkeypatch.setenv("ISVS_BACKEND", "reference")
-    assert torch.equal(isvs.sparsify(x, 0.5, **FASTKW), isvs.sparsify(x, 0.5, backend="torch", **FASTKW))
-    monkeypatch.setenv("ISVS_BACKEND", "gpu")
-    with pytest.raises(ValueError, match="ISVS_BACKEND"):
-        isvs.sparsify(x, 0.5)
-    # an explicit argument wins over the environment
-    isvs.sparsify(x, 0.5, backend="torch", **FASTKW)
-    monkeypatch.setenv("ISVS_BACKEND", "")  # empty is unset, not an unknown backend
-    assert torch.equal(isvs.sparsify(x, 0.5), isvs.sparsify(x, 0.5, backend="auto"))
-
-
 # ------------------------------------------------------------------------------------------------ transform
 def test_transform_is_picklable_and_readable():
     t = isvs.Sparsify(0.4, projection="beta", **FASTKW)

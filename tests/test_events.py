@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import isvs_triton as isvs
-from isvs_triton import backends
 from isvs_triton.config import EVENTS, SolverConfig, required_active
 from isvs_triton.ops.graph import grad
 from isvs_triton.ops.lbi import path as lbi_path
@@ -176,16 +175,6 @@ def test_options_are_checked_where_they_are_given():
         isvs.sparsify(x, 0.6, integrator="events", events=0.0)
     with pytest.raises(ValueError, match="tolerance must lie"):
         isvs.sparsify(x, 0.6, integrator="events", tolerance=1.0)
-
-
-def test_triton_refuses_the_events_integrator_and_auto_picks_torch_on_cuda():
-    cuda = torch.device("cuda")
-    assert backends.auto_name(cuda, torch.float32, "events") == "torch"
-    if "triton" not in backends.REGISTRY:
-        pytest.skip(backends.UNAVAILABLE["triton"])
-    assert backends.auto_name(cuda, torch.float32, "explicit") == "triton"
-    with pytest.raises(ValueError, match="runs the integrators \\['explicit'\\], not 'events'"):
-        backends.resolve("triton", cuda, torch.float32, "events")
 
 
 def test_layer_runs_the_events_integrator_compiled():

@@ -1,15 +1,10 @@
 """The numba CPU backend (compiled per-image loops, union-find projection) against the torch backend: the conformance
 suite (the same stops, support and regions, outputs within float32 rounding), then what only this backend does."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 import isvs_triton as isvs
-from isvs_triton import backends
 from isvs_triton.ops.projection import numba_cpu as projection_numba
 from isvs_triton.ops.projection import torch_path as projection_torch
 from isvs_triton.samples import crops
@@ -67,33 +62,6 @@ def test_results_do_not_depend_on_the_thread_count():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one[0], three[0]) and torch.equal(one[1].iterations, three[1].iterations)
-
-
-def test_auto_picks_numba_on_the_cpu_for_float32_only():
-    cpu = torch.device("cpu")
-    assert backends.resolve("auto", cpu, torch.float32) is backends.BACKENDS["numba"]
-    assert backends.resolve("auto", cpu, torch.float64) is backends.BACKENDS["torch"]
-    with pytest.raises(ValueError, match="float32 on CPU tensors"):
-        isvs.sparsify(torch.rand(1, 3, 4, 4, dtype=torch.float64), backend="numba")
-    with pytest.raises(ValueError, match="float32 on CPU tensors"):
-        backends.resolve("numba", torch.device("cuda"), torch.float32)
-
-
-def test_without_numba_the_cpu_falls_back_to_torch():
-    """numba can fail to import (a numpy newer than it supports): 'auto' still works, 'numba' says why it cannot."""
-    code = (
-        "import sys; sys.modules['numba'] = None\n"
-        "import torch, isvs_triton as isvs\n"
-        "from isvs_triton import backends\n"
-        "assert 'numba' not in backends.BACKENDS\n"
-        "assert backends.resolve('auto', torch.device('cpu'), torch.float32) is backends.BACKENDS['torch']\n"
-        "isvs.sparsify(torch.rand(1, 3, 8, 8), 0.5)\n"
-        "try:\n    isvs.sparsify(torch.rand(1, 3, 8, 8), 0.5, backend='numba')\n"
-        "except ValueError as e:\n    print(e)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "needs the numba package, which cannot be imported here" in result.stdout
 
 
 class _Crops(torch.utils.data.Dataset):
