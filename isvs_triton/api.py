@@ -43,8 +43,17 @@ def _check_sparsity(value: object, name: str = "sparsity") -> float:
 SOLVER_OPTIONS = ("kappa", "nu", "step", "scale", "momentum", "max_iter", "integrator", "events", "tolerance")
 
 
-def _solver_config(kappa=None, nu=None, step=None, scale=None, momentum=None, max_iter=None, integrator=None,
-                   events=None, tolerance=None) -> SolverConfig:  # fmt: skip
+def _solver_config(
+    kappa=None,
+    nu=None,
+    step=None,
+    scale=None,
+    momentum=None,
+    max_iter=None,
+    integrator=None,
+    events=None,
+    tolerance=None,
+) -> SolverConfig:
     """The SolverConfig of these options (None: the default's). ``integrator="events"`` alone takes the EVENTS
     preset's constants."""
     inf = math.inf
@@ -64,8 +73,9 @@ def _solver_config(kappa=None, nu=None, step=None, scale=None, momentum=None, ma
         _real("events", events, 0.0, 1.0, True, False)
     if tolerance is not None:
         _real("tolerance", tolerance, 0.0, 1.0, True, True)
-    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, Integral)
-                                 or not 0 <= max_iter <= MAX_ITER):  # fmt: skip
+    if max_iter is not None and (
+        isinstance(max_iter, bool) or not isinstance(max_iter, Integral) or not 0 <= max_iter <= MAX_ITER
+    ):
         raise ValueError(f"max_iter must be an integer in [0, {MAX_ITER}], got {max_iter!r}")
     if integrator in (None, DEFAULT.integrator):
         base = DEFAULT
@@ -74,8 +84,17 @@ def _solver_config(kappa=None, nu=None, step=None, scale=None, momentum=None, ma
             base = DEFAULT.replace(max_iter=SolverConfig.max_iter)
     else:
         base = PRESETS["events"] if integrator == "events" else SolverConfig()
-    config = base.replace(kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum, max_iter=max_iter,
-                          integrator=integrator, events=events, tolerance=tolerance)  # fmt: skip
+    config = base.replace(
+        kappa=kappa,
+        nu=nu,
+        step=step,
+        scale=scale,
+        momentum=momentum,
+        max_iter=max_iter,
+        integrator=integrator,
+        events=events,
+        tolerance=tolerance,
+    )
     if config.integrator == "events" and (momentum or step is not None):
         raise ValueError("step= and momentum= apply to the explicit integrator only, not to integrator='events'")
     if config.integrator == "explicit" and (events is not None or tolerance is not None):
@@ -118,8 +137,10 @@ def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[
     math_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     lo, hi = _value_range(value_range, (0.0, 255.0) if x.dtype == torch.uint8 else (0.0, 1.0))
     if not math.isfinite(float(torch.tensor(hi - lo, dtype=math_dtype))):
-        raise ValueError(f"value_range must have a width hi - lo that is finite in {math_dtype} (the math's dtype), "
-                         f"got {value_range!r}")  # fmt: skip
+        raise ValueError(
+            f"value_range must have a width hi - lo that is finite in {math_dtype} (the math's dtype), "
+            f"got {value_range!r}"
+        )
     xf = x.to(math_dtype)
     if x.dtype != torch.uint8 and not bool(torch.isfinite(xf).all()):
         raise ValueError("the images contain NaN or Inf values")
@@ -181,16 +202,19 @@ def _as_batch(x: Any, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor
     )
 
 
-def _per_image(value: torch.Tensor, name: str, what: str, batch: torch.Tensor, unbatched: bool,
-               floating: bool) -> torch.Tensor:  # fmt: skip
+def _per_image(
+    value: torch.Tensor, name: str, what: str, batch: torch.Tensor, unbatched: bool, floating: bool
+) -> torch.Tensor:
     """An option given as a tensor of one ``what`` per image: shape (B,) (or () for a single image), floating point
     (or, unless ``floating``, any real dtype); returned as float64 (B,) on the batch's device."""
     expected = () if unbatched else (batch.shape[0],)
     kind_ok = value.is_floating_point() if floating else not (value.is_complex() or value.dtype == torch.bool)
     if tuple(value.shape) not in (expected, (batch.shape[0],)) or not kind_ok:
         kind = "floating point" if floating else "real"
-        raise ValueError(f"{name} as a tensor must be {kind} with shape {expected} (one {what} per image), got "
-                         f"{value.dtype} of shape {tuple(value.shape)}")  # fmt: skip
+        raise ValueError(
+            f"{name} as a tensor must be {kind} with shape {expected} (one {what} per image), got "
+            f"{value.dtype} of shape {tuple(value.shape)}"
+        )
     return value.detach().to(batch.device, torch.float64).reshape(batch.shape[0])
 
 
@@ -250,10 +274,16 @@ def estimate_noise(x, *, per_channel: bool = False, value_range: tuple[float, fl
 
 # --------------------------------------------------------------------------------------------------- entry points
 # the keyword options of sparsify / path / Sparsify and their defaults (None: the solver preset decides)
-OPTIONS = dict(kappa=None, nu=None, step=None, scale=None, momentum=None, max_iter=None, integrator=None,
-               events=None, tolerance=None, projection=None,
-               channels="independent", backend="auto", value_range=None, noise=None, discrepancy=1.0,
-               state=None)  # fmt: skip
+OPTIONS = dict(
+    **dict.fromkeys(SOLVER_OPTIONS),
+    projection=None,
+    channels="independent",
+    backend="auto",
+    value_range=None,
+    noise=None,
+    discrepancy=1.0,
+    state=None,
+)
 
 
 def check_options(options: dict, where: str) -> dict:
@@ -273,15 +303,19 @@ def _check_state(state, batch: torch.Tensor, momentum: bool) -> None:
     for name, shape in shapes.items():
         t = getattr(state, name)
         if tuple(t.shape) != shape or t.dtype != batch.dtype or t.device != batch.device:
-            raise ValueError(f"state.{name} must be {batch.dtype} of shape {shape} on {batch.device} (the batch's "
-                             f"float math), got {t.dtype} of shape {tuple(t.shape)} on {t.device}")  # fmt: skip
+            raise ValueError(
+                f"state.{name} must be {batch.dtype} of shape {shape} on {batch.device} (the batch's "
+                f"float math), got {t.dtype} of shape {tuple(t.shape)} on {t.device}"
+            )
     if momentum and state.prev is None:
-        raise ValueError("this solver uses momentum: the state must keep the previous iterate "
-                         "(PathState.zeros(x, momentum=True))")  # fmt: skip
+        raise ValueError(
+            "this solver uses momentum: the state must keep the previous iterate (PathState.zeros(x, momentum=True))"
+        )
 
 
-def _run(x, targets: list[float], *, projection, channels, backend, value_range, noise, discrepancy, state,
-         **solver) -> list[tuple[Any, Any]]:  # fmt: skip
+def _run(
+    x, targets: list[float], *, projection, channels, backend, value_range, noise, discrepancy, state, **solver
+) -> list[tuple[Any, Any]]:
     config = _solver_config(**solver)
     if projection is not None:
         _check_choice("projection", projection, PROJECTIONS)
@@ -306,8 +340,10 @@ def _run(x, targets: list[float], *, projection, channels, backend, value_range,
                 raise ValueError("state= continues the path of a (B, C, H, W) tensor batch, not of other input forms")
             _check_state(state, batch, config.momentum > 0)
             if not solve.can_continue:
-                raise ValueError(f"backend {solve.name!r} runs each image on its own and cannot continue a saved "
-                                 f"state: use one of {list(backends.CONTINUING)}")  # fmt: skip
+                raise ValueError(
+                    f"backend {solve.name!r} runs each image on its own and cannot continue a saved "
+                    f"state: use one of {list(backends.CONTINUING)}"
+                )
             extra["state"] = state
         ascending = solve(batch, [targets[i] for i in order], config, channels, projection, **extra)
         results = [None] * len(targets)
@@ -383,10 +419,25 @@ def sparsify(
         raise TypeError(f"return_info must be a bool, got {return_info!r}")
     target = sparsity if isinstance(sparsity, torch.Tensor) else _check_sparsity(sparsity)
     ((out, info),) = _run(
-        x, [target], kappa=kappa, nu=nu, step=step, scale=scale, momentum=momentum, integrator=integrator,
-        events=events, tolerance=tolerance, max_iter=max_iter, projection=projection, channels=channels,
-        backend=backend, value_range=value_range, noise=noise, discrepancy=discrepancy, state=state,
-    )  # fmt: skip
+        x,
+        [target],
+        kappa=kappa,
+        nu=nu,
+        step=step,
+        scale=scale,
+        momentum=momentum,
+        integrator=integrator,
+        events=events,
+        tolerance=tolerance,
+        max_iter=max_iter,
+        projection=projection,
+        channels=channels,
+        backend=backend,
+        value_range=value_range,
+        noise=noise,
+        discrepancy=discrepancy,
+        state=state,
+    )
     return (out, info) if return_info else out
 
 

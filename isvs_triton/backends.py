@@ -69,16 +69,23 @@ try:  # numba can fail to import (e.g. a numpy newer than it supports): the CPU 
     from .ops.lbi import numba_cpu
     from .ops.projection import numba_cpu as projection_numba
 
-    REGISTRY["numba"] = batched("numba", numba_cpu.advance, projection_numba.project, devices=("cpu",),
-                                 dtypes=(torch.float32,))  # fmt: skip
+    REGISTRY["numba"] = batched(
+        "numba", numba_cpu.advance, projection_numba.project, devices=("cpu",), dtypes=(torch.float32,)
+    )
 except ImportError as error:  # pragma: no cover - depends on the environment
     UNAVAILABLE["numba"] = f"needs the numba package, which cannot be imported here ({error})"
 try:  # triton has no wheels for some platforms (macOS, Windows); the other backends do not need it
     from .ops.lbi import triton_fused
     from .ops.projection import triton_block
 
-    REGISTRY["triton"] = batched("triton", triton_fused.advance, triton_block.project, devices=("cuda",),
-                                  dtypes=(torch.float32,), integrators=("explicit",))  # fmt: skip
+    REGISTRY["triton"] = batched(
+        "triton",
+        triton_fused.advance,
+        triton_block.project,
+        devices=("cuda",),
+        dtypes=(torch.float32,),
+        integrators=("explicit",),
+    )
 except ImportError as error:  # pragma: no cover - depends on the platform
     UNAVAILABLE["triton"] = f"needs the triton package, which cannot be imported here ({error})"
 
@@ -107,8 +114,12 @@ def auto_name(device: torch.device, dtype: torch.dtype, integrator: str = "expli
     of triton, numba that accepts them (float32 on CUDA, float32 on the CPU), else torch."""
     for name in ("triton", "numba"):
         backend = REGISTRY.get(name)
-        if (backend is not None and device.type in backend.devices and dtype in backend.dtypes
-                and integrator in backend.integrators):  # fmt: skip
+        if (
+            backend is not None
+            and device.type in backend.devices
+            and dtype in backend.dtypes
+            and integrator in backend.integrators
+        ):
             return name
     return "torch"
 
@@ -127,8 +138,10 @@ def resolve(name: str, device: torch.device, dtype: torch.dtype, integrator: str
     backend = REGISTRY[resolve_name(name, device, dtype, integrator)]
     if integrator not in backend.integrators:
         capable = [n for n, b in REGISTRY.items() if integrator in b.integrators]
-        raise ValueError(f"backend {backend.name!r} runs the integrators {list(backend.integrators)}, not "
-                         f"{integrator!r}: use one of {capable}")  # fmt: skip
+        raise ValueError(
+            f"backend {backend.name!r} runs the integrators {list(backend.integrators)}, not "
+            f"{integrator!r}: use one of {capable}"
+        )
     on_device = backend.devices is ANY or device.type in backend.devices
     if backend.name == "triton" and device.type == "cpu" and _interpreting():
         on_device = True  # the kernel tests: Triton's interpreter runs the kernels on CPU tensors

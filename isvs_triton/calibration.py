@@ -42,8 +42,13 @@ class Stop:
         return Stop(*(t[keep] for t in vars(self).values()))
 
 
-def stop(x: torch.Tensor, sparsity: float, config: SolverConfig, channels: str = "independent",
-         advance: lbi_path.Advance | None = None) -> Stop:  # fmt: skip
+def stop(
+    x: torch.Tensor,
+    sparsity: float,
+    config: SolverConfig,
+    channels: str = "independent",
+    advance: lbi_path.Advance | None = None,
+) -> Stop:
     """Run ``config``'s path on x (B, C, H, W) in [0, 1] to ``sparsity`` (with a batched backend's ``advance``, the
     torch backend's by default); keep the supports for the comparison."""
     joint = channels == "joint"
@@ -129,10 +134,13 @@ def chambolle_oracle(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 
     best = torch.full((len(noisy),), -np.inf, dtype=torch.float64)
     for weight in CHAMBOLLE_WEIGHTS:
-        out = torch.stack([
-            torch.from_numpy(denoise_tv_chambolle(img.permute(1, 2, 0).double().numpy(), weight=weight,
-                                                  channel_axis=-1)).permute(2, 0, 1)
-            for img in noisy
-        ])  # fmt: skip
+        out = torch.stack(
+            [
+                torch.from_numpy(
+                    denoise_tv_chambolle(img.permute(1, 2, 0).double().numpy(), weight=weight, channel_axis=-1)
+                ).permute(2, 0, 1)
+                for img in noisy
+            ]
+        )
         best = torch.maximum(best, psnr(out, clean))
     return best

@@ -22,8 +22,18 @@ import torch.nn.functional as F
 
 EMBEDDED = "photo-patches"
 # skimage.data functions: the colour photographs and three grey textures bundled in its wheel, one class each
-_PHOTO_CLASSES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
-                  "brick", "grass", "gravel")  # fmt: skip
+_PHOTO_CLASSES = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
+    "brick",
+    "grass",
+    "gravel",
+)
 _IMAGE_COLUMNS = ("image", "img", "picture")
 _LABEL_COLUMNS = ("label", "labels", "fine_label", "class")
 _TEST_SPLITS = ("validation", "valid", "val", "test")
@@ -97,9 +107,11 @@ def _load(name: str, data_dir: str | None):
             return datasets.load_from_disk(str(path))  # a save_to_disk folder
         found = {p.suffix.lower() for p in path.rglob("*") if p.is_file()}
         if not found & DATA_SUFFIXES:
-            raise DataError(f"--data-dir {data_dir!r} holds no data set files (suffixes found: {sorted(found)}); "
-                            "accepted: a save_to_disk folder, parquet or arrow files, or an imagefolder of "
-                            f"{sorted(IMAGE_SUFFIXES)} images in class sub-folders")  # fmt: skip
+            raise DataError(
+                f"--data-dir {data_dir!r} holds no data set files (suffixes found: {sorted(found)}); "
+                "accepted: a save_to_disk folder, parquet or arrow files, or an imagefolder of "
+                f"{sorted(IMAGE_SUFFIXES)} images in class sub-folders"
+            )
         try:  # parquet / arrow files, or an imagefolder (class sub-folders), inferred by datasets
             return datasets.load_dataset(str(path))
         except Exception as error:  # noqa: BLE001 - datasets raises many types; the user needs one message
@@ -132,8 +144,9 @@ def _column(split, asked: str | None, candidates: tuple[str, ...], kind, what: s
     for name, feature in split.features.items():
         if type(feature).__name__ == kind:
             return name
-    raise DataError(f"no {what} column found (looked for {list(candidates)}); its columns: {columns}; "
-                    f"name it with --{what}-column")  # fmt: skip
+    raise DataError(
+        f"no {what} column found (looked for {list(candidates)}); its columns: {columns}; name it with --{what}-column"
+    )
 
 
 def load_data(
@@ -163,8 +176,10 @@ def load_data(
     if test_split is None:
         test_split = next((s for s in _TEST_SPLITS if s in available), None)
         if test_split is None:
-            raise DataError(f"no test split found (looked for {list(_TEST_SPLITS)}); splits: {available}; "
-                            "name one with --test-split")  # fmt: skip
+            raise DataError(
+                f"no test split found (looked for {list(_TEST_SPLITS)}); splits: {available}; "
+                "name one with --test-split"
+            )
     for split in (train_split, test_split):
         if split not in available:
             raise DataError(f"split {split!r} not in the dataset; its splits: {available}")
@@ -201,8 +216,9 @@ def _hold_out(split, fraction: float, seed: int):
     order = np.random.default_rng(seed).permutation(len(split))
     count = round(fraction * len(split))
     if not 1 <= count < len(split):
-        raise DataError(f"--val-fraction {fraction} of {len(split)} training images leaves no validation or no "
-                        "training image")  # fmt: skip
+        raise DataError(
+            f"--val-fraction {fraction} of {len(split)} training images leaves no validation or no training image"
+        )
     held, rest = np.sort(order[:count]), np.sort(order[count:])
     return split.select(rest, keep_in_memory=True), split.select(held, keep_in_memory=True)
 

@@ -44,11 +44,22 @@ class SmoothingSpec:
         check_noise(self.noise, "noise")
 
     def kwargs(self) -> dict:
-        return dict(channels=self.channels, backend=self.backend, noise=self.noise, discrepancy=self.discrepancy,
-                    **PRESETS[self.solver].kwargs())  # fmt: skip
+        return dict(
+            channels=self.channels,
+            backend=self.backend,
+            noise=self.noise,
+            discrepancy=self.discrepancy,
+            **PRESETS[self.solver].kwargs(),
+        )
 
     def __call__(self, x: torch.Tensor, state=None) -> torch.Tensor:
         return sparsify(x, self.sparsity, state=state, **self.kwargs())
+
+    def transform(self, key: str = "image"):
+        """This smoothing as an ``isvs_triton.Sparsify`` transform (torchvision pipelines, ``datasets``)."""
+        from .transforms import Sparsify
+
+        return Sparsify(self.sparsity, key=key, **self.kwargs())
 
     def replace(self, **changes) -> SmoothingSpec:
         return dataclasses.replace(self, **changes)
@@ -70,9 +81,14 @@ class SmoothingSpec:
         missing = [key for key in ("test_sparsity", "solver", "channels") if key not in smoothing]
         if missing:
             raise ValueError(f"{where}: the 'smoothing' entry lacks {missing}; it has {sorted(smoothing)}")
-        return SmoothingSpec(sparsity=smoothing["test_sparsity"], solver=smoothing["solver"],
-                             channels=smoothing["channels"], backend=smoothing.get("backend", "auto"),
-                             noise=smoothing.get("noise"), discrepancy=smoothing.get("discrepancy", 1.0))  # fmt: skip
+        return SmoothingSpec(
+            sparsity=smoothing["test_sparsity"],
+            solver=smoothing["solver"],
+            channels=smoothing["channels"],
+            backend=smoothing.get("backend", "auto"),
+            noise=smoothing.get("noise"),
+            discrepancy=smoothing.get("discrepancy", 1.0),
+        )
 
 
 @dataclass(frozen=True)
@@ -110,8 +126,9 @@ class RunInfo:
             raise ValueError(f"{where} holds a {type(description).__name__}, not a run description")
         missing = [key for key in RunInfo.REQUIRED if key not in description]
         if missing:
-            raise ValueError(f"{where} lacks {missing} (it has {sorted(description)}): not a run of this version, "
-                             "or damaged")  # fmt: skip
+            raise ValueError(
+                f"{where} lacks {missing} (it has {sorted(description)}): not a run of this version, or damaged"
+            )
         smoothing = description["smoothing"]
         config = description["config"]
         kinds = {
@@ -126,12 +143,16 @@ class RunInfo:
             if not isinstance(description[key], kind) or isinstance(description[key], bool):
                 raise ValueError(f"{where}: {key} must be {words}, got {description[key]!r}")
         return RunInfo(
-            model=description["model"], num_classes=description["num_classes"], image_size=description["image_size"],
-            dataset=description["dataset"], smoothing=SmoothingSpec.from_run(smoothing, where),
+            model=description["model"],
+            num_classes=description["num_classes"],
+            image_size=description["image_size"],
+            dataset=description["dataset"],
+            smoothing=SmoothingSpec.from_run(smoothing, where),
             procedure=smoothing.get("procedure", config.get("procedure", "standard")),
-            schedule=tuple(smoothing.get("schedule", config.get("schedule", ()))), config=config,
+            schedule=tuple(smoothing.get("schedule", config.get("schedule", ()))),
+            config=config,
             classes=description.get("classes"),
-        )  # fmt: skip
+        )
 
     @staticmethod
     def read(path: str | Path) -> RunInfo:

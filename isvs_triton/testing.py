@@ -53,17 +53,22 @@ def assert_state_view_advances_in_place(backend: str) -> None:
 
     x = torch.rand(4, 3, 9, 11)
     wide = PathState.zeros(torch.rand(8, 3, 9, 11), momentum=True)
-    view = PathState(*(t[::2] for t in (wide.beta, wide.zh, wide.zv)), tuple(t[::2] for t in wide.prev),
-                     wide.iterations[::2])  # fmt: skip
+    view = PathState(
+        *(t[::2] for t in (wide.beta, wide.zh, wide.zv)), tuple(t[::2] for t in wide.prev), wide.iterations[::2]
+    )
     assert not view.beta.is_contiguous()
     ((out, info),) = resolve(backend, x.device, x.dtype)(x, [0.5], DEFAULT, "independent", "input", state=view)
     expected_state = PathState.zeros(x, momentum=True)
-    ((expected, expected_info),) = REGISTRY["torch"].solve(x, [0.5], DEFAULT, "independent", "input",
-                                                           state=expected_state)  # fmt: skip
+    ((expected, expected_info),) = REGISTRY["torch"].solve(
+        x, [0.5], DEFAULT, "independent", "input", state=expected_state
+    )
     assert torch.equal(info.iterations, expected_info.iterations)
     assert torch.equal(wide.iterations[::2], expected_info.iterations) and (wide.iterations[1::2] == 0).all()
-    for name, got, want in zip(("beta", "zh", "zv", "previous beta", "previous zh", "previous zv"),
-                               (t[::2] for t in wide.tensors()), expected_state.tensors()):  # fmt: skip
+    for name, got, want in zip(
+        ("beta", "zh", "zv", "previous beta", "previous zh", "previous zv"),
+        (t[::2] for t in wide.tensors()),
+        expected_state.tensors(),
+    ):
         assert_close(name, got, want, 1e-4)
     assert all(not t[1::2].any() for t in wide.tensors())
     assert_close("output", out, expected, 1e-5)
@@ -91,8 +96,12 @@ def conformance_cases() -> list[tuple[str, object]]:
         for channels in (1, 3):
             for mode in ("independent", "joint"):
                 for config in CONFORMANCE_CONFIGS:
-                    cases.append((f"sweep-{height}x{width}-c{channels}-{mode}-{config}",
-                                  _sweep(height, width, channels, mode, config)))  # fmt: skip
+                    cases.append(
+                        (
+                            f"sweep-{height}x{width}-c{channels}-{mode}-{config}",
+                            _sweep(height, width, channels, mode, config),
+                        )
+                    )
     for height, width in ((1, 7), (7, 3), (17, 33)):
         for mode in ("independent", "joint"):
             cases.append((f"ties-{height}x{width}-{mode}", _ties(height, width, mode)))
@@ -107,6 +116,33 @@ def conformance_cases() -> list[tuple[str, object]]:
     cases.append(("path-continues", _path_continues))
     cases.append(("state-view", assert_state_view_advances_in_place))
     return cases
+
+
+def projection_conformance_cases() -> list[tuple[str, object]]:
+    """The same for a backend's projection alone, on random supports: the regions equal, means within 1e-5."""
+    cases = []
+    for height, width in ((1, 1), (1, 9), (7, 1), (5, 3), (16, 32), (17, 33), (35, 63)):  # cut 16x32 tiles
+        for channels, groups in ((1, 1), (3, 3), (3, 1)):
+            for density in (0.0, 0.35, 0.7, 1.0):
+                name = f"{height}x{width}-c{channels}g{groups}-{density}"
+                cases.append((name, _projection_only(height, width, channels, groups, density)))
+    return cases
+
+
+def _projection_only(height, width, channels, groups, density):
+    def case(backend):
+        """The backend's projection alone, on random supports (groups 1 with 3 channels: a joint support)."""
+        from .backends import REGISTRY
+
+        active_h = torch.rand(2, groups, height, width - 1) < density
+        active_v = torch.rand(2, groups, height - 1, width) < density
+        values = torch.rand(2, channels, height, width)
+        expected, expected_regions = REGISTRY["torch"].project(values, active_h, active_v)
+        out, regions = REGISTRY[backend].project(values, active_h, active_v)
+        assert torch.equal(regions, expected_regions), "regions"
+        assert_close("region means", out, expected, 1e-5)
+
+    return case
 
 
 def _sweep(height, width, channels, mode, config):
@@ -135,8 +171,9 @@ def _noise_stop(height, width, mode, config):
         noise = torch.randn(3, 3, height, width, generator=torch.Generator().manual_seed(0)).to(ramp.device)
         x = (ramp + 0.1 * noise).clamp(0, 1)
         solver = {**_conformance_config(config).kwargs(), "max_iter": 40}
-        info = assert_backend_agrees(backend, x, 0.999, channels=mode, noise=torch.tensor([0.1, 0.1, 0.0]),
-                                     discrepancy=1.5, **solver)  # fmt: skip
+        info = assert_backend_agrees(
+            backend, x, 0.999, channels=mode, noise=torch.tensor([0.1, 0.1, 0.0]), discrepancy=1.5, **solver
+        )
         assert info.stopped_by[:2] == ["noise", "noise"] and info.stopped_by[2] != "noise"
 
     return case
@@ -156,8 +193,9 @@ def _far_apart(mode):
         """A noisy image stops within a few iterations, a smooth ramp much later, a nearly flat one at max_iter."""
         from .config import DEFAULT
 
-        info = assert_backend_agrees(backend, images_stopping_far_apart(), 0.6, channels=mode,
-                                     **{**DEFAULT.kwargs(), "max_iter": 30})  # fmt: skip
+        info = assert_backend_agrees(
+            backend, images_stopping_far_apart(), 0.6, channels=mode, **{**DEFAULT.kwargs(), "max_iter": 30}
+        )
         assert info.reached.tolist() == [True, True, False]
         assert int(info.iterations[1]) > 3 * int(info.iterations[0]) and int(info.iterations[2]) == 30
 

@@ -86,10 +86,17 @@ def sparsify_op(
     ``projection`` "" is the default; ``noise_mode`` is "none", "auto" or "value" (then ``noise`` is sigma)."""
     numbers = dict(zip(_SOLVER_NUMBERS[integrator], solver))
     out = sparsify(
-        x, sparsity, **numbers, integrator=integrator, max_iter=max_iter,
-        projection=projection or None, channels=channels, backend=backend,
-        noise={"none": None, "auto": "auto", "value": noise}[noise_mode], discrepancy=discrepancy,
-    )  # fmt: skip
+        x,
+        sparsity,
+        **numbers,
+        integrator=integrator,
+        max_iter=max_iter,
+        projection=projection or None,
+        channels=channels,
+        backend=backend,
+        noise={"none": None, "auto": "auto", "value": noise}[noise_mode],
+        discrepancy=discrepancy,
+    )
     return out.clone() if out.data_ptr() == x.data_ptr() else out  # an op's output never aliases its input
 
 
@@ -149,11 +156,18 @@ class SparsifyLayer(torch.nn.Module):
         noise = self.options["noise"]
         mode = "none" if noise is None else "auto" if noise == "auto" else "value"
         out = sparsify_op(
-            x if self.grad == "bpda" else x.detach(), sparsity.to(torch.float64), self._solver, self._integrator,
+            x if self.grad == "bpda" else x.detach(),
+            sparsity.to(torch.float64),
+            self._solver,
+            self._integrator,
             self._max_iter,
-            self.options["projection"] or "", self.options["channels"], self.options["backend"], mode,
-            float(noise) if mode == "value" else 0.0, float(self.options["discrepancy"]),
-        )  # fmt: skip
+            self.options["projection"] or "",
+            self.options["channels"],
+            self.options["backend"],
+            mode,
+            float(noise) if mode == "value" else 0.0,
+            float(self.options["discrepancy"]),
+        )
         return out
 
     def get_extra_state(self) -> dict:
@@ -167,5 +181,7 @@ class SparsifyLayer(torch.nn.Module):
 
     def extra_repr(self) -> str:
         changed = {k: v for k, v in self.options.items() if v != OPTIONS[k]}
-        return ", ".join([f"sparsity={self.sparsity}", *(f"{k}={v!r}" for k, v in changed.items())]
-                         + ([f"grad={self.grad!r}"] if self.grad != "bpda" else []))  # fmt: skip
+        return ", ".join(
+            [f"sparsity={self.sparsity}", *(f"{k}={v!r}" for k, v in changed.items())]
+            + ([f"grad={self.grad!r}"] if self.grad != "bpda" else [])
+        )

@@ -6,23 +6,16 @@ import torch
 
 from isvs_triton.ops.projection import torch_path as projection_torch
 from isvs_triton.ops.projection import triton_block
-from isvs_triton.testing import assert_close
+from isvs_triton.testing import assert_close, projection_conformance_cases
 
 BH, BW = triton_block.BLOCK_H, triton_block.BLOCK_W
-SHAPES = [(1, 1), (1, 9), (7, 1), (5, 3), (BH, BW), (BH + 1, BW + 1), (2 * BH + 3, 2 * BW - 1)]
+CASES = projection_conformance_cases()
 
 
-@pytest.mark.parametrize("height,width", SHAPES, ids=lambda s: str(s))
-@pytest.mark.parametrize("channels,groups", [(1, 1), (3, 3), (3, 1)], ids=["c1", "c3", "c3-joint"])
-@pytest.mark.parametrize("density", [0.0, 0.35, 0.7, 1.0])
-def test_block_projection_equals_torch(height, width, channels, groups, density):
-    active_h = torch.rand(2, groups, height, width - 1) < density
-    active_v = torch.rand(2, groups, height - 1, width) < density
-    values = torch.rand(2, channels, height, width)
-    expected, expected_regions = projection_torch.project(values, active_h, active_v)
-    out, regions = triton_block.project(values, active_h, active_v)
-    assert torch.equal(regions, expected_regions)
-    assert_close("region means", out, expected, 1e-5)
+@pytest.mark.parametrize("case", [case for _, case in CASES], ids=[name for name, _ in CASES])
+def test_conformance(case):
+    """The projection conformance suite (isvs_triton/testing.py) on the block kernels."""
+    case("triton")
 
 
 def test_regions_that_cross_tiles_many_times():

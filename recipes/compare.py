@@ -104,8 +104,14 @@ def train_and_evaluate(name: str, seed: int, setting: dict, args, folder: Path) 
     results_file = run / "eval" / "results.json"
     if not results_file.exists():
         pipelines = ("plain", "smoothed", "adaptive") if name in SMOOTHED_AT_TEST else ("plain",)
-        evaluate_run(run, limit_test=settings.get("limit_test"), pipelines=pipelines, output=run / "eval",
-                     progress=False, **setting["eval"])  # fmt: skip
+        evaluate_run(
+            run,
+            limit_test=settings.get("limit_test"),
+            pipelines=pipelines,
+            output=run / "eval",
+            progress=False,
+            **setting["eval"],
+        )
     return json.loads(results_file.read_text())
 
 
@@ -142,12 +148,25 @@ def plots(results: dict[str, list[dict]], folder: Path) -> None:
         plain = [r["pipelines"]["plain"] for r in runs]
         clean = [100 * r["clean"] for r in plain]
         noise = [100 * r["mean_noise"] for r in plain]
-        left.errorbar(statistics.fmean(clean), statistics.fmean(noise), xerr=statistics.pstdev(clean),
-                      yerr=statistics.pstdev(noise), marker="o", capsize=3, label=name)  # fmt: skip
+        left.errorbar(
+            statistics.fmean(clean),
+            statistics.fmean(noise),
+            xerr=statistics.pstdev(clean),
+            yerr=statistics.pstdev(noise),
+            marker="o",
+            capsize=3,
+            label=name,
+        )
         epsilons = list(plain[0]["pgd"])
         values = [[100 * r["pgd"][e] for r in plain] for e in epsilons]
-        right.errorbar([float(e.split("/")[0]) for e in epsilons], [statistics.fmean(v) for v in values],
-                       yerr=[statistics.pstdev(v) for v in values], marker="o", capsize=3, label=name)  # fmt: skip
+        right.errorbar(
+            [float(e.split("/")[0]) for e in epsilons],
+            [statistics.fmean(v) for v in values],
+            yerr=[statistics.pstdev(v) for v in values],
+            marker="o",
+            capsize=3,
+            label=name,
+        )
     left.set_xlabel("clean accuracy (%)")
     left.set_ylabel("noise-corruption accuracy (%)")
     left.set_title("clean vs noise (plain pipeline), mean ± std over seeds", fontsize=9)
@@ -183,8 +202,11 @@ def example_figure(folder: Path, setting: dict, args) -> None:
     }
     rows = [("input", x), *[(f"sparsity {s}", y) for s, y in zip((0.2, 0.4, 0.6, 0.8), along)]]
     for label, y in damaged.items():
-        rows += [(label, y), (f"{label}, smoothed 0.6", isvs.sparsify(y, 0.6)),
-                 (f"{label}, 0.6 + noise stop", isvs.sparsify(y, 0.6, noise="auto"))]  # fmt: skip
+        rows += [
+            (label, y),
+            (f"{label}, smoothed 0.6", isvs.sparsify(y, 0.6)),
+            (f"{label}, 0.6 + noise stop", isvs.sparsify(y, 0.6, noise="auto")),
+        ]
     fig, axes = plt.subplots(len(x), len(rows), figsize=(1.3 * len(rows), 1.45 * len(x)), squeeze=False)
     for i in range(len(x)):
         for j, (label, images) in enumerate(rows):
@@ -226,9 +248,11 @@ def main(argv: list[str] | None = None) -> dict:
     wall = time.perf_counter() - start
     command = " ".join(["python", "recipes/compare.py", *(argv if argv is not None else sys.argv[1:])])
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    report = (f"`{command}`: setting {args.setting} ({json.dumps(setting['train'])}), seeds {seeds}; "
-              f"{machine}; wall time {wall / 60:.1f} min (runs found in the folder are not retrained).\n\n"
-              f"Accuracy in %, mean ± std over seeds.\n\n{table(results)}")  # fmt: skip
+    report = (
+        f"`{command}`: setting {args.setting} ({json.dumps(setting['train'])}), seeds {seeds}; "
+        f"{machine}; wall time {wall / 60:.1f} min (runs found in the folder are not retrained).\n\n"
+        f"Accuracy in %, mean ± std over seeds.\n\n{table(results)}"
+    )
     (folder / "results.md").write_text(report)
     (folder / "results.json").write_text(json.dumps({"setting": args.setting, "seeds": seeds, "runs": results}))
     print(report)

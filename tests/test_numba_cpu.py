@@ -8,7 +8,7 @@ import isvs_triton as isvs
 from isvs_triton.ops.projection import numba_cpu as projection_numba
 from isvs_triton.ops.projection import torch_path as projection_torch
 from isvs_triton.samples import crops
-from isvs_triton.testing import FAST_MOMENTUM, assert_backend_agrees, conformance_cases
+from isvs_triton.testing import FAST_MOMENTUM, assert_backend_agrees, conformance_cases, projection_conformance_cases
 
 CASES = conformance_cases()
 SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (16, 32), (33, 17)]
@@ -38,17 +38,22 @@ def test_numba_on_photographs_all_projections(projection, mode):
     assert info.iterations.min() < 20 and info.reached.any()
 
 
-@pytest.mark.parametrize("channels,groups", [(1, 1), (3, 3), (3, 1)], ids=["c1", "c3", "c3-shared"])
-@pytest.mark.parametrize("density", [0.0, 0.4, 0.8, 1.0])
-@pytest.mark.parametrize("height,width", [(1, 1), (1, 9), (8, 1), (13, 21)], ids=lambda s: str(s))
-def test_union_find_projection_equals_torch(channels, groups, density, height, width):
-    """Same regions and bit-identical means: both add the pixels of a region in raster order."""
-    active_h = torch.rand(3, groups, height, width - 1) < density
-    active_v = torch.rand(3, groups, height - 1, width) < density
-    values = torch.rand(3, channels, height, width)
-    out, regions = projection_numba.project(values, active_h, active_v)
-    expected, expected_regions = projection_torch.project(values, active_h, active_v)
-    assert torch.equal(regions, expected_regions) and torch.equal(out, expected)
+PROJECTION_CASES = projection_conformance_cases()
+
+
+@pytest.mark.parametrize("case", [case for _, case in PROJECTION_CASES], ids=[name for name, _ in PROJECTION_CASES])
+def test_projection_conformance(case):
+    case("numba")
+
+
+def test_union_find_projection_is_bit_identical_to_torch():
+    """Beyond the suite's 1e-5: both add the pixels of a region in raster order, so the means are the same bits."""
+    for density in (0.0, 0.4, 0.8, 1.0):
+        active_h, active_v = torch.rand(3, 3, 13, 20) < density, torch.rand(3, 3, 12, 21) < density
+        values = torch.rand(3, 3, 13, 21)
+        out, regions = projection_numba.project(values, active_h, active_v)
+        expected, expected_regions = projection_torch.project(values, active_h, active_v)
+        assert torch.equal(regions, expected_regions) and torch.equal(out, expected)
 
 
 def test_results_do_not_depend_on_the_thread_count():

@@ -163,6 +163,8 @@ def test_run_info_round_trips_and_refuses_what_it_cannot_read(tmp_path):
                    "iterative", (0.2, 0.4, 0.6), {"seed": 3}, ["a", "b"])  # fmt: skip
     info.write(tmp_path / "run.json")
     assert RunInfo.read(tmp_path / "run.json") == info
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.equal(info.smoothing.transform()(x), info.smoothing(x)), "the run's smoothing as a transform"
     description = info.to_json()
     assert description["smoothing"]["procedure"] == "iterative" and description["smoothing"]["solver"] == "events"
     old = {

@@ -59,7 +59,7 @@ def tune_one(size: int, batch: int, joint: bool, momentum: bool) -> tuple[dict, 
         ms = do_bench(
             lambda launch=launch: triton_fused.lbi_step(
                 slots, x, (need, limit, need), iters, counts, resids, 0, config, joint, False, launch
-            )  # fmt: skip
+            )
         )
         if ms < best_ms:
             best, best_ms = launch, ms
@@ -94,12 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     sizes, batches = [int(s) for s in args.sizes.split(",")], [int(b) for b in args.batches.split(",")]
     if len(batches) != len(sizes):
         parser.error("--batches needs one batch size per entry of --sizes")
-    variants = [(s, b, mode == "joint", m) for s, b in zip(sizes, batches) for mode in args.modes.split(",")
-                for m in (False, True)]  # fmt: skip
+    variants = [
+        (s, b, mode == "joint", m)
+        for s, b in zip(sizes, batches)
+        for mode in args.modes.split(",")
+        for m in (False, True)
+    ]
     space = search_space()
     if args.dry_run:
-        print(f"{len(space)} candidates per variant: BLOCK_H in {BLOCKS_H}, BLOCK_W in {BLOCKS_W}, warps in {WARPS}, "
-              f"at most {MAX_PIXELS} pixels per program")  # fmt: skip
+        print(
+            f"{len(space)} candidates per variant: BLOCK_H in {BLOCKS_H}, BLOCK_W in {BLOCKS_W}, warps in {WARPS}, "
+            f"at most {MAX_PIXELS} pixels per program"
+        )
         for size, batch, joint, momentum in variants:
             persistent = "; persistent or per-iteration" if size <= triton_fused.PERSISTENT_MAX_SIDE else ""
             print(f"  {triton_fused.config_key(size, size, joint, momentum)} (timed at batch {batch}{persistent})")

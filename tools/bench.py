@@ -90,8 +90,10 @@ def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[st
         if backend != "torch":
             table["isvs torch backend (defaults)"] = (lambda: isvs.sparsify(x, sparsity, backend="torch"), len(x))
     else:
-        table["isvs torch backend on the GPU (defaults)"] = (lambda: isvs.sparsify(xd, sparsity, backend="torch"),
-                                                             len(x))  # fmt: skip
+        table["isvs torch backend on the GPU (defaults)"] = (
+            lambda: isvs.sparsify(xd, sparsity, backend="torch"),
+            len(x),
+        )
         if max(x.shape[-2:]) <= triton_fused.PERSISTENT_MAX_SIDE:
             table["isvs triton, one launch per iteration"] = (per_iteration, len(x))
     table[f"isvs {backend} backend (defaults)"] = (lambda: isvs.sparsify(xd, sparsity, backend=backend), len(x))
@@ -141,8 +143,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         x = crops(size, batch, seed=0)
         _, info = isvs.sparsify(x.to(device), sparsity, return_info=True)
         it = info.iterations.double().cpu()
-        print(f"\n{size}x{size}x3, B={batch}, sparsity {sparsity}: defaults take median {float(it.median()):.0f} "
-              f"(max {int(it.max())}) iterations, {int(info.reached.sum())}/{batch} reach the target")  # fmt: skip
+        print(
+            f"\n{size}x{size}x3, B={batch}, sparsity {sparsity}: defaults take median {float(it.median()):.0f} "
+            f"(max {int(it.max())}) iterations, {int(info.reached.sum())}/{batch} reach the target"
+        )
         rates = {
             name: count / best_of(fn, args.repeat, sync) for name, (fn, count) in providers(x, sparsity, device).items()
         }
@@ -150,9 +154,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for name, rate in rates.items():
             ratio = "" if name.startswith("  ") else f"{rates[ours] / rate:.1f}"
             print(f"| {name} | {rate:.1f} | {ratio} |")
-            rows.append(dict(time=datetime.now(timezone.utc).isoformat(timespec="seconds"), size=size, batch=batch,
-                             sparsity=sparsity, provider=name.strip(), images_per_s=round(rate, 2),
-                             device=where, versions=versions, command=" ".join(["python", *sys.argv])))  # fmt: skip
+            rows.append(
+                dict(
+                    time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    size=size,
+                    batch=batch,
+                    sparsity=sparsity,
+                    provider=name.strip(),
+                    images_per_s=round(rate, 2),
+                    device=where,
+                    versions=versions,
+                    command=" ".join(["python", *sys.argv]),
+                )
+            )
     if args.csv:
         path = Path(args.csv)
         new = not path.exists()

@@ -74,8 +74,9 @@ def parse_grid(text: str) -> list[dict]:
 
 
 def config_name(config: SolverConfig) -> str:
-    return ", ".join(f"{k}={getattr(config, k):g}" if k != "integrator" else getattr(config, k)
-                     for k in NAMED[config.integrator])  # fmt: skip
+    return ", ".join(
+        f"{k}={getattr(config, k):g}" if k != "integrator" else getattr(config, k) for k in NAMED[config.integrator]
+    )
 
 
 def reference_stop(x: torch.Tensor, args, cache_dir: Path) -> Stop:
@@ -95,10 +96,18 @@ def row(name: str, cand: Stop, ref: Stop, x: torch.Tensor, seconds: float | None
     f = fidelity(cand, ref, x)
     it = cand.iterations.double()
     return dict(
-        name=name, median=float(it.median()), max=int(it.max()), reached=int(cand.reached.sum()), n=len(it),
-        psnr=float(f["psnr"].mean()), psnr_worst=float(f["psnr"].min()), agreement=float(f["agreement"].mean()),
-        rel=float(f["relative_error"].mean()), rel_worst=float(f["relative_error"].max()), seconds=seconds,
-    )  # fmt: skip
+        name=name,
+        median=float(it.median()),
+        max=int(it.max()),
+        reached=int(cand.reached.sum()),
+        n=len(it),
+        psnr=float(f["psnr"].mean()),
+        psnr_worst=float(f["psnr"].min()),
+        agreement=float(f["agreement"].mean()),
+        rel=float(f["relative_error"].mean()),
+        rel_worst=float(f["relative_error"].max()),
+        seconds=seconds,
+    )
 
 
 def frontier(rows: list[dict]) -> set[str]:
@@ -211,8 +220,10 @@ def plot(paths: list[dict], rows: list[dict], best: set[str], path: Path, args) 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, label in ((axes[0], "psnr", "mean PSNR to the reference (dB)"),
-                           (axes[1], "rel", "mean relative error to the reference")):  # fmt: skip
+    for ax, key, label in (
+        (axes[0], "psnr", "mean PSNR to the reference (dB)"),
+        (axes[1], "rel", "mean relative error to the reference"),
+    ):
         ax.scatter([r["seconds"] for r in paths], [r[key] for r in paths], s=14, c="tab:blue", label="configurations")
         front = sorted((r for r in paths if r["name"] in best), key=lambda r: r["seconds"])
         ax.plot([r["seconds"] for r in front], [r[key] for r in front], "-o", c="tab:red", ms=4, label="frontier")

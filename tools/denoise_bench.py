@@ -61,15 +61,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=32, help="side of the square crops")
     parser.add_argument("--count", type=int, default=64, help="number of crops")
     parser.add_argument("--seed", type=int, default=11, help="seed of the crops and of the noise")
-    parser.add_argument("--noises", default=",".join(NOISES),
-                        help="comma-separated noises: gaussian:SIGMA, CORRUPTION:SEVERITY or clean")  # fmt: skip
+    parser.add_argument(
+        "--noises",
+        default=",".join(NOISES),
+        help="comma-separated noises: gaussian:SIGMA, CORRUPTION:SEVERITY or clean",
+    )
     parser.add_argument("--presets", default="default,faithful", help=f"solver presets, of {list(PRESETS)}")
     parser.add_argument("--projections", default="input,none", help="projections to measure")
     parser.add_argument("--discrepancy", default="0.7,0.8,1.0", help="discrepancy factors of the noise stop")
     parser.add_argument("--no-chambolle", action="store_true", help="skip the scikit-image oracle (slow at 224)")
     args = parser.parse_args(argv)
-    print(f"{platform.machine()}, torch {torch.__version__}; {args.count} crops {args.size}x{args.size}, seed "
-          f"{args.seed}")  # fmt: skip
+    print(
+        f"{platform.machine()}, torch {torch.__version__}; {args.count} crops {args.size}x{args.size}, seed {args.seed}"
+    )
     clean = crops(args.size, args.count, seed=args.seed)
     estimate_report(clean, args.seed)
     taus = [float(t) for t in args.discrepancy.split(",")]
@@ -79,16 +83,21 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_chambolle:
             line += f", chambolle at its best weight {float(chambolle_oracle(noisy, clean).median()):.2f} dB"
         print(line)
-        print("| preset | projection | oracle sparsity stop | " + " | ".join(f"noise='auto', tau {t}" for t in taus)
-              + " |\n|---|---|---|" + "---|" * len(taus))  # fmt: skip
+        print(
+            "| preset | projection | oracle sparsity stop | "
+            + " | ".join(f"noise='auto', tau {t}" for t in taus)
+            + " |\n|---|---|---|"
+            + "---|" * len(taus)
+        )
         for preset in args.presets.split(","):
             solver = PRESETS[preset].kwargs()
             for projection in args.projections.split(","):
                 oracle = oracle_denoising(noisy, clean, projection, **solver)
                 cells = []
                 for tau in taus:
-                    out, info = isvs.sparsify(noisy, 0.999, noise="auto", discrepancy=tau, projection=projection,
-                                              return_info=True, **solver)  # fmt: skip
+                    out, info = isvs.sparsify(
+                        noisy, 0.999, noise="auto", discrepancy=tau, projection=projection, return_info=True, **solver
+                    )
                     sparsity = float(info.sparsity.median())
                     cells.append(f"{float(psnr(out, clean).median()):.2f} (sparsity {sparsity:.2f})")
                 print(f"| {preset} | {projection} | {float(oracle.median()):.2f} | " + " | ".join(cells) + " |")

@@ -39,8 +39,7 @@ class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=_Defaults)  # fmt: skip
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_Defaults)
     parser.add_argument("run", help="a run folder (model.safetensors and run.json)")
     parser.add_argument("--dataset", help="default: the run's dataset")
     parser.add_argument("--data-dir", help="a local copy of the data (default: the run's)")
@@ -61,9 +60,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epsilons", type=_list(float), help="in 1/255 (default 1,2,4,8 at 32 px; 1,2,4 at 224 px)")
     parser.add_argument("--pgd-steps", type=int, default=20, help="PGD iterations (one random start)")
     parser.add_argument("--pgd-step", type=float, default=2.0, help="in 1/255")
-    parser.add_argument("--pipelines", type=_list(str), default=list(PIPELINES),
-                        help="plain: the model; smoothed: the run's test-time smoothing; adaptive: with the noise "
-                        "stop")  # fmt: skip
+    parser.add_argument(
+        "--pipelines",
+        type=_list(str),
+        default=list(PIPELINES),
+        help="plain: the model; smoothed: the run's test-time smoothing; adaptive: with the noise stop",
+    )
     parser.add_argument(
         "--attack-grad",
         choices=ATTACK_GRADS,
@@ -83,15 +85,28 @@ def main(argv: list[str] | None = None) -> dict:
     output = args.output or Path(args.run) / "eval"
     try:
         results = evaluate_run(
-            args.run, dataset=args.dataset, data_dir=args.data_dir, test_split=args.test_split,
-            image_column=args.image_column, label_column=args.label_column, limit_test=args.limit_test,
-            split=args.split, batch_size=args.batch_size, corruptions=tuple(args.corruptions),
-            severities=tuple(args.severities), resolutions=tuple(args.resolutions),
+            args.run,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            test_split=args.test_split,
+            image_column=args.image_column,
+            label_column=args.label_column,
+            limit_test=args.limit_test,
+            split=args.split,
+            batch_size=args.batch_size,
+            corruptions=tuple(args.corruptions),
+            severities=tuple(args.severities),
+            resolutions=tuple(args.resolutions),
             epsilons=None if args.epsilons is None else [e / 255 for e in args.epsilons],
-            pgd_steps=args.pgd_steps, pgd_step=args.pgd_step / 255, pipelines=tuple(args.pipelines),
-            attack_grad=args.attack_grad, constants=args.constants, seed=args.seed,
-            output=output, progress=not args.no_progress,
-        )  # fmt: skip
+            pgd_steps=args.pgd_steps,
+            pgd_step=args.pgd_step / 255,
+            pipelines=tuple(args.pipelines),
+            attack_grad=args.attack_grad,
+            constants=args.constants,
+            seed=args.seed,
+            output=output,
+            progress=not args.no_progress,
+        )
     except (ValueError, DataError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -89,8 +89,10 @@ def noise_row(row, x, sigma: float, photo: str) -> None:
     for name, solver in (("faithful", FIGURE_SOLVER), ("default", DEFAULT.kwargs())):
         y, info = isvs.sparsify(noisy, 0.999, noise="auto", return_info=True, **solver)
         panels.append((y, f"noise='auto', {name}\n{psnr(y):.1f} dB"))
-        print(f"noise row, {name}: estimated sigma {float(info.noise):.4f}, stopped by {info.stopped_by} after "
-              f"{int(info.iterations)} iterations, {psnr(y):.2f} dB (noisy {psnr(noisy):.2f} dB)")  # fmt: skip
+        print(
+            f"noise row, {name}: estimated sigma {float(info.noise):.4f}, stopped by {info.stopped_by} after "
+            f"{int(info.iterations)} iterations, {psnr(y):.2f} dB (noisy {psnr(noisy):.2f} dB)"
+        )
     for ax, (img, title) in zip(row, panels):
         ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
         ax.set_xlabel(title, fontsize=8)

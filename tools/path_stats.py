@@ -29,22 +29,32 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     x = crops(args.size, args.count, seed=args.seed)
-    solver = dict(kappa=args.kappa, nu=args.nu, step=args.step, scale=args.scale, momentum=args.momentum,
-                  max_iter=args.max_iter)  # fmt: skip
+    solver = dict(
+        kappa=args.kappa, nu=args.nu, step=args.step, scale=args.scale, momentum=args.momentum, max_iter=args.max_iter
+    )
     start = time.perf_counter()
     _, info = isvs.sparsify(x, args.sparsity, channels=args.channels, backend=args.backend, return_info=True, **solver)
     seconds = time.perf_counter() - start
     it = info.iterations.double()
     stats = dict(
-        median=float(it.median()), mean=float(it.mean()), max=int(it.max()), min=int(it.min()),
-        reached=int(info.reached.sum()), seconds=seconds, images_per_s=args.count / seconds,
-    )  # fmt: skip
-    print(f"{args.count} crops {args.size}x{args.size}x3 of bundled photographs (seed {args.seed}), sparsity "
-          f"{args.sparsity}, {args.channels}, backend {args.backend}, solver {solver}")  # fmt: skip
+        median=float(it.median()),
+        mean=float(it.mean()),
+        max=int(it.max()),
+        min=int(it.min()),
+        reached=int(info.reached.sum()),
+        seconds=seconds,
+        images_per_s=args.count / seconds,
+    )
+    print(
+        f"{args.count} crops {args.size}x{args.size}x3 of bundled photographs (seed {args.seed}), sparsity "
+        f"{args.sparsity}, {args.channels}, backend {args.backend}, solver {solver}"
+    )
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     print("| median it | mean it | min it | max it | reached | wall s | images/s |\n|---|---|---|---|---|---|---|")
-    print(f"| {stats['median']:.0f} | {stats['mean']:.0f} | {stats['min']} | {stats['max']} | "
-          f"{stats['reached']}/{args.count} | {seconds:.1f} | {stats['images_per_s']:.2f} |")  # fmt: skip
+    print(
+        f"| {stats['median']:.0f} | {stats['mean']:.0f} | {stats['min']} | {stats['max']} | "
+        f"{stats['reached']}/{args.count} | {seconds:.1f} | {stats['images_per_s']:.2f} |"
+    )
     return stats
 
 

@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> None:
         stepper = torch_path.TorchStepper(state, cfg, joint=False)
         run = torch.ones(n)
         rule = lbi_path.stop_rule(xs, 0.6, False, None)
-        eager = per_iteration(lambda s=stepper, t=state, xs=xs, r=run, u=rule: s(t, xs, r, u, False),
-                              50 if n < args.batch else 20)  # fmt: skip
+        eager = per_iteration(
+            lambda s=stepper, t=state, xs=xs, r=run, u=rule: s(t, xs, r, u, False), 50 if n < args.batch else 20
+        )
         tensors = [t.clone() for t in state.tensors()]
         start = time.perf_counter()
         compiled(*tensors, xs, cfg.kappa, cfg.alpha, cfg.nu, cfg.momentum)
@@ -68,8 +69,10 @@ def main(argv: list[str] | None = None) -> None:
             tensors[:] = list(compiled(*tensors, xs, cfg.kappa, cfg.alpha, cfg.nu, cfg.momentum)[:6])
 
         fused = per_iteration(run_compiled, 50 if n < args.batch else 20)
-        print(f"| {n} | {eager * 1e3:.2f} | {fused * 1e3:.2f} | {eager / n * 1e6:.1f} | {fused / n * 1e6:.1f} |"
-              + (f" (first compiled call {first:.1f} s)" if n == args.batch else ""))  # fmt: skip
+        print(
+            f"| {n} | {eager * 1e3:.2f} | {fused * 1e3:.2f} | {eager / n * 1e6:.1f} | {fused / n * 1e6:.1f} |"
+            + (f" (first compiled call {first:.1f} s)" if n == args.batch else "")
+        )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,10 @@ def main(argv: list[str] | None = None) -> None:
         line = f"\n{size}x{size}x3 B={batch}, sparsity {sparsity}: wall {wall * 1e3:.2f} ms per call"
         if cuda:
             kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA and e.device_time_total]
-            line += (f", GPU kernels {sum(e.device_time_total for e in kernels) / 1e3:.2f} ms, "
-                     f"{sum(e.count for e in kernels)} kernel launches")  # fmt: skip
+            line += (
+                f", GPU kernels {sum(e.device_time_total for e in kernels) / 1e3:.2f} ms, "
+                f"{sum(e.count for e in kernels)} kernel launches"
+            )
         print(line)
         sort = "device_time_total" if cuda else "self_cpu_time_total"
         print(events.table(sort_by=sort, row_limit=args.rows, max_name_column_width=60))

@@ -5,6 +5,20 @@ from .corruptions import CONSTANTS, CORRUPTIONS, LOW_FREQUENCY, NOISES, corrupt,
 from .evaluate import PIPELINES, SPLITS, default_epsilons, evaluate_run, markdown, write_report
 
 __all__ = [
-    "ATTACK_GRADS", "CONSTANTS", "CORRUPTIONS", "LOW_FREQUENCY", "NOISES", "PIPELINES", "SPLITS", "Pipeline", "corrupt",
-    "default_epsilons", "evaluate_run", "fgsm", "low_resolution", "markdown", "pgd", "write_report",
-]  # fmt: skip
+    "ATTACK_GRADS",
+    "CONSTANTS",
+    "CORRUPTIONS",
+    "LOW_FREQUENCY",
+    "NOISES",
+    "PIPELINES",
+    "SPLITS",
+    "Pipeline",
+    "corrupt",
+    "default_epsilons",
+    "evaluate_run",
+    "fgsm",
+    "low_resolution",
+    "markdown",
+    "pgd",
+    "write_report",
+]

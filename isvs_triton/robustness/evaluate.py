@@ -84,11 +84,17 @@ def evaluate_run(
     model, info = load_run(run, accelerator.device)
     trained = info.config
     data = load_data(
-        dataset or trained["dataset"], data_dir=data_dir if dataset or data_dir else trained["data_dir"],
-        test_split=test_split or trained["test_split"], image_column=image_column or trained["image_column"],
-        label_column=label_column or trained["label_column"], image_size=info.image_size,
-        limit_train=1, limit_test=limit_test, val_fraction=trained.get("val_fraction", 0.0), val_seed=trained["seed"],
-    )  # fmt: skip
+        dataset or trained["dataset"],
+        data_dir=data_dir if dataset or data_dir else trained["data_dir"],
+        test_split=test_split or trained["test_split"],
+        image_column=image_column or trained["image_column"],
+        label_column=label_column or trained["label_column"],
+        image_size=info.image_size,
+        limit_train=1,
+        limit_test=limit_test,
+        val_fraction=trained.get("val_fraction", 0.0),
+        val_seed=trained["seed"],
+    )
     if split == "validation":
         if data.validation is None:
             raise ValueError(f"{run} was trained without --val-fraction: it has no validation split to evaluate")
@@ -97,14 +103,19 @@ def evaluate_run(
         raise ValueError(f"the data has {data.num_classes} classes, the model {info.num_classes}")
     names = getattr(data.test.features["label"], "names", None)
     if names is not None and info.classes is not None and list(names) != info.classes:
-        raise ValueError(f"the data's classes {names[:5]}... are not the model's {info.classes[:5]}... "
-                         f"({data.name} against a model trained on {info.dataset})")  # fmt: skip
+        raise ValueError(
+            f"the data's classes {names[:5]}... are not the model's {info.classes[:5]}... "
+            f"({data.name} against a model trained on {info.dataset})"
+        )
     size = info.image_size
     epsilons = default_epsilons(size) if epsilons is None else list(epsilons)
     smoothing = info.smoothing
     adaptive = smoothing.replace(noise="auto")
-    models = {"plain": Pipeline(model).eval(), "smoothed": Pipeline(model, smoothing, attack_grad).eval(),
-              "adaptive": Pipeline(model, adaptive, attack_grad).eval()}  # fmt: skip
+    models = {
+        "plain": Pipeline(model).eval(),
+        "smoothed": Pipeline(model, smoothing, attack_grad).eval(),
+        "adaptive": Pipeline(model, adaptive, attack_grad).eval(),
+    }
     conditions = _conditions(corruptions, severities, resolutions, epsilons)
     loader = accelerator.prepare(torch.utils.data.DataLoader(Images(data.test, size, "test"), batch_size=batch_size))
     correct = {p: [] for p in pipelines}
@@ -131,15 +142,26 @@ def evaluate_run(
             correct[name].append(accelerator.gather_for_metrics(torch.stack(hits, 1)).cpu())
     seconds = time.perf_counter() - start
     results = {
-        "run": str(run), "model": info.model, "dataset": data.name, "split": split, "test_images": 0,
+        "run": str(run),
+        "model": info.model,
+        "dataset": data.name,
+        "split": split,
+        "test_images": 0,
         "image_size": size,
-        "constants": constants_for(torch.zeros(1, 3, size, size), constants), "seed": seed,
-        "smoothing": {**smoothing.to_dict(), "trained_with": info.procedure,
-                      "adaptive_noise": adaptive.noise},
-        "attacks": {"norm": "Linf", "epsilons": epsilons, "pgd_steps": pgd_steps, "pgd_step": pgd_step,
-                    "random_start": True, "gradient_through_smoothing": attack_grad},
-        "seconds": seconds, "pipelines": {},
-    }  # fmt: skip
+        "constants": constants_for(torch.zeros(1, 3, size, size), constants),
+        "seed": seed,
+        "smoothing": {**smoothing.to_dict(), "trained_with": info.procedure, "adaptive_noise": adaptive.noise},
+        "attacks": {
+            "norm": "Linf",
+            "epsilons": epsilons,
+            "pgd_steps": pgd_steps,
+            "pgd_step": pgd_step,
+            "random_start": True,
+            "gradient_through_smoothing": attack_grad,
+        },
+        "seconds": seconds,
+        "pipelines": {},
+    }
     for name in pipelines:
         hits = torch.cat(correct[name])  # (test images, conditions)
         results["test_images"] = hits.shape[0]

@@ -139,8 +139,10 @@ class TrainConfig:
         for name in ("image_size", "limit_train", "limit_test"):
             value = getattr(self, name)
             check(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1, got {value}")
-        check(self.resume is None or self.resume == "latest" or Path(self.resume).is_dir(),
-              f"--resume must be 'latest' or an existing checkpoint folder, got {self.resume!r}")  # fmt: skip
+        check(
+            self.resume is None or self.resume == "latest" or Path(self.resume).is_dir(),
+            f"--resume must be 'latest' or an existing checkpoint folder, got {self.resume!r}",
+        )
 
     def _check_types(self) -> None:
         """Each setting against its annotation, before any is used: YAML gives strings, floats and booleans where
@@ -164,8 +166,13 @@ class TrainConfig:
                 ok = isinstance(value, python_type) and (kind == "bool" or not isinstance(value, bool))
                 ok = ok and (kind != "float" or math.isfinite(value))
             if not ok:
-                what = {"list[float]": "a list of finite numbers", "bool": "true or false", "float": "a finite number",
-                        "int": "an integer", "str": "a string"}[kind] + (" (or null)" if optional else "")  # fmt: skip
+                what = {
+                    "list[float]": "a list of finite numbers",
+                    "bool": "true or false",
+                    "float": "a finite number",
+                    "int": "an integer",
+                    "str": "a string",
+                }[kind] + (" (or null)" if optional else "")
                 raise ValueError(f"{flag} must be {what}, got {value!r} ({type(value).__name__})")
 
     @property

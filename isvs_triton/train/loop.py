@@ -35,8 +35,20 @@ from .config import TrainConfig, save_yaml
 from .procedures import Smoother, smooth_dataset
 
 KILL_ENV = "ISVS_KILL_AFTER_STEP"  # tests: SIGKILL the run right after this global step, as a crash would
-SUMMARY_FIELDS = ("epoch", "sparsity", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-                  "train_seconds", "smoothing_seconds", "images_per_second")  # fmt: skip
+SUMMARY_FIELDS = (
+    "epoch",
+    "sparsity",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "train_seconds",
+    "smoothing_seconds",
+    "images_per_second",
+)
 
 
 class Progress:
@@ -138,8 +150,10 @@ def _resume(accelerator: Accelerator, config: TrainConfig, run: Path, progress: 
             damaged.append(f"{folder} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
             accelerator.print(f"--resume: checkpoint {folder} cannot be loaded, trying the one before: {damaged[-1]}")
     else:
-        raise ValueError(f"--resume: no checkpoint could be loaded: {'; '.join(damaged)}. Delete the damaged "
-                         "folders to start over, or name an intact one with --resume FOLDER")  # fmt: skip
+        raise ValueError(
+            f"--resume: no checkpoint could be loaded: {'; '.join(damaged)}. Delete the damaged "
+            "folders to start over, or name an intact one with --resume FOLDER"
+        )
     if not accelerator.is_main_process:
         progress.sums = [0.0, 0.0, 0.0]
     accelerator.print(f"resumed from {folder} (epoch {progress.epoch + 1}, step {progress.step})")
@@ -180,12 +194,17 @@ def _check_resumed_settings(config: TrainConfig, run: Path) -> None:
         return  # killed before its first checkpoint: nothing recorded to continue
     saved = yaml.safe_load(saved_file.read_text()) or {}
     now = dataclasses.asdict(config)
-    differences = [f"{key} (run: {saved.get(key)!r}, now: {value!r})" for key, value in now.items()
-                   if key not in RESUMABLE_CHANGES and key in saved and saved[key] != value]  # fmt: skip
+    differences = [
+        f"{key} (run: {saved.get(key)!r}, now: {value!r})"
+        for key, value in now.items()
+        if key not in RESUMABLE_CHANGES and key in saved and saved[key] != value
+    ]
     if differences:
-        raise ValueError(f"--resume: these settings differ from the run's {saved_file}: {', '.join(differences)}. "
-                         f"Resume with the run's settings (only {list(RESUMABLE_CHANGES)} may change), or "
-                         "start a new run with another --output")  # fmt: skip
+        raise ValueError(
+            f"--resume: these settings differ from the run's {saved_file}: {', '.join(differences)}. "
+            f"Resume with the run's settings (only {list(RESUMABLE_CHANGES)} may change), or "
+            "start a new run with another --output"
+        )
 
 
 def train(config: TrainConfig) -> Path:
@@ -207,23 +226,33 @@ def train(config: TrainConfig) -> Path:
     set_seed(config.seed)
     with accelerator.main_process_first():  # the main process builds the datasets caches, the others read them
         data = load_data(
-            config.dataset, data_dir=config.data_dir, train_split=config.train_split, test_split=config.test_split,
-            image_column=config.image_column, label_column=config.label_column, image_size=config.image_size,
-            limit_train=config.limit_train, limit_test=config.limit_test, val_fraction=config.val_fraction,
+            config.dataset,
+            data_dir=config.data_dir,
+            train_split=config.train_split,
+            test_split=config.test_split,
+            image_column=config.image_column,
+            label_column=config.label_column,
+            image_size=config.image_size,
+            limit_train=config.limit_train,
+            limit_test=config.limit_test,
+            val_fraction=config.val_fraction,
             val_seed=config.seed,
-        )  # fmt: skip
+        )
         train_split = smooth_dataset(data.train, config, data.image_size) if config.cache_smoothed else data.train
     size = data.image_size
     model = create_model(config.model, num_classes=data.num_classes, image_size=size)
     if config.opt == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
-                                    weight_decay=config.weight_decay)  # fmt: skip
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+        )
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sampler = EpochSampler(len(train_split), config.seed)
     if len(train_split) < config.batch_size * accelerator.num_processes:
-        raise ValueError(f"{len(train_split)} training images make no full batch of {config.batch_size} per "
-                         f"process x {accelerator.num_processes} processes: lower --batch-size")  # fmt: skip
+        raise ValueError(
+            f"{len(train_split)} training images make no full batch of {config.batch_size} per "
+            f"process x {accelerator.num_processes} processes: lower --batch-size"
+        )
     workers = config.workers
     if workers is None:  # on a GPU, decoding in the main process starves the step (measured: half the images/s)
         workers = min(4, (os.cpu_count() or 1) // accelerator.num_processes) if accelerator.device.type == "cuda" else 0
@@ -300,13 +329,17 @@ def train(config: TrainConfig) -> Path:
         progress.epoch, progress.step, progress.sums = epoch + 1, 0, [0.0, 0.0, 0.0]
         scores = evaluate(model, watched_loader, accelerator, test_transform)
         row = {
-            "epoch": epoch + 1, "sparsity": sparsity if sparsity is not None else "", "lr": f"{lr:.6g}",
-            "train_loss": f"{sums[0] / sums[2]:.6f}", "train_acc": f"{sums[1] / sums[2]:.6f}",
-            f"{watched_name}_loss": f"{scores['loss']:.6f}", f"{watched_name}_acc": f"{scores['acc']:.6f}",
+            "epoch": epoch + 1,
+            "sparsity": sparsity if sparsity is not None else "",
+            "lr": f"{lr:.6g}",
+            "train_loss": f"{sums[0] / sums[2]:.6f}",
+            "train_acc": f"{sums[1] / sums[2]:.6f}",
+            f"{watched_name}_loss": f"{scores['loss']:.6f}",
+            f"{watched_name}_acc": f"{scores['acc']:.6f}",
             "train_seconds": f"{seconds:.3f}",
             "smoothing_seconds": f"{smoother.seconds - smoothing_before:.3f}",
             "images_per_second": f"{seen * accelerator.num_processes / seconds:.1f}",
-        }  # fmt: skip
+        }
         if accelerator.is_main_process:
             _write_summary(run / "summary.csv", row)
         accelerator.log({k: float(v) for k, v in row.items() if v != "" and k != "epoch"}, step=epoch + 1)
@@ -319,11 +352,16 @@ def train(config: TrainConfig) -> Path:
     if accelerator.is_main_process:
         accelerator.save_model(model, str(run))  # model.safetensors
         RunInfo(
-            model=config.model, num_classes=data.num_classes, image_size=size, dataset=data.name,
-            smoothing=config.smoothing(config.test_sparsity), procedure=config.procedure,
-            schedule=tuple(config.schedule), config=dataclasses.asdict(config),
+            model=config.model,
+            num_classes=data.num_classes,
+            image_size=size,
+            dataset=data.name,
+            smoothing=config.smoothing(config.test_sparsity),
+            procedure=config.procedure,
+            schedule=tuple(config.schedule),
+            config=dataclasses.asdict(config),
             classes=getattr(data.train.features["label"], "names", None),
-        ).write(run / "run.json")  # fmt: skip
+        ).write(run / "run.json")
     accelerator.end_training()
     return run
 
@@ -344,12 +382,15 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tup
     try:
         weights = load_file(str(run / "model.safetensors"), device=str(device))
     except Exception as error:  # noqa: BLE001 - safetensors raises its own error types; the user needs the file
-        raise ValueError(f"{run / 'model.safetensors'} cannot be read ({error}): the file is damaged or "
-                         "incomplete") from None  # fmt: skip
+        raise ValueError(
+            f"{run / 'model.safetensors'} cannot be read ({error}): the file is damaged or incomplete"
+        ) from None
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
         first = str(error).strip().splitlines()
-        raise ValueError(f"{run / 'model.safetensors'} does not fit run.json ({info.model}, {info.num_classes} "
-                         f"classes, {info.image_size} px): {' '.join(first[:2])}") from None  # fmt: skip
+        raise ValueError(
+            f"{run / 'model.safetensors'} does not fit run.json ({info.model}, {info.num_classes} "
+            f"classes, {info.image_size} px): {' '.join(first[:2])}"
+        ) from None
     return model.to(device).eval(), info

@@ -75,9 +75,14 @@ def get(name: str) -> Procedure:
 
 # ------------------------------------------------------------------------------------------------ ISVS
 register(Procedure("standard", "no smoothing (test-time smoothing is still measured by the comparison)"))
-register(Procedure(
-    "fixed", "every epoch smoothed at --sparsity", sparsity_at=lambda config, epoch: config.sparsity, can_cache=True,
-))  # fmt: skip
+register(
+    Procedure(
+        "fixed",
+        "every epoch smoothed at --sparsity",
+        sparsity_at=lambda config, epoch: config.sparsity,
+        can_cache=True,
+    )
+)
 
 
 def _stage(config: TrainConfig, epoch: int) -> float:
@@ -98,10 +103,15 @@ def _iterative_problem(config: TrainConfig) -> str | None:
     return None
 
 
-register(Procedure(
-    "iterative", "coarse to fine: one stage of epochs per --schedule sparsity, each image's path continued",
-    sparsity_at=_stage, problem=_iterative_problem, test_sparsity=lambda config: config.schedule[-1],
-))  # fmt: skip
+register(
+    Procedure(
+        "iterative",
+        "coarse to fine: one stage of epochs per --schedule sparsity, each image's path continued",
+        sparsity_at=_stage,
+        problem=_iterative_problem,
+        test_sparsity=lambda config: config.schedule[-1],
+    )
+)
 
 
 def _finetune_split(settings: dict) -> dict:
@@ -113,11 +123,16 @@ def _finetune_problem(config: TrainConfig) -> str | None:
     return None if config.finetune_epochs >= 1 else "--procedure finetune needs --finetune-epochs >= 1"
 
 
-register(Procedure(
-    "finetune", "--epochs standard, then --finetune-epochs smoothed at --sparsity",
-    sparsity_at=lambda config, epoch: config.sparsity if epoch >= config.epochs else None,
-    problem=_finetune_problem, extra_epochs=lambda config: config.finetune_epochs, epoch_split=_finetune_split,
-))  # fmt: skip
+register(
+    Procedure(
+        "finetune",
+        "--epochs standard, then --finetune-epochs smoothed at --sparsity",
+        sparsity_at=lambda config, epoch: config.sparsity if epoch >= config.epochs else None,
+        problem=_finetune_problem,
+        extra_epochs=lambda config: config.finetune_epochs,
+        epoch_split=_finetune_split,
+    )
+)
 
 
 # ------------------------------------------------------------------------------------------------ baselines
@@ -128,14 +143,25 @@ def _noise(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor
     return gaussian_noise(x, draws[:, 0].to(x) * config.noise_sigma, draws[:, 1:])
 
 
-register(Procedure("blur", "Gaussian blur of --blur-sigma pixels", smoothed_at_test=False,
-                   transform=lambda config, x, epoch, index: gaussian_blur(x, config.blur_sigma)))  # fmt: skip
-register(Procedure("lowpass", "spatial frequencies up to --lowpass-radius of Nyquist", smoothed_at_test=False,
-                   transform=lambda config, x, epoch, index: lowpass(x, config.lowpass_radius)))  # fmt: skip
-register(Procedure("tv", "TV-Chambolle denoising at --tv-weight", smoothed_at_test=False,
-                   transform=lambda config, x, epoch, index: tv_chambolle(x, config.tv_weight)))  # fmt: skip
-register(Procedure("noise", "Gaussian-noise augmentation, sigma uniform in [0, --noise-sigma] per image",
-                   smoothed_at_test=False, transform=_noise))  # fmt: skip
+def _blur(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    return gaussian_blur(x, config.blur_sigma)
+
+
+def _lowpass(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    return lowpass(x, config.lowpass_radius)
+
+
+def _tv(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    return tv_chambolle(x, config.tv_weight)
+
+
+for _name, _help, _transform in (
+    ("blur", "Gaussian blur of --blur-sigma pixels", _blur),
+    ("lowpass", "spatial frequencies up to --lowpass-radius of Nyquist", _lowpass),
+    ("tv", "TV-Chambolle denoising at --tv-weight", _tv),
+    ("noise", "Gaussian-noise augmentation, sigma uniform in [0, --noise-sigma] per image", _noise),
+):
+    register(Procedure(_name, _help, transform=_transform, smoothed_at_test=False))
 
 PROCEDURES = tuple(name for name, p in REGISTRY.items() if not p.baseline)  # the ISVS procedures
 BASELINES = tuple(name for name, p in REGISTRY.items() if p.baseline)  # the alternatives, applied like `fixed`

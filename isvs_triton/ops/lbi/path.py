@@ -126,9 +126,15 @@ Advance = Callable[[PathState, torch.Tensor, StopRule, SolverConfig, bool], "Pat
 Project = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def stops(x: torch.Tensor, targets: list[float | torch.Tensor], config: SolverConfig, joint: bool, advance_fn: Advance,
-          state: PathState | None = None, limit: torch.Tensor | None = None,
-          ) -> Iterator[tuple[PathState, torch.Tensor, torch.Tensor, StopRule]]:  # fmt: skip
+def stops(
+    x: torch.Tensor,
+    targets: list[float | torch.Tensor],
+    config: SolverConfig,
+    joint: bool,
+    advance_fn: Advance,
+    state: PathState | None = None,
+    limit: torch.Tensor | None = None,
+) -> Iterator[tuple[PathState, torch.Tensor, torch.Tensor, StopRule]]:
     """Advance one path through ``targets`` (ascending; a target may be a (B,) tensor, one per image); yield
     (state, active_h, active_v, rule) at each stop.
 
@@ -156,10 +162,18 @@ def input_returned(target: float | torch.Tensor, x: torch.Tensor) -> torch.Tenso
     return (torch.as_tensor(target, dtype=torch.float64, device=x.device) >= 1).expand(x.shape[0])
 
 
-def solve(x: torch.Tensor, targets: list[float | torch.Tensor], config: SolverConfig, channels: str, projection: str,
-          advance_fn: Advance, project_fn: Project, state: PathState | None = None,
-          noise: torch.Tensor | None = None, discrepancy: float = 1.0,
-          ) -> list[tuple[torch.Tensor, SparsifyInfo]]:  # fmt: skip
+def solve(
+    x: torch.Tensor,
+    targets: list[float | torch.Tensor],
+    config: SolverConfig,
+    channels: str,
+    projection: str,
+    advance_fn: Advance,
+    project_fn: Project,
+    state: PathState | None = None,
+    noise: torch.Tensor | None = None,
+    discrepancy: float = 1.0,
+) -> list[tuple[torch.Tensor, SparsifyInfo]]:
     """Backend entry: x (B, C, H, W) in [0, 1]; ``targets`` ascending. Returns [(out, SparsifyInfo)] per target.
 
     ``state`` (optional) is a ``PathState`` of x to continue, updated in place: how training continues each image's
@@ -168,8 +182,9 @@ def solve(x: torch.Tensor, targets: list[float | torch.Tensor], config: SolverCo
     batch, c, h, w = x.shape
     limit = None if noise is None else residual_limit(noise, discrepancy, x, config.scale)
     results = []
-    for target, (stop, active_h, active_v, rule) in zip(targets, stops(x, targets, config, joint, advance_fn, state,
-                                                                       limit)):  # fmt: skip
+    for target, (stop, active_h, active_v, rule) in zip(
+        targets, stops(x, targets, config, joint, advance_fn, state, limit)
+    ):
         passthrough = input_returned(target, x)
         if bool(passthrough.any()):  # the input unchanged: every jump kept, the regions are the runs of equal pixels
             active_h = torch.where(passthrough.view(-1, 1, 1, 1), rule.jumps_h, active_h)

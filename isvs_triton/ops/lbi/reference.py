@@ -33,8 +33,9 @@ def support(zh: torch.Tensor, zv: torch.Tensor, joint: bool) -> tuple[torch.Tens
     return zh.abs() > 1, zv.abs() > 1
 
 
-def lbi_path_image(x, targets, config: SolverConfig, joint: bool, projection: str, noise: float | None = None,
-                   discrepancy: float = 1.0):  # fmt: skip
+def lbi_path_image(
+    x, targets, config: SolverConfig, joint: bool, projection: str, noise: float | None = None, discrepancy: float = 1.0
+):
     """Run the path of one image (C, H, W) in [0, 1] and stop once per target (ascending).
 
     ``noise``: sigma of the noise stop (x's units), or None. Returns one (output (C, H, W), iterations, sparsity,
@@ -76,8 +77,7 @@ def lbi_path_image(x, targets, config: SolverConfig, joint: bool, projection: st
     return stops
 
 
-def _stop(x, beta, ah, av, jump_masks, need: int, target: float, steps: int, quiet: bool, projection: str,
-          edges: int):  # fmt: skip
+def _stop(x, beta, ah, av, jump_masks, need: int, target: float, steps: int, quiet: bool, projection: str, edges: int):
     """One stop's (output, iterations, sparsity, regions, reached, stopped_by, active_fraction) from its support
     (ah, av) and beta / s; a target of 1 returns the input itself (every jump kept, regions the runs of equal
     pixels), as does an image without jumps."""
@@ -91,8 +91,15 @@ def _stop(x, beta, ah, av, jump_masks, need: int, target: float, steps: int, qui
     out = x.clone() if jumps == 0 or target >= 1 else beta if projection == "none" else projected
     stopped_by = "sparsity" if reached else "noise" if quiet else "budget"
     active = int(ah.sum() + av.sum())
-    return (out, 0 if target >= 1 else steps, active_jumps / jumps if jumps else 1.0, regions, reached,
-            STOP_RULES.index(stopped_by), active / edges if edges else 1.0)  # fmt: skip
+    return (
+        out,
+        0 if target >= 1 else steps,
+        active_jumps / jumps if jumps else 1.0,
+        regions,
+        reached,
+        STOP_RULES.index(stopped_by),
+        active / edges if edges else 1.0,
+    )
 
 
 # ------------------------------------------------------------------------------------------ the events integrator
@@ -155,8 +162,10 @@ def event_step(beta, zh, zv, xs, jh, jv, count: int, config: SolverConfig, joint
     nu = config.nu
     ah, av = support(zh, zv, joint)
     start = grad(beta)
-    th, tv = (torch.where(a, torch.inf, time_to_activate(z, d / nu, joint))
-              for z, a, d in ((zh, ah, start[0]), (zv, av, start[1])))  # fmt: skip
+    th, tv = (
+        torch.where(a, torch.inf, time_to_activate(z, d / nu, joint))
+        for z, a, d in ((zh, ah, start[0]), (zv, av, start[1]))
+    )
     waiting = torch.cat([th[jh], tv[jv]])  # the inactive jumps' activation times
     waiting = waiting[waiting.isfinite()]
     if waiting.numel() == 0:
@@ -173,14 +182,17 @@ def event_step(beta, zh, zv, xs, jh, jv, count: int, config: SolverConfig, joint
     beta = solve_beta(beta, xs, (~ah).to(xs.dtype), (~av).to(xs.dtype), nu, config.tolerance)
     end = grad(beta)
     lag = dt - torch.cat(entry_times).mean()
-    zh, zv = (torch.where(a, z, z + lag * (d1 - d0) / nu)
-              for z, a, d0, d1 in ((zh, ah, start[0], end[0]), (zv, av, start[1], end[1])))  # fmt: skip
+    zh, zv = (
+        torch.where(a, z, z + lag * (d1 - d0) / nu)
+        for z, a, d0, d1 in ((zh, ah, start[0], end[0]), (zv, av, start[1], end[1]))
+    )
     zh, zv = (_settle(z, a, d, config.kappa, joint) for z, a, d in zip((zh, zv), support(zh, zv, joint), end))
     return beta, zh, zv
 
 
-def events_path_image(x, targets, config: SolverConfig, joint: bool, projection: str, noise: float | None = None,
-                      discrepancy: float = 1.0):  # fmt: skip
+def events_path_image(
+    x, targets, config: SolverConfig, joint: bool, projection: str, noise: float | None = None, discrepancy: float = 1.0
+):
     """``lbi_path_image`` with the events integrator (README.md, "Events integrator"). The path moves on a grid of
     steps that each activate ``config.events`` of the image's jumps, whatever the targets; a target between two grid
     points is read off a shorter last step that activates what it still needs, from which the grid goes on
@@ -224,16 +236,25 @@ def events_path_image(x, targets, config: SolverConfig, joint: bool, projection:
     return stops
 
 
-def solve(x: torch.Tensor, targets: list[float], config: SolverConfig, channels: str, projection: str,
-          noise: torch.Tensor | None = None, discrepancy: float = 1.0):  # fmt: skip
+def solve(
+    x: torch.Tensor,
+    targets: list[float],
+    config: SolverConfig,
+    channels: str,
+    projection: str,
+    noise: torch.Tensor | None = None,
+    discrepancy: float = 1.0,
+):
     """Backend entry: x (B, C, H, W) in [0, 1]; ``targets`` ascending; ``noise`` (B,) or None. Returns
     [(out, SparsifyInfo)] per target."""
     sigmas = [None] * len(x) if noise is None else noise.tolist()
     # a target may be one number for the batch or a (B,) tensor, one per image
     mine = [[float(t[i]) if isinstance(t, torch.Tensor) else t for t in targets] for i in range(len(x))]
     path_image = events_path_image if config.integrator == "events" else lbi_path_image
-    per_image = [path_image(img, image_targets, config, channels == "joint", projection, sigma, discrepancy)
-                 for img, image_targets, sigma in zip(x, mine, sigmas)]  # fmt: skip
+    per_image = [
+        path_image(img, image_targets, config, channels == "joint", projection, sigma, discrepancy)
+        for img, image_targets, sigma in zip(x, mine, sigmas)
+    ]
     results = []
     for t in range(len(targets)):
         stops = [image_stops[t] for image_stops in per_image]

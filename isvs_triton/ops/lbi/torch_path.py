@@ -165,8 +165,9 @@ def _grad(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return v[..., :, 1:] - v[..., :, :-1], v[..., 1:, :] - v[..., :-1, :]
 
 
-def _solve_support(beta: torch.Tensor, xs: torch.Tensor, zh: torch.Tensor, zv: torch.Tensor, cfg: SolverConfig,
-                   joint: bool) -> None:  # fmt: skip
+def _solve_support(
+    beta: torch.Tensor, xs: torch.Tensor, zh: torch.Tensor, zv: torch.Tensor, cfg: SolverConfig, joint: bool
+) -> None:
     ah, av = support(zh, zv, joint)
     solve_beta(beta, xs, (~ah).to(beta.dtype), (~av).to(beta.dtype), cfg)
 
@@ -176,10 +177,13 @@ def _event_step(beta, zh, zv, xs, rule: StopRule, count: torch.Tensor, cfg: Solv
     (beta, zh, zv) and (A,) bool, the images in which no jump can activate any more (their state is unchanged)."""
     ah, av = support(zh, zv, joint)
     start = _grad(beta)
-    th, tv = (torch.where(a, torch.inf, time_to_activate(z, d / cfg.nu, joint, dim=1))
-              for z, a, d in ((zh, ah, start[0]), (zv, av, start[1])))  # fmt: skip
-    waiting = torch.cat([torch.where(rule.jumps_h, th, torch.inf).flatten(1),
-                         torch.where(rule.jumps_v, tv, torch.inf).flatten(1)], 1)  # fmt: skip
+    th, tv = (
+        torch.where(a, torch.inf, time_to_activate(z, d / cfg.nu, joint, dim=1))
+        for z, a, d in ((zh, ah, start[0]), (zv, av, start[1]))
+    )
+    waiting = torch.cat(
+        [torch.where(rule.jumps_h, th, torch.inf).flatten(1), torch.where(rule.jumps_v, tv, torch.inf).flatten(1)], 1
+    )
     finite = waiting.isfinite().sum(1)
     stuck = finite == 0
     count = torch.minimum(count, finite).clamp(min=1)
@@ -199,10 +203,13 @@ def _event_step(beta, zh, zv, xs, rule: StopRule, count: torch.Tensor, cfg: Solv
     ah, av = support(new_zh, new_zv, joint)
     # the rates changed as the step's edges entered: correct for the rest of the step after their mean entry time
     lag = (dt.view(-1) - entry_sum / entries.clamp(min=1)).view(-1, 1, 1, 1)
-    new_zh, new_zv = (torch.where(a, z, z + lag * (d1 - d0) / cfg.nu)
-                      for z, a, d0, d1 in ((new_zh, ah, start[0], end[0]), (new_zv, av, start[1], end[1])))  # fmt: skip
-    new_zh, new_zv = (_settle(z, a, d, cfg, joint)
-                      for z, a, d in zip((new_zh, new_zv), support(new_zh, new_zv, joint), end))  # fmt: skip
+    new_zh, new_zv = (
+        torch.where(a, z, z + lag * (d1 - d0) / cfg.nu)
+        for z, a, d0, d1 in ((new_zh, ah, start[0], end[0]), (new_zv, av, start[1], end[1]))
+    )
+    new_zh, new_zv = (
+        _settle(z, a, d, cfg, joint) for z, a, d in zip((new_zh, new_zv), support(new_zh, new_zv, joint), end)
+    )
     keep = stuck.view(-1, 1, 1, 1)
     return [torch.where(keep, old, new) for old, new in ((beta, new_beta), (zh, new_zh), (zv, new_zv))], stuck
 
