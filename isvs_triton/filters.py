@@ -1,5 +1,6 @@
 """Classical image filters on float (B, C, H, W) batches in [0, 1]: the smoothing baselines ISVS is compared with
-(training on blurred, low-passed or TV-denoised images, or with Gaussian-noise augmentation), and the blur corruption.
+(training on blurred, low-passed or TV-denoised images, or with Gaussian-noise augmentation; a median filter at test
+time), and the blur corruption.
 """
 
 from __future__ import annotations
@@ -19,6 +20,21 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
     x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def median_filter(x: torch.Tensor, size: int = 3) -> torch.Tensor:
+    """The median of each pixel's ``size`` x ``size`` neighbourhood per channel (edges mirrored about the border pixel,
+    scipy's ``mode="mirror"``; replicated for images narrower than the radius), differentiable: the gradient reaches
+    the neighbour that is the median, so an attack sees through it exactly."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"median filter size must be an odd integer >= 1, got {size}")
+    if size == 1:
+        return x
+    r = size // 2
+    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"  # reflect needs more pixels than the radius
+    padded = F.pad(x, (r, r, r, r), mode=mode)
+    windows = padded.unfold(2, size, 1).unfold(3, size, 1)  # (B, C, H, W, size, size)
+    return windows.flatten(-2).median(dim=-1).values
 
 
 def lowpass(x: torch.Tensor, radius: float) -> torch.Tensor:

@@ -173,6 +173,26 @@ def test_bpda_passes_gradients_and_naive_does_not():
     assert not torch.equal(fgsm(Pipeline(model, smooth, "bpda"), x, y, 8 / 255), x)
 
 
+def test_median_filter_is_scipys_and_attacks_see_through_it():
+    from scipy.ndimage import median_filter as scipy_median
+
+    from isvs_triton.filters import median_filter
+
+    x = torch.rand(2, 3, 9, 11, dtype=torch.float64)
+    for size in (3, 5):
+        expected = scipy_median(x.numpy(), size=(1, 1, size, size), mode="mirror")
+        assert np.allclose(median_filter(x, size).numpy(), expected), size
+    assert torch.equal(median_filter(x, 1), x)
+    with pytest.raises(ValueError, match="odd integer"):
+        median_filter(x, 4)
+    # the exact gradient: each output pixel's gradient lands on one input pixel of its window
+    model, y = _Linear(), torch.randint(0, 2, (4,))
+    images = torch.rand(4, 3, 8, 8)
+    pipeline = Pipeline(model, median_filter, differentiable=True)
+    assert torch.equal(pipeline(images), model(median_filter(images)))
+    assert not torch.equal(fgsm(pipeline, images, y, 8 / 255), images), "FGSM moves through the median"
+
+
 # ------------------------------------------------------------------------------------------- a trained model, evaluated
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
@@ -217,9 +237,14 @@ def test_evaluate_tool_writes_its_report(trained_run, tmp_path, capsys):
 
     evaluate.main([str(trained_run), "--limit-test", "32", "--corruptions", "shot_noise", "--severities", "3",
                    "--epsilons", "2", "--pgd-steps", "2", "--resolutions", "2", "--output", str(tmp_path / "e"),
-                   "--no-progress"])  # fmt: skip
+                   "--pipelines", "plain,smoothed,median", "--no-progress"])  # fmt: skip
     printed = capsys.readouterr().out
     assert "| smoothed |" in printed and "PGD-2 2/255" in printed and "shot_noise" in printed
+    assert "| median |" in printed
+    assert json.loads((tmp_path / "e" / "results.json").read_text())["median_size"] == 3
+    with pytest.raises(SystemExit):
+        evaluate.main([str(trained_run), "--pipelines", "median", "--median-size", "4", "--no-progress"])
+    assert "--median-size must be an odd integer >= 1, got 4" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         evaluate.main([str(tmp_path), "--no-progress"])
     assert "holds no finished run" in capsys.readouterr().err

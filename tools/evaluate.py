@@ -18,7 +18,15 @@ from pathlib import Path
 from accelerate import PartialState
 
 from isvs_triton.data import DataError
-from isvs_triton.robustness import ATTACK_GRADS, CORRUPTIONS, PIPELINES, SPLITS, evaluate_run, markdown
+from isvs_triton.robustness import (
+    ATTACK_GRADS,
+    CORRUPTIONS,
+    DEFAULT_PIPELINES,
+    PIPELINES,
+    SPLITS,
+    evaluate_run,
+    markdown,
+)
 
 
 def _list(kind):
@@ -63,9 +71,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--pipelines",
         type=_list(str),
-        default=list(PIPELINES),
-        help="plain: the model; smoothed: the run's test-time smoothing; adaptive: with the noise stop",
+        default=list(DEFAULT_PIPELINES),
+        help=f"of {list(PIPELINES)}; plain: the model; smoothed: the run's test-time smoothing; adaptive: with the "
+        "noise stop; median: a median filter at test time, attacked through its exact gradient "
+        f"(default: {','.join(DEFAULT_PIPELINES)})",
     )
+    parser.add_argument("--median-size", type=int, default=3, help="the median pipeline's window side (default: 3)")
     parser.add_argument(
         "--attack-grad",
         choices=ATTACK_GRADS,
@@ -101,6 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
             pgd_steps=args.pgd_steps,
             pgd_step=args.pgd_step / 255,
             pipelines=tuple(args.pipelines),
+            median_size=args.median_size,
             attack_grad=args.attack_grad,
             constants=args.constants,
             seed=args.seed,

@@ -2,7 +2,7 @@
 
 from .attacks import ATTACK_GRADS, Pipeline, fgsm, pgd
 from .corruptions import CONSTANTS, CORRUPTIONS, LOW_FREQUENCY, NOISES, corrupt, low_resolution
-from .evaluate import PIPELINES, SPLITS, default_epsilons, evaluate_run, markdown, write_report
+from .evaluate import DEFAULT_PIPELINES, PIPELINES, SPLITS, default_epsilons, evaluate_run, markdown, write_report
 
 __all__ = [
     "ATTACK_GRADS",
@@ -10,6 +10,7 @@ __all__ = [
     "CORRUPTIONS",
     "LOW_FREQUENCY",
     "NOISES",
+    "DEFAULT_PIPELINES",
     "PIPELINES",
     "SPLITS",
     "Pipeline",

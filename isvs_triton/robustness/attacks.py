@@ -23,17 +23,24 @@ ATTACK_GRADS = ("bpda", "naive")
 
 
 class Pipeline(nn.Module):
-    """``model(smooth(x))`` (or ``model(x)`` when ``smooth`` is None) with the chosen gradient through ``smooth``."""
+    """``model(smooth(x))`` (or ``model(x)`` when ``smooth`` is None) with the chosen gradient through ``smooth``;
+    a ``differentiable`` smoothing (a median filter) is differentiated as it is, exactly."""
 
     def __init__(
-        self, model: nn.Module, smooth: Callable[[torch.Tensor], torch.Tensor] | None = None, grad: str = "bpda"
+        self,
+        model: nn.Module,
+        smooth: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        grad: str = "bpda",
+        differentiable: bool = False,
     ):
         super().__init__()
         if grad not in ATTACK_GRADS:
             raise ValueError(f"unknown attack gradient {grad!r}; accepted: {list(ATTACK_GRADS)}")
-        self.model, self.smooth, self.grad = model, smooth, grad
+        self.model, self.smooth, self.grad, self.differentiable = model, smooth, grad, differentiable
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.smooth is not None and self.differentiable:
+            return self.model(self.smooth(x))
         if self.smooth is not None:
             with torch.no_grad():
                 smoothed = self.smooth(x.detach())
