@@ -26,9 +26,18 @@ def advance_with(monkeypatch, **options) -> None:
     """Make the registry's "triton" backend advance with these options of ``triton_fused.advance``."""
     triton = backends.REGISTRY["triton"]
     advance = functools.partial(triton_fused.advance, **options)
-    monkeypatch.setitem(backends.REGISTRY, "triton", backends.batched(
-        "triton", advance, triton.project, devices=triton.devices, dtypes=triton.dtypes, integrators=triton.integrators,
-    ))  # fmt: skip
+    monkeypatch.setitem(
+        backends.REGISTRY,
+        "triton",
+        backends.batched(
+            "triton",
+            advance,
+            triton.project,
+            devices=triton.devices,
+            dtypes=triton.dtypes,
+            integrators=triton.integrators,
+        ),
+    )
 
 
 @pytest.fixture(params=["persistent", "fused"], autouse=True)

@@ -94,8 +94,9 @@ def test_the_kappa_path_approaches_its_large_kappa_limit():
     torch.manual_seed(0)
     x = torch.rand(6, 1, 6, 6, dtype=torch.float64)
     limit = _support(x, ONE_EVENT, 0.5)
-    agreement = [float((_support(x, SolverConfig(kappa=k, max_iter=10**7), 0.5) == limit).double().mean())
-                 for k in (10.0, 40.0)]  # fmt: skip
+    agreement = [
+        float((_support(x, SolverConfig(kappa=k, max_iter=10**7), 0.5) == limit).double().mean()) for k in (10.0, 40.0)
+    ]
     assert agreement[0] >= 0.95 and agreement[1] >= agreement[0], agreement
 
 

@@ -16,8 +16,11 @@ CPU_BACKENDS = [name for name in ("reference", "torch", "numba") if name in back
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-@pytest.mark.parametrize("options", [{}, {"channels": "joint", "projection": "beta"}, {"noise": "auto"}],
-                         ids=["defaults", "joint-beta", "noise-stop"])  # fmt: skip
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"channels": "joint", "projection": "beta"}, {"noise": "auto"}],
+    ids=["defaults", "joint-beta", "noise-stop"],
+)
 def test_the_module_equals_sparsify(backend, options):
     x = crops(16, 4, seed=2)
     layer = isvs.SparsifyLayer(0.6, backend=backend, **options)

@@ -25,8 +25,7 @@ def test_conformance(case):
 @pytest.mark.parametrize("mode", ["independent", "joint"])
 def test_numba_equals_torch_with_momentum_over_long_paths(height, width, channels, mode):
     """Beyond the suite (whose paths stay short for the kernels' interpreter): hundreds of iterations."""
-    assert_backend_agrees("numba", torch.rand(3, channels, height, width), 0.5, channels=mode,
-                          **FAST_MOMENTUM.kwargs())  # fmt: skip
+    assert_backend_agrees("numba", torch.rand(3, channels, height, width), 0.5, channels=mode, **FAST_MOMENTUM.kwargs())
 
 
 @pytest.mark.parametrize("projection", ["input", "beta", "none"])

@@ -37,8 +37,9 @@ def hub_like_copy(folder: Path, dataset: str, per_split: int = 12) -> dict:
     from PIL import Image
 
     splits, image_column, label_columns, sizes = HUB_LAYOUTS[dataset]
-    features = datasets.Features({image_column: datasets.Image(),
-                                  **{c: datasets.ClassLabel(names=n) for c, n in label_columns.items()}})  # fmt: skip
+    features = datasets.Features(
+        {image_column: datasets.Image(), **{c: datasets.ClassLabel(names=n) for c, n in label_columns.items()}}
+    )
     generator = np.random.default_rng(0)
     written = {}
     for s, split in enumerate(splits):
@@ -82,10 +83,29 @@ def test_recipe_runs_on_a_copy_laid_out_like_its_hub_dataset(recipe, flags, tmp_
     assert sorted(data.train["label"]) == sorted(written["train"][label_column])
 
     # as users start it (its own process: the ImageNet recipe sets bf16 autocast, fixed once per process)
-    done = subprocess.run([sys.executable, str(RECIPES / f"{recipe}.py"), "--data-dir", str(tmp_path / "copy"),
-                           "--model", "resnet8", *flags, "-b", "4", "--workers", "0", "--no-progress",
-                           "--log-with", "none", "--output", str(tmp_path / "run")],
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(RECIPES / f"{recipe}.py"),
+            "--data-dir",
+            str(tmp_path / "copy"),
+            "--model",
+            "resnet8",
+            *flags,
+            "-b",
+            "4",
+            "--workers",
+            "0",
+            "--no-progress",
+            "--log-with",
+            "none",
+            "--output",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     with open(tmp_path / "run" / "summary.csv") as f:
         rows = list(csv.DictReader(f))

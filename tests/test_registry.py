@@ -10,9 +10,14 @@ from isvs_triton.train.procedures import Smoother
 @pytest.fixture
 def inverted():
     """A toy baseline registered for one test: it trains on inverted images."""
-    procedure = registry.register(registry.Procedure(
-        "invert", "1 - x", smoothed_at_test=False, transform=lambda config, x, epoch, index: 1 - x,
-    ))  # fmt: skip
+    procedure = registry.register(
+        registry.Procedure(
+            "invert",
+            "1 - x",
+            smoothed_at_test=False,
+            transform=lambda config, x, epoch, index: 1 - x,
+        )
+    )
     yield procedure
     del registry.REGISTRY[procedure.name]
 

@@ -203,8 +203,9 @@ def test_no_loadable_checkpoint_is_one_error_naming_them(two_epoch_run, tmp_path
     "change,message",
     [(["-b", "4"], "batch_size (run: 8, now: 4)"), (["--epochs", "1"], "epochs (run: 2, now: 1)")],
 )
-def test_resume_with_other_settings_is_refused_and_keeps_the_runs_record(two_epoch_run, tmp_path, capsys, change,
-                                                                         message):  # fmt: skip
+def test_resume_with_other_settings_is_refused_and_keeps_the_runs_record(
+    two_epoch_run, tmp_path, capsys, change, message
+):
     run, _, argv = two_epoch_run
     copy = _unfinished_copy(run, tmp_path)
     recorded = (copy / "args.yaml").read_text()

@@ -271,8 +271,9 @@ def test_evaluation_over_two_processes_matches_one(trained_run, tmp_path):
     launchers = {"one": [sys.executable, str(tool)], "two": two}
     results = {}
     for name, launcher in launchers.items():
-        done = subprocess.run([*launcher, *flags, "--output", str(tmp_path / name)], env=env, capture_output=True,
-                              text=True, timeout=600)  # fmt: skip
+        done = subprocess.run(
+            [*launcher, *flags, "--output", str(tmp_path / name)], env=env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         results[name] = json.loads((tmp_path / name / "results.json").read_text())
     assert results["one"]["test_images"] == results["two"]["test_images"] == 50

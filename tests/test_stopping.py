@@ -33,8 +33,9 @@ def tied_image(seed: int = 0) -> torch.Tensor:
 def test_tied_images_reach_every_target_below_one(backend, channels, target):
     x = torch.stack([tied_image(seed) for seed in range(3)])
     assert float((x[..., 1:] == x[..., :-1]).double().mean()) > 0.7, "most horizontal neighbours tie"
-    _, info = isvs.sparsify(x, target, backend=backend, channels=channels, return_info=True,
-                            **DEFAULT.replace(max_iter=5000).kwargs())  # fmt: skip
+    _, info = isvs.sparsify(
+        x, target, backend=backend, channels=channels, return_info=True, **DEFAULT.replace(max_iter=5000).kwargs()
+    )
     assert info.reached.all() and info.stopped_by == ["sparsity"] * 3
     assert (info.sparsity >= target).all() and (info.active_fraction < info.sparsity).all()
 
@@ -120,8 +121,16 @@ def test_backends_agree_on_the_noise_stop(against, backend, channels, projection
     x = torch.cat([x, clean])  # noisy images stop by noise, clean ones (sigma 0: no noise stop) by sparsity
     sigma = torch.tensor([0.08] * 4 + [0.0] * 4)
     dtype = torch.float64 if against == "reference" else torch.float32
-    info = assert_backend_agrees(backend, x.to(dtype), 0.8, against=against, noise=sigma, channels=channels,
-                                 projection=projection, **FAST_MOMENTUM.kwargs())  # fmt: skip
+    info = assert_backend_agrees(
+        backend,
+        x.to(dtype),
+        0.8,
+        against=against,
+        noise=sigma,
+        channels=channels,
+        projection=projection,
+        **FAST_MOMENTUM.kwargs(),
+    )
     assert "noise" in info.stopped_by and "sparsity" in info.stopped_by
 
 
@@ -149,8 +158,9 @@ def test_noise_given_per_image_and_in_the_inputs_units(backend):
     # uint8: sigma in grey levels gives the same stops as sigma / 255 on the float image
     x8 = (x * 255).round().to(torch.uint8)
     _, info8 = isvs.sparsify(x8, 0.9, noise=sigma * 255, backend=backend, return_info=True, **FAST_MOMENTUM.kwargs())
-    _, info01 = isvs.sparsify(x8.float() / 255, 0.9, noise=sigma, backend=backend, return_info=True,
-                              **FAST_MOMENTUM.kwargs())  # fmt: skip
+    _, info01 = isvs.sparsify(
+        x8.float() / 255, 0.9, noise=sigma, backend=backend, return_info=True, **FAST_MOMENTUM.kwargs()
+    )
     assert torch.equal(info8.iterations, info01.iterations)
     assert torch.allclose(info8.noise, sigma.double() * 255)
 

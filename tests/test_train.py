@@ -159,8 +159,17 @@ def test_smoothing_spec_reads_old_and_new_run_records():
 
 
 def test_run_info_round_trips_and_refuses_what_it_cannot_read(tmp_path):
-    info = RunInfo("resnet8", 10, 32, "photo-patches", SmoothingSpec(0.6, "events", "independent", "auto", "auto"),
-                   "iterative", (0.2, 0.4, 0.6), {"seed": 3}, ["a", "b"])  # fmt: skip
+    info = RunInfo(
+        "resnet8",
+        10,
+        32,
+        "photo-patches",
+        SmoothingSpec(0.6, "events", "independent", "auto", "auto"),
+        "iterative",
+        (0.2, 0.4, 0.6),
+        {"seed": 3},
+        ["a", "b"],
+    )
     info.write(tmp_path / "run.json")
     assert RunInfo.read(tmp_path / "run.json") == info
     x = torch.rand(2, 3, 8, 8)
