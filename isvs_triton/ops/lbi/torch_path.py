@@ -20,6 +20,7 @@ from .path import PathState, StopRule, count_active, residual, running, support
 from .reference import ACTIVE_FLOOR, CG_LIMIT, time_to_activate
 
 CHECK_EVERY = 16  # iterations between host synchronisations
+CG_CHECK_EVERY = 4  # conjugate-gradient iterations of the events integrator between host checks
 
 
 def _shrink_(z: torch.Tensor, out: torch.Tensor, joint: bool) -> torch.Tensor:
@@ -138,9 +139,9 @@ def solve_beta(beta: torch.Tensor, xs: torch.Tensor, wh: torch.Tensor, wv: torch
     view = (-1, 1, 1, 1)
     r = xs - apply(beta)
     p, rr, limit = r.clone(), _dot(r, r), cfg.tolerance**2 * _dot(xs, xs)
-    for _ in range(CG_LIMIT):
-        go = rr > limit
-        if not bool(go.any()):
+    for k in range(CG_LIMIT):
+        go = rr > limit  # on the device: a converged image's updates are multiplied by 0 and leave it exact
+        if k % CG_CHECK_EVERY == 0 and not bool(go.any()):  # the host looks only now and then (a GPU sync)
             break
         ap = apply(p)
         a = torch.where(go, rr / _dot(p, ap).clamp(min=torch.finfo(rr.dtype).tiny), 0)
