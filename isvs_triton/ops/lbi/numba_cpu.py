@@ -14,7 +14,7 @@ import numba
 import numpy as np
 import torch
 
-from ...config import SolverConfig
+from ...config import SolverConfig, required_active
 from ..parallel import in_parallel
 from .path import PathState, StopRule
 from .reference import ACTIVE_FLOOR, CG_LIMIT
@@ -535,7 +535,7 @@ def _advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: Sol
     tensors = [t.contiguous() for t in (state.beta, state.zh, state.zv, state.iterations)]
     out = PathState(*(torch.empty_like(t) for t in tensors[:3]), None, torch.empty_like(tensors[3]))
     beta, zh, zv, iterations = (t.numpy() for t in tensors)
-    per_step = torch.ceil(cfg.events * rule.jump_count.double() - 1e-9).clamp(min=1).long().numpy()
+    per_step = required_active(cfg.events, rule.jump_count).clamp(min=1).numpy()  # jumps activated per grid step
     f32 = np.float32
     args = (beta, zh, zv, out.beta.numpy(), out.zh.numpy(), out.zv.numpy(), out.iterations.numpy(),
             xs.contiguous().numpy(), rule.jumps_h.contiguous().numpy(), rule.jumps_v.contiguous().numpy(),

@@ -5,8 +5,6 @@ The oracle every other backend is tested against; it runs in the input's dtype (
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ...config import STOP_RULES, SolverConfig, edge_count, required_active
@@ -44,11 +42,7 @@ def lbi_path_image(
     kappa, nu, alpha, mu, s = config.kappa, config.nu, config.alpha, config.momentum, config.scale
     channels, height, width = x.shape
     edges = edge_count(height, width) * (1 if joint else channels)
-    # the jumps: edges whose pixels differ (joint: in any channel); sparsity counts the active ones among them
-    jh, jv = (d != 0 for d in grad(s * x))
-    if joint:
-        jh, jv = jh.any(0, keepdim=True), jv.any(0, keepdim=True)
-    jumps = int(jh.sum() + jv.sum())
+    jh, jv, jumps = _jumps(s * x, joint)
     limit = -1.0 if noise is None else (discrepancy * noise) ** 2  # on the mean square of beta / s - x
 
     beta = torch.zeros_like(x)
@@ -75,6 +69,15 @@ def lbi_path_image(
             k += 1
         stops.append(_stop(x, beta / s, ah, av, (jh, jv), need, target, k, quiet, projection, edges))
     return stops
+
+
+def _jumps(xs, joint: bool):
+    """The jumps of one image: edges whose pixels differ (joint: in any channel), the edges sparsity counts; returns
+    (jh, jv, their number)."""
+    jh, jv = (d != 0 for d in grad(xs))
+    if joint:
+        jh, jv = jh.any(0, keepdim=True), jv.any(0, keepdim=True)
+    return jh, jv, int(jh.sum() + jv.sum())
 
 
 def _stop(x, beta, ah, av, jump_masks, need: int, target: float, steps: int, quiet: bool, projection: str, edges: int):
@@ -128,9 +131,9 @@ def solve_beta(beta, xs, wh, wv, nu: float, tolerance: float):
     return beta
 
 
-def _direction(z, joint):
-    """z / |z| per edge (the sign), or per edge over its channel vector (joint)."""
-    return z / (z.norm(dim=0, keepdim=True) if joint else z.abs()).clamp(min=1e-30)
+def _size(v, joint: bool, dim: int):
+    """|v| per edge, or the norm of its channel vector (joint, channels on ``dim``)."""
+    return v.norm(dim=dim, keepdim=True) if joint else v.abs()
 
 
 def time_to_activate(z, rate, joint: bool, dim: int = 0):
@@ -146,11 +149,11 @@ def time_to_activate(z, rate, joint: bool, dim: int = 0):
     return torch.where(a > 0, t, torch.inf)
 
 
-def _settle(z, active, d, kappa, joint):
+def settle(z, active, d, kappa: float, joint: bool, dim: int = 0):
     """Active edges at their quasi-steady size |z| = 1 + max(||D beta|| / kappa, ACTIVE_FLOOR), keeping their
-    direction: what z of the kappa-path holds while gamma = D beta on the edge."""
-    size = ((d.norm(dim=0, keepdim=True) if joint else d.abs()) / kappa).clamp(min=ACTIVE_FLOOR)
-    return torch.where(active, _direction(z, joint) * (1 + size), z)
+    direction z / |z|: what z of the kappa-path holds while gamma = D beta on the edge (channels on ``dim``)."""
+    size = (_size(d, joint, dim) / kappa).clamp(min=ACTIVE_FLOOR)
+    return torch.where(active, z / _size(z, joint, dim).clamp(min=1e-30) * (1 + size), z)
 
 
 def event_step(beta, zh, zv, xs, jh, jv, count: int, config: SolverConfig, joint: bool):
@@ -174,7 +177,7 @@ def event_step(beta, zh, zv, xs, jh, jv, count: int, config: SolverConfig, joint
     moved, entry_times = [], []
     for z, a, d, t in ((zh, ah, start[0], th), (zv, av, start[1], tv)):
         entering = ~a & (t <= dt)  # joint: t has one channel and broadcasts
-        arrived = _settle(z + torch.minimum(t, dt) * d / nu, entering.expand_as(z), d, config.kappa, joint)
+        arrived = settle(z + torch.minimum(t, dt) * d / nu, entering.expand_as(z), d, config.kappa, joint)
         moved.append(torch.where(entering, arrived, torch.where(a, z, z + dt * d / nu)))
         entry_times.append(t[entering])
     zh, zv = moved
@@ -186,7 +189,7 @@ def event_step(beta, zh, zv, xs, jh, jv, count: int, config: SolverConfig, joint
         torch.where(a, z, z + lag * (d1 - d0) / nu)
         for z, a, d0, d1 in ((zh, ah, start[0], end[0]), (zv, av, start[1], end[1]))
     )
-    zh, zv = (_settle(z, a, d, config.kappa, joint) for z, a, d in zip((zh, zv), support(zh, zv, joint), end))
+    zh, zv = (settle(z, a, d, config.kappa, joint) for z, a, d in zip((zh, zv), support(zh, zv, joint), end))
     return beta, zh, zv
 
 
@@ -201,11 +204,8 @@ def events_path_image(
     channels, height, width = x.shape
     edges = edge_count(height, width) * (1 if joint else channels)
     xs = s * x
-    jh, jv = (d != 0 for d in grad(xs))
-    if joint:
-        jh, jv = jh.any(0, keepdim=True), jv.any(0, keepdim=True)
-    jumps = int(jh.sum() + jv.sum())
-    per_step = max(1, math.ceil(config.events * jumps - 1e-9))
+    jh, jv, jumps = _jumps(xs, joint)
+    per_step = max(1, required_active(config.events, jumps))
     limit = -1.0 if noise is None else (discrepancy * noise) ** 2
 
     zh, zv = x.new_zeros(channels, height, width - 1), x.new_zeros(channels, height - 1, width)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from ...config import SolverConfig
+from ...config import SolverConfig, required_active
+from ..graph import grad, grad_adjoint
 from .path import PathState, StopRule, count_active, residual, running, support
-from .reference import ACTIVE_FLOOR, CG_LIMIT, time_to_activate
+from .reference import CG_LIMIT, settle, time_to_activate
 
 CHECK_EVERY = 16  # iterations between host synchronisations
 CG_CHECK_EVERY = 4  # conjugate-gradient iterations of the events integrator between host checks
@@ -126,15 +127,9 @@ def solve_beta(beta: torch.Tensor, xs: torch.Tensor, wh: torch.Tensor, wv: torch
     """``reference.solve_beta`` for a batch, in place: conjugate gradients per image (dots over all its channels),
     each image stopping at its own tolerance."""
 
-    def apply(v):
-        dh, dv = v[..., :, 1:] - v[..., :, :-1], v[..., 1:, :] - v[..., :-1, :]
-        fh, fv = wh * dh / cfg.nu, wv * dv / cfg.nu
-        out = v.clone()  # v + D^T W D v / nu: an edge's far end gains w (far - near) / nu, its near end loses it
-        out[..., :, 1:] += fh
-        out[..., :, :-1] -= fh
-        out[..., 1:, :] += fv
-        out[..., :-1, :] -= fv
-        return out
+    def apply(v):  # (I + D^T W D / nu) v
+        dh, dv = grad(v)
+        return v + grad_adjoint(wh * dh, wv * dv) / cfg.nu
 
     view = (-1, 1, 1, 1)
     r = xs - apply(beta)
@@ -152,20 +147,6 @@ def solve_beta(beta: torch.Tensor, xs: torch.Tensor, wh: torch.Tensor, wv: torch
         rr = torch.where(go, rr_new, rr)
 
 
-def _norm(t: torch.Tensor, joint: bool) -> torch.Tensor:
-    return t.square().sum(1, keepdim=True).sqrt() if joint else t.abs()
-
-
-def _settle(z: torch.Tensor, active: torch.Tensor, d: torch.Tensor, cfg: SolverConfig, joint: bool) -> torch.Tensor:
-    """``reference._settle`` on batches."""
-    size = (_norm(d, joint) / cfg.kappa).clamp(min=ACTIVE_FLOOR)
-    return torch.where(active, z / _norm(z, joint).clamp(min=1e-30) * (1 + size), z)
-
-
-def _grad(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return v[..., :, 1:] - v[..., :, :-1], v[..., 1:, :] - v[..., :-1, :]
-
-
 def _solve_support(
     beta: torch.Tensor, xs: torch.Tensor, zh: torch.Tensor, zv: torch.Tensor, cfg: SolverConfig, joint: bool
 ) -> None:
@@ -177,7 +158,7 @@ def _event_step(beta, zh, zv, xs, rule: StopRule, count: torch.Tensor, cfg: Solv
     """``reference.event_step`` for a batch, each image activating its ``count`` (A,) jumps: returns the new
     (beta, zh, zv) and (A,) bool, the images in which no jump can activate any more (their state is unchanged)."""
     ah, av = support(zh, zv, joint)
-    start = _grad(beta)
+    start = grad(beta)
     th, tv = (
         torch.where(a, torch.inf, time_to_activate(z, d / cfg.nu, joint, dim=1))
         for z, a, d in ((zh, ah, start[0]), (zv, av, start[1]))
@@ -193,14 +174,14 @@ def _event_step(beta, zh, zv, xs, rule: StopRule, count: torch.Tensor, cfg: Solv
     moved, entry_sum, entries = [], 0, 0
     for z, a, d, t in ((zh, ah, start[0], th), (zv, av, start[1], tv)):
         entering = ~a & (t <= dt)
-        arrived = _settle(z + torch.minimum(t, dt) * d / cfg.nu, entering.expand_as(z), d, cfg, joint)
+        arrived = settle(z + torch.minimum(t, dt) * d / cfg.nu, entering.expand_as(z), d, cfg.kappa, joint, dim=1)
         moved.append(torch.where(entering, arrived, torch.where(a, z, z + dt * d / cfg.nu)))
         entry_sum = entry_sum + torch.where(entering, t, 0).flatten(1).sum(1)
         entries = entries + entering.flatten(1).sum(1)
     new_zh, new_zv = moved
     new_beta = beta.clone()
     _solve_support(new_beta, xs, new_zh, new_zv, cfg, joint)
-    end = _grad(new_beta)
+    end = grad(new_beta)
     ah, av = support(new_zh, new_zv, joint)
     # the rates changed as the step's edges entered: correct for the rest of the step after their mean entry time
     lag = (dt.view(-1) - entry_sum / entries.clamp(min=1)).view(-1, 1, 1, 1)
@@ -209,7 +190,8 @@ def _event_step(beta, zh, zv, xs, rule: StopRule, count: torch.Tensor, cfg: Solv
         for z, a, d0, d1 in ((new_zh, ah, start[0], end[0]), (new_zv, av, start[1], end[1]))
     )
     new_zh, new_zv = (
-        _settle(z, a, d, cfg, joint) for z, a, d in zip((new_zh, new_zv), support(new_zh, new_zv, joint), end)
+        settle(z, a, d, cfg.kappa, joint, dim=1)
+        for z, a, d in zip((new_zh, new_zv), support(new_zh, new_zv, joint), end)
     )
     keep = stuck.view(-1, 1, 1, 1)
     return [torch.where(keep, old, new) for old, new in ((beta, new_beta), (zh, new_zh), (zv, new_zv))], stuck
@@ -219,7 +201,7 @@ def advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: Solv
     """``path.Advance`` with the events integrator (``reference.events_path_image`` for a batch). ``state`` moves on
     its grid of steps; returns the state each image's output is read from: the grid state where it stopped, or the
     shorter last step that reaches its target (a path not started is first solved for its empty support)."""
-    per_step = torch.ceil(cfg.events * rule.jump_count.double() - 1e-9).clamp(min=1).long()
+    per_step = required_active(cfg.events, rule.jump_count).clamp(min=1)  # jumps activated per grid step
     fresh = state.beta.flatten(1).eq(0).all(1) & (state.iterations == 0)
     if bool(fresh.any()):  # a path not started: beta solved for the empty support, from s x
         index = fresh.nonzero().squeeze(1)
