@@ -190,7 +190,12 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
                    rule.limit.numpy())  # fmt: skip
     args = (beta, zh, zv, pbeta, pzh, pzv, xs.contiguous().numpy(), *rule_arrays, arrays[-1], *constants)
     in_parallel(lambda images: _advance(*args, images), len(beta))
-    for dst, src in zip((*state.tensors(), state.iterations), tensors):
+    _copy_back((*state.tensors(), state.iterations), tensors)
+
+
+def _copy_back(state_tensors, worked_on) -> None:
+    """The loops ran on contiguous versions of the state: copy those that are not the state's own memory back."""
+    for dst, src in zip(state_tensors, worked_on):
         if dst.data_ptr() != src.data_ptr():
             dst.copy_(src)
 
@@ -542,7 +547,5 @@ def _advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: Sol
             rule.need.numpy(), per_step, rule.limit.numpy(), iterations, cfg.max_iter, f32(1 / cfg.nu),
             f32(1 / cfg.kappa), f32(ACTIVE_FLOOR), cfg.tolerance, CG_LIMIT, joint, rule.has_noise)  # fmt: skip
     in_parallel(lambda images: _events(*args, images), len(beta))
-    for dst, src in zip((state.beta, state.zh, state.zv, state.iterations), tensors):
-        if dst.data_ptr() != src.data_ptr():
-            dst.copy_(src)
+    _copy_back((state.beta, state.zh, state.zv, state.iterations), tensors)
     return out
