@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import SolverConfig
+from .config import DEFAULT, SolverConfig
 
 # Fast but genuine paths for tests: the reference constants with a larger intensity scale (iterations ~ 1/scale),
 # and the same with Nesterov momentum. Every backend runs the same equations whatever the constants.
@@ -48,7 +48,6 @@ def assert_state_view_advances_in_place(backend: str) -> None:
     cache may): the state is written back into those buffers, equal to torch's, and the other images stay untouched.
     """
     from .backends import REGISTRY, resolve
-    from .config import DEFAULT
     from .ops.lbi.path import PathState
 
     x = torch.rand(4, 3, 9, 11)
@@ -80,13 +79,8 @@ def assert_state_view_advances_in_place(backend: str) -> None:
 # kernels_tests/test_lbi_fused.py run it for their backend, each in its own environment (the kernel tests on the GPU
 # with ISVS_TEST_GPU=1); a new backend runs it the same way.
 CONFORMANCE_SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (16, 32), (17, 33), (15, 31), (35, 5)]  # cut 16x32 tiles
-CONFORMANCE_CONFIGS = ("default", "plain")  # momentum and none, few iterations each (the kernels' interpreter)
-
-
-def _conformance_config(name: str) -> SolverConfig:
-    from .config import DEFAULT
-
-    return {"default": DEFAULT, "plain": SolverConfig(scale=1000.0, max_iter=200)}[name]
+# momentum and none, few iterations each (the kernels' interpreter)
+CONFORMANCE_CONFIGS = {"default": DEFAULT, "plain": SolverConfig(scale=1000.0, max_iter=200)}
 
 
 def conformance_cases() -> list[tuple[str, object]]:
@@ -148,7 +142,7 @@ def _projection_only(height, width, channels, groups, density):
 def _sweep(height, width, channels, mode, config):
     def case(backend):
         x = torch.rand(2, channels, height, width)
-        assert_backend_agrees(backend, x, 0.5, channels=mode, **_conformance_config(config).kwargs())
+        assert_backend_agrees(backend, x, 0.5, channels=mode, **CONFORMANCE_CONFIGS[config].kwargs())
 
     return case
 
@@ -156,8 +150,6 @@ def _sweep(height, width, channels, mode, config):
 def _ties(height, width, mode):
     def case(backend):
         """Sparsity counts jumps: on images of four grey levels most neighbours tie, and the backend must skip them."""
-        from .config import DEFAULT
-
         x = (torch.rand(3, 3, height, width) * 3).round() / 3
         assert_backend_agrees(backend, x, 0.7, channels=mode, **DEFAULT.kwargs())
 
@@ -170,7 +162,7 @@ def _noise_stop(height, width, mode, config):
         ramp = torch.linspace(0.2, 0.8, width).expand(3, 3, height, width)
         noise = torch.randn(3, 3, height, width, generator=torch.Generator().manual_seed(0)).to(ramp.device)
         x = (ramp + 0.1 * noise).clamp(0, 1)
-        solver = {**_conformance_config(config).kwargs(), "max_iter": 40}
+        solver = {**CONFORMANCE_CONFIGS[config].kwargs(), "max_iter": 40}
         info = assert_backend_agrees(
             backend, x, 0.999, channels=mode, noise=torch.tensor([0.1, 0.1, 0.0]), discrepancy=1.5, **solver
         )
@@ -181,8 +173,6 @@ def _noise_stop(height, width, mode, config):
 
 def _projection(projection):
     def case(backend):
-        from .config import DEFAULT
-
         assert_backend_agrees(backend, torch.rand(2, 3, 9, 10), 0.4, projection=projection, **DEFAULT.kwargs())
 
     return case
@@ -191,8 +181,6 @@ def _projection(projection):
 def _far_apart(mode):
     def case(backend):
         """A noisy image stops within a few iterations, a smooth ramp much later, a nearly flat one at max_iter."""
-        from .config import DEFAULT
-
         info = assert_backend_agrees(
             backend, images_stopping_far_apart(), 0.6, channels=mode, **{**DEFAULT.kwargs(), "max_iter": 30}
         )
@@ -204,7 +192,6 @@ def _far_apart(mode):
 
 def _path_continues(backend):
     from .api import path, sparsify
-    from .config import DEFAULT
 
     x = torch.rand(2, 3, 8, 9)
     outs = path(x, [0.2, 0.5], backend=backend, **DEFAULT.kwargs())
