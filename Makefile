@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(BIN)/pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(BIN)/pip install -e ".[test]"
+	$(BIN)/pip install --no-deps "imagecorruptions==1.1.2"  # the frost photographs, and a reference the tests read
 	touch $@
 
 install: $(STAMP)

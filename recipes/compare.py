@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from isvs_triton.robustness import NOISES, evaluate_run
+from isvs_triton.robustness import GROUPS, evaluate_run
 from isvs_triton.train import parse_args, train
 from isvs_triton.train import registry as procedures
 
@@ -71,10 +71,10 @@ SETTINGS = {
 # the table: (column, how to read it from one pipeline's results)
 COLUMNS = [
     ("clean", lambda r: r["clean"]),
-    ("mean corruption", lambda r: r["mean_corruption"]),
-    ("noise mean", lambda r: r["mean_noise"]),
-    *[(name.replace("_noise", ""), lambda r, n=name: r["corruption_means"][n]) for name in NOISES],
-    ("low-freq. mean", lambda r: r["mean_low_frequency"]),
+    ("mean corruption (15)", lambda r: r["mean_corruption"]),
+    *[(f"{group} mean", lambda r, g=group: r["group_means"][g]) for group in GROUPS],
+    *[(name.replace("_noise", ""), lambda r, n=name: r["corruption_means"][n]) for name in GROUPS["noise"]],
+    ("extras mean", lambda r: r["mean_extras"]),
     ("low-res x2", lambda r: r["low_resolution"]["x2"]),
     ("low-res x4", lambda r: r["low_resolution"]["x4"]),
 ]
@@ -147,7 +147,7 @@ def plots(results: dict[str, list[dict]], folder: Path) -> None:
     for name, runs in results.items():
         plain = [r["pipelines"]["plain"] for r in runs]
         clean = [100 * r["clean"] for r in plain]
-        noise = [100 * r["mean_noise"] for r in plain]
+        noise = [100 * r["group_means"]["noise"] for r in plain]
         left.errorbar(
             statistics.fmean(clean),
             statistics.fmean(noise),

@@ -16,20 +16,20 @@ from isvs_triton.robustness import CONSTANTS, CORRUPTIONS, Pipeline, corrupt, ev
 from isvs_triton.robustness.corruptions import constants_for
 from isvs_triton.samples import crops
 
-FLAT = torch.full((2, 3, 96, 96), 0.5)
+FLAT = torch.full((2, 3, 96, 96), 0.5)  # not an 8-bit value: the definitions are tested with quantize=False
 
 
 @pytest.mark.parametrize("severity", [1, 3, 5])
 def test_gaussian_noise_std_is_sigma(severity):
     sigma = CONSTANTS["cifar"]["gaussian_noise"][severity - 1]
-    noise = corrupt(FLAT, "gaussian_noise", severity, constants="cifar") - 0.5
+    noise = corrupt(FLAT, "gaussian_noise", severity, constants="cifar", quantize=False) - 0.5
     assert noise.std().item() == pytest.approx(sigma, rel=0.03) and abs(noise.mean().item()) < 0.01
 
 
 @pytest.mark.parametrize("severity", [1, 5])
 def test_impulse_noise_flips_p_of_the_values_to_0_or_1(severity):
     p = CONSTANTS["imagenet"]["impulse_noise"][severity - 1]
-    out = corrupt(FLAT, "impulse_noise", severity, constants="imagenet")
+    out = corrupt(FLAT, "impulse_noise", severity, constants="imagenet", quantize=False)
     changed = out != 0.5
     assert changed.double().mean().item() == pytest.approx(p, rel=0.08)
     assert set(out[changed].unique().tolist()) <= {0.0, 1.0}
@@ -39,16 +39,16 @@ def test_impulse_noise_flips_p_of_the_values_to_0_or_1(severity):
 @pytest.mark.parametrize("severity", [1, 5])
 def test_shot_noise_variance_is_x_over_lambda(severity):
     lam = CONSTANTS["cifar"]["shot_noise"][severity - 1]
-    out = corrupt(FLAT, "shot_noise", severity, constants="cifar")
+    out = corrupt(FLAT, "shot_noise", severity, constants="cifar", quantize=False)
     assert out.var().item() == pytest.approx(0.5 / lam, rel=0.05) and out.mean().item() == pytest.approx(0.5, abs=0.01)
     assert torch.allclose(out * lam, (out * lam).round(), atol=1e-4), "Poisson counts / lambda"
 
 
 def test_speckle_contrast_and_brightness_definitions():
     x = crops(32, 4, seed=1)
-    speckle = corrupt(FLAT, "speckle_noise", 2, constants="cifar") - 0.5
+    speckle = corrupt(FLAT, "speckle_noise", 2, constants="cifar", quantize=False) - 0.5
     assert speckle.std().item() == pytest.approx(0.5 * CONSTANTS["cifar"]["speckle_noise"][1], rel=0.05)
-    contrast = corrupt(x, "contrast", 3)
+    contrast = corrupt(x, "contrast", 3, quantize=False)
     mean = x.mean((2, 3), keepdim=True)
     torch.testing.assert_close(contrast, ((x - mean) * 0.4 + mean).clamp(0, 1))
     from skimage.color import hsv2rgb, rgb2hsv
@@ -56,7 +56,7 @@ def test_speckle_contrast_and_brightness_definitions():
     hsv = rgb2hsv(x.permute(0, 2, 3, 1).double().numpy(), channel_axis=-1)
     hsv[..., 2] = np.clip(hsv[..., 2] + 0.15, 0, 1)
     expected = torch.from_numpy(hsv2rgb(hsv, channel_axis=-1)).permute(0, 3, 1, 2).float()
-    torch.testing.assert_close(corrupt(x, "brightness", 3), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(corrupt(x, "brightness", 3, quantize=False), expected, atol=1e-5, rtol=0)
 
 
 def test_gaussian_blur_equals_scikit_image():
@@ -66,7 +66,7 @@ def test_gaussian_blur_equals_scikit_image():
     for severity, constants in ((1, "cifar"), (5, "cifar"), (2, "imagenet")):
         sigma = CONSTANTS[constants]["gaussian_blur"][severity - 1]
         expected = gaussian(x.permute(0, 2, 3, 1).double().numpy(), sigma=(0, sigma, sigma, 0), mode="nearest")
-        out = corrupt(x, "gaussian_blur", severity, constants=constants)
+        out = corrupt(x, "gaussian_blur", severity, constants=constants, quantize=False)
         torch.testing.assert_close(out, torch.from_numpy(expected).permute(0, 3, 1, 2).float(), atol=1e-5, rtol=0)
 
 
@@ -87,8 +87,9 @@ def test_every_corruption_keeps_shape_range_dtype_and_device():
 
 def test_constants_by_size_and_by_name():
     assert constants_for(torch.zeros(1, 3, 32, 32)) == "cifar"
+    assert constants_for(torch.zeros(1, 3, 64, 64)) == "tinyimagenet"
     assert constants_for(torch.zeros(1, 3, 224, 224)) == "imagenet"
-    forced = corrupt(FLAT, "gaussian_noise", 1, constants="imagenet") - 0.5
+    forced = corrupt(FLAT, "gaussian_noise", 1, constants="imagenet", quantize=False) - 0.5
     assert forced.std().item() == pytest.approx(0.08, rel=0.03)
 
 
@@ -105,13 +106,16 @@ def test_draws_depend_on_seed_index_and_severity_only():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: corrupt(FLAT, "fog", 1), "accepted: ['gaussian_noise'"),
+        (lambda: corrupt(FLAT, "spatter", 1), "accepted: ['gaussian_noise'"),
         (lambda: corrupt(FLAT, "gaussian_noise", 0), "severity must be an int in 1-5"),
         (lambda: corrupt(FLAT, "gaussian_noise", 6), "severity must be an int in 1-5"),
         (lambda: corrupt(FLAT, "gaussian_noise", True), "severity must be an int in 1-5"),
         (lambda: corrupt(FLAT * 3, "gaussian_noise", 1), "in [0, 1]"),
         (lambda: corrupt(FLAT[0], "gaussian_noise", 1), "(B, C, H, W)"),
-        (lambda: corrupt(FLAT, "gaussian_noise", 1, constants="tiny"), "accepted: ['auto', 'cifar', 'imagenet']"),
+        (
+            lambda: corrupt(FLAT, "gaussian_noise", 1, constants="tiny", quantize=False),
+            "accepted: ['auto', 'cifar', 'tinyimagenet'",
+        ),
         (lambda: low_resolution(FLAT, 0), "factor must be an int >= 1"),
     ],
 )

@@ -37,7 +37,7 @@ def noisy_version(clean: torch.Tensor, spec: str, seed: int) -> torch.Tensor:
     name, value = spec.split(":")
     if name == "gaussian":
         return gaussian_noisy(clean, float(value), seed)
-    return corrupt(clean, name, int(value), seed=seed)
+    return corrupt(clean, name, int(value), seed=seed, quantize=False)  # float, as the Gaussian rows
 
 
 def estimate_report(clean: torch.Tensor, seed: int) -> None:

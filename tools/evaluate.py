@@ -20,6 +20,7 @@ from accelerate import PartialState
 from isvs_triton.data import DataError
 from isvs_triton.robustness import (
     ATTACK_GRADS,
+    CONSTANTS,
     CORRUPTIONS,
     DEFAULT_PIPELINES,
     PIPELINES,
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument(
         "--constants",
-        choices=["auto", "cifar", "imagenet"],
+        choices=["auto", *CONSTANTS],
         default="auto",
         help="corruption severity constants; auto: by image size",
     )

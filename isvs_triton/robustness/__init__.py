@@ -1,15 +1,16 @@
 """Robustness evaluation: common corruptions, low resolution, adaptive L-inf attacks, and the report of a run."""
 
 from .attacks import ATTACK_GRADS, Pipeline, fgsm, pgd
-from .corruptions import CONSTANTS, CORRUPTIONS, LOW_FREQUENCY, NOISES, corrupt, low_resolution
+from .corruptions import BENCHMARK, CONSTANTS, CORRUPTIONS, EXTRAS, GROUPS, corrupt, low_resolution
 from .evaluate import DEFAULT_PIPELINES, PIPELINES, SPLITS, default_epsilons, evaluate_run, markdown, write_report
 
 __all__ = [
     "ATTACK_GRADS",
     "CONSTANTS",
     "CORRUPTIONS",
-    "LOW_FREQUENCY",
-    "NOISES",
+    "BENCHMARK",
+    "EXTRAS",
+    "GROUPS",
     "DEFAULT_PIPELINES",
     "PIPELINES",
     "SPLITS",
