@@ -1,6 +1,6 @@
 """Classical image filters on float (B, C, H, W) batches in [0, 1]: the smoothing baselines ISVS is compared with
-(training on blurred, low-passed or TV-denoised images, or with Gaussian-noise augmentation; a median filter at test
-time), and the blur corruption.
+(training on blurred, low-passed or TV-denoised images, or with Gaussian-noise augmentation; median, Gaussian and
+non-local-means filters at test time), and the blur corruption.
 """
 
 from __future__ import annotations
@@ -46,13 +46,52 @@ def lowpass(x: torch.Tensor, radius: float) -> torch.Tensor:
     return torch.fft.irfft2(torch.fft.rfft2(x.float()) * mask, s=(h, w)).to(x.dtype).clamp(0, 1)
 
 
-def tv_chambolle(x: torch.Tensor, weight: float, max_num_iter: int = 100) -> torch.Tensor:
-    """scikit-image's ``denoise_tv_chambolle`` per image (on the CPU, as the library runs it)."""
-    from skimage.restoration import denoise_tv_chambolle
+@torch.no_grad()
+def tv_chambolle(x: torch.Tensor, weight: float, max_num_iter: int = 100, eps: float = 2e-4) -> torch.Tensor:
+    """scikit-image's ``denoise_tv_chambolle(image, weight, eps, max_num_iter, channel_axis=-1)``, batched: every
+    channel of every image is its own 2-D problem with its own stop (the energy's change below ``eps`` times its
+    first value), as the library runs them one by one; on the batch's device, in its dtype (float32 as the library
+    keeps it). Chambolle's projection algorithm (2004), step 1/4."""
+    b, c, h, w = x.shape
+    planes = x.reshape(b * c, h, w)
+    p = planes.new_zeros(2, b * c, h, w)
+    result, done = planes.clone(), torch.zeros(b * c, dtype=torch.bool, device=x.device)
+    first = previous = None
+    tau = 0.25
+    for i in range(max_num_iter):
+        d = -p.sum(0)  # minus the divergence of p
+        d[:, 1:, :] += p[0, :, :-1, :]
+        d[:, :, 1:] += p[1, :, :, :-1]
+        out = planes + d if i > 0 else planes
+        energy = (d.square() if i > 0 else torch.zeros_like(d)).sum((1, 2))
+        g = torch.zeros_like(p)
+        g[0, :, :-1, :] = out.diff(dim=1)
+        g[1, :, :, :-1] = out.diff(dim=2)
+        norm = g.square().sum(0).sqrt()
+        energy = (energy + weight * norm.sum((1, 2))) / (h * w)
+        p = (p - tau * g) / (1 + norm * (tau / weight))
+        result = torch.where(done.view(-1, 1, 1), result, out)  # a plane keeps the image of the iteration it stopped at
+        if i == 0:
+            first = previous = energy
+            continue
+        done = done | ((previous - energy).abs() < eps * first)
+        previous = torch.where(done, previous, energy)
+        if bool(done.all()):
+            break
+    return result.view(b, c, h, w)
+
+
+def nl_means(x: torch.Tensor, h: float) -> torch.Tensor:
+    """scikit-image's ``denoise_nl_means`` per image (fast mode, 3 x 3 patches within 5 px; filter strength ``h`` in
+    the images' units), on the CPU, as the library runs it."""
+    from skimage.restoration import denoise_nl_means
 
     images = x.detach().float().cpu().permute(0, 2, 3, 1).numpy()
-    out = [denoise_tv_chambolle(image, weight=weight, max_num_iter=max_num_iter, channel_axis=-1) for image in images]
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x)
+    out = [
+        denoise_nl_means(image, h=h, patch_size=3, patch_distance=5, fast_mode=True, channel_axis=-1)
+        for image in images
+    ]
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x).clamp(0, 1)
 
 
 def gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:

@@ -1,28 +1,66 @@
-"""recipes/compare.py --quick end to end: every configuration, three seeds, the table, plots and figure (CI)."""
+"""recipes/compare.py: the protocol's pieces (candidates, order, intervals), and --quick end to end (CI)."""
 
 import json
+import math
 
 import pytest
 
 from recipes import compare
 
 
+def test_candidates_sweep_one_setting_and_take_the_winners_of_others():
+    assert compare.candidates("isvs fixed", {}) == [{"procedure": "fixed", "sparsity": s} for s in (0.4, 0.6, 0.8)]
+    assert compare.candidates("isvs fixed", {}, "ends") == [
+        {"procedure": "fixed", "sparsity": 0.4},
+        {"procedure": "fixed", "sparsity": 0.8},
+    ]
+    chosen = {"isvs fixed": {"sparsity": 0.6}, "noise augmentation": {"noise_sigma": 0.1}}
+    assert compare.candidates("isvs + noise augmentation", chosen) == [
+        {"procedure": "fixed-noise", "sparsity": 0.6, "noise_sigma": 0.1}
+    ]
+    order = compare._order(list(compare.FAMILIES))
+    for family, settings in compare.FAMILIES.items():
+        for value in settings.values():
+            if isinstance(value, compare.Chosen):
+                assert order.index(value.family) < order.index(family)
+    with pytest.raises(ValueError, match="include those too"):
+        compare._order(["isvs + noise augmentation"])
+
+
+def test_interval_is_the_t_interval():
+    mean, low, high = compare.interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and high - mean == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-5)
+    assert low == pytest.approx(2 * mean - high)
+    assert all(math.isnan(v) for v in compare.interval([1.0])[1:])
+
+
 @pytest.mark.slow
 def test_quick_comparison(tmp_path):
-    results = compare.main(["--quick", "--output", str(tmp_path)])
-    assert list(results) == list(compare.CONFIGURATIONS) and all(len(runs) == 3 for runs in results.values())
+    results = compare.main(["--quick", "--seeds", "0,1", "--output", str(tmp_path)])  # two seeds: CI time
+    runs = results["runs"]
+    assert list(runs) == list(compare.FAMILIES) and all(len(seeds) == 2 for seeds in runs.values())
+    selection = json.loads((tmp_path / "selection.json").read_text())
+    fixed = selection["validation_scores"]["isvs fixed"]
+    best = max(fixed, key=lambda s: (s["mean_corruption"], s["clean"]))
+    assert len(fixed) == 2 and selection["chosen"]["isvs fixed"] == best["settings"]
+    assert selection["chosen"]["isvs + noise augmentation"]["sparsity"] == best["settings"]["sparsity"]
+    assert set(selection["test_filters"]) == {option for option, _ in compare.TEST_FILTERS.values()}
+    # test is read once per family and seed: only the winners have a test evaluation
+    tested = list(tmp_path.glob("runs/*/eval-test/results.json"))
+    assert len(tested) == len(compare.FAMILIES) * 2
+    assert all(r["split"] == "test" for seeds in runs.values() for r in seeds)
+    validation = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/eval-validation*/results.json")]
+    assert validation and all(r["split"] == "validation" for r in validation)
     report = (tmp_path / "results.md").read_text()
-    for name in compare.CONFIGURATIONS:
-        assert f"| {name} | plain |" in report
-    for name in compare.SMOOTHED_AT_TEST:
-        assert f"| {name} | smoothed (BPDA) |" in report
-        assert all(r["attacks"]["gradient_through_smoothing"] == "bpda" for r in results[name])
-    assert report.count("±") > 100
-    seeds = {
-        json.loads((tmp_path / "runs" / f"standard-s{s}" / "run.json").read_text())["config"]["seed"] for s in (0, 1, 2)
-    }
-    assert seeds == {0, 1, 2}
+    for row in ("| standard | plain |", "| standard | median filter |", "| isvs fixed | ISVS smoothing (BPDA) |",
+                "| gaussian blur | its own filter |", "(trained on Gaussian noise) | plain |"):  # fmt: skip
+        assert row in report, row
+    assert "Paired difference to standard training" in report and "robust 2/255" in report
+    configs = [json.loads((tmp_path / "runs" / f"standard-s{s}" / "run.json").read_text()) for s in (0, 1)]
+    assert {c["config"]["seed"] for c in configs} == {0, 1}
     for png in ("comparison.png", "examples.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
-    again = compare.main(["--quick", "--output", str(tmp_path), "--configurations", "standard", "--seeds", "0"])
-    assert again["standard"][0] == results["standard"][0], "finished runs are reused, not retrained"
+    compare.main(["--report", str(tmp_path / "results.json"), "--output", str(tmp_path / "again")])
+    assert (tmp_path / "again" / "results.md").read_text() == report, "the table comes from results.json alone"
+    again = compare.main(["--quick", "--output", str(tmp_path), "--families", "standard", "--seeds", "0"])
+    assert again["runs"]["standard"][0] == runs["standard"][0], "finished runs are reused, not retrained"

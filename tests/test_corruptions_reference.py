@@ -101,7 +101,7 @@ def test_zoom_blur_is_the_mean_of_scipy_zooms(tier, severity):
 @pytest.mark.parametrize("radius, sigma, angle", [(6, 1.5, 17.0), (9, 2.5, -44.0), (15, 8, 30.0), (10, 4, -100.0)])
 def test_motion_blur_kernel_is_imagemagicks_line(reference, radius, sigma, angle):
     x = crops(48, 1, seed=13)[0]
-    got = ours._motion_blur(x.double(), radius, sigma, angle)
+    got = ours._motion_blur(x.double()[None], radius, sigma, torch.tensor([angle]))[0]
     expected = reference._motion_blur(_hwc(x), radius=radius, sigma=sigma, angle=angle)
     np.testing.assert_allclose(got.permute(1, 2, 0).numpy(), expected, atol=1e-6)
 
@@ -131,7 +131,7 @@ def test_elastic_pieces_are_cv2_and_scipy():
     image = rng.random((2, 20, 24))
     ys = torch.from_numpy(rng.uniform(-30, 50, size=(20, 24)))
     xs = torch.from_numpy(rng.uniform(-30, 50, size=(20, 24)))
-    got = ours._bilinear(torch.from_numpy(image), ys, xs, "symmetric")
+    got = ours._bilinear(torch.from_numpy(image)[None], ys[None], xs[None], "symmetric")[0]
     for c in range(2):
         expected = map_coordinates(image[c], [ys.numpy(), xs.numpy()], order=1, mode="reflect")
         np.testing.assert_allclose(got[c].numpy(), expected, atol=1e-10)
@@ -148,7 +148,8 @@ def test_elastic_pieces_are_cv2_and_scipy():
     solve = torch.linalg.solve(torch.cat([torch.from_numpy(target).double(), torch.ones(3, 1).double()], 1),
                                torch.from_numpy(source).double())  # fmt: skip
     points = torch.stack([gx, gy, torch.ones_like(gx)], -1) @ solve
-    mine = ours._bilinear(torch.from_numpy(image[:1]), points[..., 1], points[..., 0], "reflect101")[0].numpy()
+    mine = ours._bilinear(torch.from_numpy(image[None, :1]), points[None, ..., 1], points[None, ..., 0], "reflect101")
+    mine = mine[0, 0].numpy()
     assert np.abs(mine - warp).max() < 0.04 and np.abs(mine - warp).mean() < 0.01
 
 
@@ -209,8 +210,8 @@ def test_elastic_transform_is_the_reference_steps_on_the_same_draws():
         pts1 = np.float32([centre + square, [centre[0] + square, centre[1] - square], centre - square])
         pts2 = (pts1 + ours._uniform(g, -affine, affine, (3, 2)).numpy()).astype(np.float32)
         warped = cv2.warpAffine(image, cv2.getAffineTransform(pts1, pts2), (32, 32), borderMode=cv2.BORDER_REFLECT_101)
-        fields = ours._uniform(g, -1, 1, (2, 1, 32, 32)).numpy()
-        dx, dy = (gaussian_filter(f[0], sigma, mode="reflect", truncate=3) * alpha for f in fields)
+        fields = ours._uniform(g, -1, 1, (2, 32, 32)).numpy()
+        dx, dy = (gaussian_filter(f, sigma, mode="reflect", truncate=3) * alpha for f in fields)
         ys, xs = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
         expected = np.stack(
             [map_coordinates(warped[..., c], [ys + dy, xs + dx], order=1, mode="reflect") for c in range(3)]

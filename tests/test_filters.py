@@ -32,3 +32,31 @@ def test_tv_and_blur_smooth():
     for y in (tv_chambolle(x, 0.1), gaussian_blur(x, 1.0)):
         assert y.shape == x.shape and y.dtype == x.dtype
         assert y.diff(dim=-1).abs().mean() < 0.8 * x.diff(dim=-1).abs().mean()
+
+
+@pytest.mark.parametrize("weight", [0.05, 0.2])
+def test_batched_tv_chambolle_is_scikit_images(weight):
+    """Each channel of each image stops on its own, as denoise_tv_chambolle(channel_axis=-1) runs them one by one;
+    a noisy batch makes the planes stop at different iterations."""
+    import numpy as np
+    from skimage.restoration import denoise_tv_chambolle
+
+    x = crops(24, 6, seed=9)
+    x = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    expected = [denoise_tv_chambolle(image, weight=weight, max_num_iter=100, channel_axis=-1) for image in
+                x.permute(0, 2, 3, 1).numpy()]  # fmt: skip
+    torch.testing.assert_close(tv_chambolle(x, weight), torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2),
+                               atol=2e-6, rtol=0)  # fmt: skip
+
+
+def test_nl_means_is_scikit_images_per_image():
+    import numpy as np
+    from skimage.restoration import denoise_nl_means
+
+    from isvs_triton.filters import nl_means
+
+    x = crops(16, 2, seed=10)
+    expected = [denoise_nl_means(image, h=0.1, patch_size=3, patch_distance=5, fast_mode=True, channel_axis=-1)
+                for image in x.permute(0, 2, 3, 1).numpy()]  # fmt: skip
+    expected = torch.from_numpy(np.clip(np.stack(expected), 0, 1)).permute(0, 3, 1, 2)
+    torch.testing.assert_close(nl_means(x, 0.1), expected, atol=1e-6, rtol=0)

@@ -12,7 +12,21 @@ import numpy as np
 import pytest
 import torch
 
-from isvs_triton.robustness import CONSTANTS, CORRUPTIONS, Pipeline, corrupt, evaluate_run, fgsm, low_resolution, pgd
+from isvs_triton.robustness import (
+    ATTACK_GRADS,
+    CONSTANTS,
+    CORRUPTIONS,
+    Pipeline,
+    corrupt,
+    evaluate_run,
+    fgsm,
+    low_resolution,
+    pgd,
+    region_average,
+    robust,
+    square,
+    suite_names,
+)
 from isvs_triton.robustness.corruptions import constants_for
 from isvs_triton.samples import crops
 
@@ -169,7 +183,7 @@ def test_attacks_leave_every_module_in_its_mode():
 def test_bpda_passes_gradients_and_naive_does_not():
     model, x, y = _Linear(), torch.rand(4, 3, 8, 8), torch.randint(0, 2, (4,))
     smooth = lambda z: z.round()  # noqa: E731  any smoothing without a useful gradient
-    with pytest.raises(ValueError, match="accepted: \\['bpda', 'naive'\\]"):
+    with pytest.raises(ValueError, match="accepted: \\['bpda', 'projection', 'naive'\\]"):
         Pipeline(model, smooth, "straight")
     assert torch.equal(Pipeline(model, smooth)(x), model(x.round()))
     naive = fgsm(Pipeline(model, smooth, "naive"), x, y, 8 / 255)
@@ -197,6 +211,94 @@ def test_median_filter_is_scipys_and_attacks_see_through_it():
     assert not torch.equal(fgsm(pipeline, images, y, 8 / 255), images), "FGSM moves through the median"
 
 
+def test_projection_gradient_is_the_exact_gradient_with_the_support_fixed():
+    """P . grad against autograd through the region mean itself (``project`` with the support held fixed)."""
+    from isvs_triton.ops.projection.torch_path import project
+
+    torch.manual_seed(1)
+    x = torch.rand(3, 3, 8, 8, dtype=torch.float64)
+    active_h, active_v = torch.rand(3, 3, 8, 7) < 0.3, torch.rand(3, 3, 7, 8) < 0.3
+    smoothed = project(x, active_h, active_v)[0]
+    weights = torch.randn_like(x)
+    torch.testing.assert_close(region_average(weights, smoothed), project(weights, active_h, active_v)[0])
+    model = _Linear().double()
+    y = torch.randint(0, 2, (3,))
+    exact = x.clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(model(project(exact, active_h, active_v)[0]), y).backward()
+    surrogate = x.clone().requires_grad_(True)
+    pipeline = Pipeline(model, lambda z: project(z, active_h, active_v)[0], "projection")
+    torch.nn.functional.cross_entropy(pipeline(surrogate), y).backward()
+    torch.testing.assert_close(surrogate.grad, exact.grad)
+    assert exact.grad.abs().sum() > 0, "a real gradient"
+    bpda = x.clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(Pipeline(model, lambda z: project(z, active_h, active_v)[0])(bpda), y).backward()
+    assert not torch.allclose(bpda.grad, exact.grad), "the identity is another gradient"
+
+
+def test_square_attack_fools_a_linear_model_inside_the_ball():
+    torch.manual_seed(2)
+    model, x = _Linear(), torch.rand(16, 3, 8, 8)
+    y = model(x).argmax(1)  # every image correct at the start
+    adversarial = square(model, x, y, 16 / 255, queries=300, seed=1)
+    assert (adversarial - x).abs().max() <= 16 / 255 + 1e-6 and adversarial.min() >= 0 and adversarial.max() <= 1
+    fooled = (model(adversarial).argmax(1) != y).float().mean()
+    assert fooled > 0.5, fooled
+    assert torch.equal(adversarial, square(model, x, y, 16 / 255, queries=300, seed=1)), "draws fixed by the seed"
+    assert torch.equal(square(model, x[4:], y[4:], 16 / 255, queries=300, seed=1, index=torch.arange(4, 16)),
+                       adversarial[4:])  # fmt: skip
+
+
+def test_the_suite_counts_an_image_only_if_no_attack_fooled_it():
+    torch.manual_seed(3)
+    model, x = _Linear(), torch.rand(12, 3, 8, 8)
+    y = torch.randint(0, 2, (12,))
+    smoothed = Pipeline(model, lambda z: (z * 4).round() / 4)
+    names = suite_names(smoothed, restarts=2, square_queries=20)
+    assert names == ["fgsm", "pgd-bpda-ce-r0", "pgd-bpda-margin-r1", "pgd-projection-ce-r0",
+                     "pgd-projection-margin-r1", "square", "transfer"]  # fmt: skip
+    assert suite_names(Pipeline(model), square_queries=0) == ["fgsm", "pgd-exact-ce-r0", "pgd-exact-margin-r1"]
+    survived = robust(smoothed, x, y, 8 / 255, steps=3, square_queries=20)
+    assert list(survived) == [*names, "worst"]
+    assert torch.equal(survived["worst"], torch.stack([survived[n] for n in names]).all(0))
+
+
+@pytest.mark.slow
+def test_pgd_and_square_agree_with_torchattacks(trained_run):
+    """A cross-check of the attacks on the plain model against torchattacks' PGD and Square (independent code)."""
+    torchattacks = pytest.importorskip("torchattacks", reason="installed with --no-deps by `make install`")
+    from isvs_triton.data import Images, load_data
+    from isvs_triton.train.loop import load_run
+
+    model, info = load_run(trained_run, torch.device("cpu"))
+    data = load_data("photo-patches", limit_train=1, limit_test=128)
+    x = torch.stack([Images(data.test, info.image_size)[i][1] for i in range(128)]).float() / 255
+    y = torch.tensor([Images(data.test, info.image_size)[i][2] for i in range(128)])
+    model.eval()
+
+    def accuracy(points):
+        with torch.no_grad():
+            return (model(points).argmax(1) == y).float().mean().item()
+
+    eps = 2 / 255
+    ours = accuracy(pgd(model, x, y, eps, steps=10, seed=0))
+    theirs = accuracy(torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / 10, steps=10, random_start=True)(x, y))
+    assert abs(ours - theirs) <= 0.05, (ours, theirs)
+    ours = accuracy(square(model, x, y, eps, queries=200, seed=0))
+    theirs = accuracy(torchattacks.Square(model, eps=eps, n_queries=200, seed=0)(x, y))
+    assert abs(ours - theirs) <= 0.08, (ours, theirs)
+
+
+@pytest.mark.slow
+def test_the_smoothed_pipeline_passes_the_sanity_checks(trained_run):
+    """Accuracy under the suite falls with eps, reaches ~0 at 32/255, and beats random noise of the same norm."""
+    results = evaluate_run(trained_run, limit_test=64, corruptions=(), resolutions=(), epsilons=[2 / 255, 8 / 255],
+                           pgd_steps=10, square_queries=100, pipelines=("smoothed",), progress=False)  # fmt: skip
+    smoothed = results["pipelines"]["smoothed"]
+    assert smoothed["clean"] > smoothed["robust"]["2/255"] >= smoothed["robust"]["8/255"]
+    assert smoothed["sanity"]["pgd 32/255"] <= 0.05
+    assert all(smoothed["robust"][e] < smoothed["sanity"]["random"][e] for e in smoothed["robust"])
+
+
 # ------------------------------------------------------------------------------------------- a trained model, evaluated
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
@@ -211,14 +313,18 @@ def trained_run(tmp_path_factory):
 @pytest.mark.slow
 def test_pgd_falls_with_epsilon_and_undercuts_fgsm(trained_run, tmp_path):
     results = evaluate_run(trained_run, limit_test=128, corruptions=("gaussian_noise", "contrast"), severities=(1, 5),
-                           epsilons=[1 / 255, 4 / 255, 16 / 255], pgd_steps=10, pipelines=("plain",),
-                           output=tmp_path / "eval", progress=False)  # fmt: skip
+                           epsilons=[1 / 255, 4 / 255, 16 / 255], pgd_steps=10, square_queries=100,
+                           pipelines=("plain",), output=tmp_path / "eval", progress=False)  # fmt: skip
     plain = results["pipelines"]["plain"]
     assert plain["clean"] > 0.4, "the briefly trained model learned something"
-    pgd_acc, fgsm_acc = list(plain["pgd"].values()), list(plain["fgsm"].values())
+    pgd_acc, fgsm_acc = list(plain["attacks"]["pgd-exact-ce-r0"].values()), list(plain["attacks"]["fgsm"].values())
+    worst = list(plain["robust"].values())
     assert plain["clean"] > pgd_acc[0] >= pgd_acc[1] >= pgd_acc[2]
     assert pgd_acc[-1] <= 0.05, "a large epsilon breaks an undefended model"
     assert all(p <= f + 1 / 128 for p, f in zip(pgd_acc, fgsm_acc))
+    assert all(w <= min(a[e] for a in plain["attacks"].values()) for w, e in zip(worst, plain["robust"]))
+    assert plain["sanity"]["pgd 32/255"] <= 0.02
+    assert all(w < plain["sanity"]["random"][e] for w, e in zip(worst, plain["robust"])), "beats random noise"
     assert plain["corruptions"]["gaussian_noise"][4] < plain["corruptions"]["gaussian_noise"][0]
     for name in ("results.json", "results.csv", "results.md", "corruptions.png", "adversarial.png"):
         assert (tmp_path / "eval" / name).stat().st_size > 0, name
@@ -227,12 +333,12 @@ def test_pgd_falls_with_epsilon_and_undercuts_fgsm(trained_run, tmp_path):
 
 @pytest.mark.slow
 def test_bpda_attack_beats_naive_attack_through_smoothing(trained_run):
-    common = dict(limit_test=128, corruptions=(), resolutions=(), epsilons=[4 / 255], pgd_steps=10,
-                  pipelines=("smoothed",), progress=False)  # fmt: skip
-    bpda = evaluate_run(trained_run, attack_grad="bpda", **common)["pipelines"]["smoothed"]
-    naive = evaluate_run(trained_run, attack_grad="naive", **common)["pipelines"]["smoothed"]
-    assert bpda["clean"] == naive["clean"]
-    assert bpda["pgd"]["4/255"] < naive["pgd"]["4/255"] - 0.1, (bpda, naive)
+    common = dict(limit_test=128, corruptions=(), resolutions=(), epsilons=[4 / 255], pgd_steps=10, restarts=1,
+                  pipelines=("smoothed",), sanity=False, progress=False)  # fmt: skip
+    runs = {grad: evaluate_run(trained_run, attack=grad, **common)["pipelines"]["smoothed"] for grad in ATTACK_GRADS}
+    assert runs["bpda"]["clean"] == runs["naive"]["clean"] == runs["projection"]["clean"]
+    for grad in ("bpda", "projection"):
+        assert runs[grad]["robust"]["4/255"] < runs["naive"]["robust"]["4/255"] - 0.1, runs
 
 
 @pytest.mark.slow
@@ -240,10 +346,12 @@ def test_evaluate_tool_writes_its_report(trained_run, tmp_path, capsys):
     from tools import evaluate
 
     evaluate.main([str(trained_run), "--limit-test", "32", "--corruptions", "shot_noise", "--severities", "3",
-                   "--epsilons", "2", "--pgd-steps", "2", "--resolutions", "2", "--output", str(tmp_path / "e"),
+                   "--epsilons", "2", "--pgd-steps", "2", "--square-queries", "10", "--resolutions", "2",
+                   "--output", str(tmp_path / "e"),
                    "--pipelines", "plain,smoothed,median", "--no-progress"])  # fmt: skip
     printed = capsys.readouterr().out
-    assert "| smoothed |" in printed and "PGD-2 2/255" in printed and "shot_noise" in printed
+    assert "| smoothed |" in printed and "robust 2/255" in printed and "shot_noise" in printed
+    assert "| smoothed | pgd-projection-margin-r1 |" in printed and "| smoothed | transfer" in printed
     assert "| median |" in printed
     assert json.loads((tmp_path / "e" / "results.json").read_text())["median_size"] == 3
     with pytest.raises(SystemExit):
@@ -269,7 +377,8 @@ def test_evaluation_over_two_processes_matches_one(trained_run, tmp_path):
     must not be counted."""
     tool = Path(__file__).resolve().parents[1] / "tools" / "evaluate.py"
     flags = [str(trained_run), "--limit-test", "50", "-b", "8", "--corruptions", "shot_noise", "--severities", "3",
-             "--epsilons", "4", "--pgd-steps", "2", "--resolutions", "2", "--no-progress"]  # fmt: skip
+             "--epsilons", "4", "--pgd-steps", "2", "--square-queries", "10", "--resolutions", "2",
+             "--no-progress"]  # fmt: skip
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}  # two CPU processes, as in CI
     two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(tool)]
     launchers = {"one": [sys.executable, str(tool)], "two": two}
@@ -288,3 +397,16 @@ def test_evaluation_over_two_processes_matches_one(trained_run, tmp_path):
     # the images meet the model in other batch compositions only in the padded last batch: at most one answer
     # may differ there by rounding
     assert all(abs(one[k] - two[k]) <= 1 / 50 + 1e-9 for k in one), {k: (one[k], two[k]) for k in one}
+
+
+def test_the_corruption_cache_returns_what_corrupt_returns():
+    from isvs_triton.robustness import evaluate
+
+    x, index = crops(32, 4, seed=21), torch.arange(10, 14)
+    evaluate._corrupted.clear()
+    for _ in range(2):  # made, then read back from the cache
+        cached = evaluate._corrupt_cached(x, index, "fingerprint", "snow", 2, "auto", 0)
+        torch.testing.assert_close(cached, corrupt(x, "snow", 2, index=index), atol=0, rtol=0)
+    assert len(evaluate._corrupted) == 1
+    other = evaluate._corrupt_cached(x, index + 1, "fingerprint", "snow", 2, "auto", 0)
+    assert len(evaluate._corrupted) == 2 and not torch.equal(other, cached), "other images, other entry"

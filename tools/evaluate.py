@@ -1,10 +1,13 @@
-"""Robustness of a trained run: clean, corruptions x severities, low resolution x2 / x4, FGSM and PGD over an
-epsilon sweep; for the plain model and with test-time smoothing (attacked through it by BPDA).
+"""Robustness of a trained run: clean, the benchmark's corruptions x severities, low resolution x2 / x4, and the
+attack suite over an epsilon sweep (robust accuracy = the worst case per image over FGSM, PGD with restarts and the
+bpda and exact-projection gradients through the smoothing, Square, transfer); for the plain model and with test-time
+smoothing, each with sanity checks (random noise of the same norm, PGD at 32/255).
 
     python tools/evaluate.py runs/demo                      # the run's own test data; writes runs/demo/eval/
     accelerate launch tools/evaluate.py runs/cifar --data-dir ~/cifar10 -b 256
     python tools/evaluate.py runs/demo --epsilons 2,8 --pgd-steps 50 --pipelines smoothed
-    python tools/evaluate.py runs/demo --attack-grad naive  # only to see what gradient masking would report
+    python tools/evaluate.py runs/demo --attack naive       # only to see what gradient masking would report
+    python tools/evaluate.py runs/demo --attack-limit 200   # attack 200 images, every other condition on all
 
 Writes results.json, results.csv, results.md (the tables it also prints), corruptions.png and adversarial.png.
 """
@@ -19,7 +22,7 @@ from accelerate import PartialState
 
 from isvs_triton.data import DataError
 from isvs_triton.robustness import (
-    ATTACK_GRADS,
+    ATTACK_MODES,
     CONSTANTS,
     CORRUPTIONS,
     DEFAULT_PIPELINES,
@@ -67,22 +70,34 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--severities", type=_list(int), default=[1, 2, 3, 4, 5], help="comma-separated, 1-5")
     parser.add_argument("--resolutions", type=_list(int), default=[2, 4], help="low-resolution factors")
     parser.add_argument("--epsilons", type=_list(float), help="in 1/255 (default 1,2,4,8 at 32 px; 1,2,4 at 224 px)")
-    parser.add_argument("--pgd-steps", type=int, default=20, help="PGD iterations (one random start)")
-    parser.add_argument("--pgd-step", type=float, default=2.0, help="in 1/255")
+    parser.add_argument("--pgd-steps", type=int, default=20, help="PGD iterations per start (step 2.5 eps / steps)")
+    parser.add_argument("--restarts", type=int, default=2, help="PGD random starts per gradient, losses alternating")
+    parser.add_argument("--square-queries", type=int, default=1000, help="Square attack queries per image (0: none)")
+    parser.add_argument(
+        "--attack-limit", type=int, help="attack only the test images of index below this (default: all)"
+    )
+    parser.add_argument("--no-sanity", action="store_true", help="skip the random-noise and 32/255 sanity checks")
     parser.add_argument(
         "--pipelines",
         type=_list(str),
         default=list(DEFAULT_PIPELINES),
         help=f"of {list(PIPELINES)}; plain: the model; smoothed: the run's test-time smoothing; adaptive: with the "
-        "noise stop; median: a median filter at test time, attacked through its exact gradient "
+        "noise stop; median / gaussian / nlmeans: that filter at test time; trained: a filter baseline's own filter "
         f"(default: {','.join(DEFAULT_PIPELINES)})",
     )
     parser.add_argument("--median-size", type=int, default=3, help="the median pipeline's window side (default: 3)")
+    parser.add_argument("--gaussian-sigma", type=float, default=0.5, help="the gaussian pipeline's sigma, px (0.5)")
+    parser.add_argument("--nlmeans-h", type=float, default=0.1, help="the nlmeans pipeline's filter strength (0.1)")
     parser.add_argument(
-        "--attack-grad",
-        choices=ATTACK_GRADS,
-        default="bpda",
-        help="gradient through the smoothing: bpda (identity) or naive (what masking would report)",
+        "--smoothing-sparsity", type=float, help="the smoothed / adaptive pipelines' sparsity (default: the run's)"
+    )
+    parser.add_argument(
+        "--attack",
+        choices=ATTACK_MODES,
+        default="suite",
+        help="suite: robust accuracy = the worst case over FGSM, PGD (bpda and projection gradients through the "
+        "smoothing, restarts), Square and transfer; bpda / projection / naive: PGD with that gradient alone "
+        "(naive: what gradient masking would report)",
     )
     parser.add_argument(
         "--constants",
@@ -111,10 +126,16 @@ def main(argv: list[str] | None = None) -> dict:
             resolutions=tuple(args.resolutions),
             epsilons=None if args.epsilons is None else [e / 255 for e in args.epsilons],
             pgd_steps=args.pgd_steps,
-            pgd_step=args.pgd_step / 255,
+            restarts=args.restarts,
+            square_queries=args.square_queries,
+            attack_limit=args.attack_limit,
+            attack=args.attack,
+            sanity=not args.no_sanity,
             pipelines=tuple(args.pipelines),
             median_size=args.median_size,
-            attack_grad=args.attack_grad,
+            gaussian_sigma=args.gaussian_sigma,
+            nlmeans_h=args.nlmeans_h,
+            smoothing_sparsity=args.smoothing_sparsity,
             constants=args.constants,
             seed=args.seed,
             output=output,

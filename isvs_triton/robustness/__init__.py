@@ -1,11 +1,22 @@
 """Robustness evaluation: common corruptions, low resolution, adaptive L-inf attacks, and the report of a run."""
 
-from .attacks import ATTACK_GRADS, Pipeline, fgsm, pgd
+from .attacks import ATTACK_GRADS, LOSSES, Pipeline, fgsm, pgd, region_average, robust, square, suite_names
 from .corruptions import BENCHMARK, CONSTANTS, CORRUPTIONS, EXTRAS, GROUPS, corrupt, low_resolution
-from .evaluate import DEFAULT_PIPELINES, PIPELINES, SPLITS, default_epsilons, evaluate_run, markdown, write_report
+from .evaluate import (
+    ATTACK_MODES,
+    DEFAULT_PIPELINES,
+    PIPELINES,
+    SPLITS,
+    default_epsilons,
+    evaluate_run,
+    markdown,
+    write_report,
+)
 
 __all__ = [
     "ATTACK_GRADS",
+    "ATTACK_MODES",
+    "LOSSES",
     "CONSTANTS",
     "CORRUPTIONS",
     "BENCHMARK",
@@ -22,5 +33,9 @@ __all__ = [
     "low_resolution",
     "markdown",
     "pgd",
+    "region_average",
+    "robust",
+    "square",
+    "suite_names",
     "write_report",
 ]

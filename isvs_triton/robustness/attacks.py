@@ -1,16 +1,30 @@
-"""L-infinity FGSM and PGD on [0, 1] images, and the pipeline they attack (a model, with test-time smoothing or not).
+"""L-infinity attacks on [0, 1] images, the pipeline they attack (a model, with test-time smoothing or not), and the
+suite whose per-image worst case is the robust accuracy the evaluation reports.
 
 Attacks run on the model in eval mode and in float32 (autocast off). When the pipeline smooths its input,
-``sparsify`` has no useful gradient (an iterative solver stopped at a sparsity, then a projection onto regions), so
-a gradient-based attack must see through it: BPDA (Athalye et al., 2018) uses the smoothing in the forward pass and
-the identity in the backward pass. ``grad="naive"`` takes the gradient autograd gives — none, the smoothed images are
-detached — which leaves PGD with its random start only: the gradient-masking number a careless evaluation would
-report, kept here only to show the difference.
+``sparsify`` has no useful gradient (an iterative solver stopped at a sparsity, then a projection onto regions), so a
+gradient-based attack must see through it (BPDA, Athalye et al., 2018: the smoothing in the forward pass, a
+surrogate in the backward pass). Three surrogates (``ATTACK_GRADS``):
+
+- ``"bpda"``: the identity.
+- ``"projection"``: the exact gradient almost everywhere. With the support held fixed the smoothing is the region
+  mean, a symmetric projection P, so the gradient of the loss through it is P applied to the gradient at its output:
+  one projection per step. The regions are read off the smoothed output (connected pixels of equal value, per
+  channel), which is exact unless two adjacent regions have bit-identical means; an output that is not piecewise
+  constant (``projection="none"``: beta / scale) has one-pixel regions, and P is then the identity.
+- ``"naive"``: the gradient autograd gives (none, the smoothed images are detached): PGD with its random start only,
+  the gradient-masking number a careless evaluation would report, kept only to show the difference.
+
+The suite (``robust``) attacks each image with PGD under every surrogate the pipeline has, from ``restarts`` random
+starts alternating the cross-entropy and the margin (Carlini-Wagner) loss, step 2.5 eps / steps (Madry et al.);
+the gradient-free Square attack (Andriushchenko et al., 2020) on the images still standing; and the PGD points
+crafted on the model without its smoothing (transfer). An image counts as robust only if no attack fooled it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 
 import torch
@@ -19,7 +33,32 @@ from torch import nn
 
 from ..data import sample_uniform
 
-ATTACK_GRADS = ("bpda", "naive")
+ATTACK_GRADS = ("bpda", "projection", "naive")
+LOSSES = ("ce", "margin")
+
+
+class _RegionMean(torch.autograd.Function):
+    """Forward: the smoothed images; backward: the gradient averaged over the regions of the smoothed output."""
+
+    @staticmethod
+    def forward(ctx, x, smoothed):
+        ctx.save_for_backward(smoothed)
+        return smoothed
+
+    @staticmethod
+    def backward(ctx, grad):
+        (smoothed,) = ctx.saved_tensors
+        return region_average(grad, smoothed), None
+
+
+def region_average(values: torch.Tensor, smoothed: torch.Tensor) -> torch.Tensor:
+    """``values`` (B, C, H, W) averaged over each region of ``smoothed``: 4-connected pixels of equal value, per
+    channel (the projection P of the smoothing with its support fixed)."""
+    from ..ops.projection.torch_path import project
+
+    active_h = smoothed[..., :, 1:] != smoothed[..., :, :-1]
+    active_v = smoothed[..., 1:, :] != smoothed[..., :-1, :]
+    return project(values, active_h, active_v)[0]
 
 
 class Pipeline(nn.Module):
@@ -44,18 +83,34 @@ class Pipeline(nn.Module):
         if self.smooth is not None:
             with torch.no_grad():
                 smoothed = self.smooth(x.detach())
-            x = (
-                x + (smoothed - x).detach() if self.grad == "bpda" else smoothed
-            )  # BPDA: forward smooth, backward identity
+            if self.grad == "bpda":
+                x = x + (smoothed - x).detach()  # forward: smoothed; backward: identity
+            elif self.grad == "projection":
+                x = _RegionMean.apply(x, smoothed)
+            else:
+                x = smoothed
         return self.model(x)
 
+    def with_grad(self, grad: str) -> Pipeline:
+        """The same pipeline with another surrogate gradient through its smoothing."""
+        return Pipeline(self.model, self.smooth, grad, self.differentiable)
 
-def _input_gradient(pipeline: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gradient of the loss with respect to the input, and the logits at x."""
+
+def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per image: the true class's logit minus the largest other one (< 0: misclassified)."""
+    true = logits.gather(1, y[:, None])[:, 0]
+    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return true - other
+
+
+def _input_gradient(
+    pipeline: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "ce"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient of the loss (cross-entropy, or minus the margin) with respect to the input, and the logits."""
     x = x.detach().requires_grad_(True)
     with torch.autocast(device_type=x.device.type, enabled=False):
         logits = pipeline(x).float()
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, reduction="sum") if loss == "ce" else -margin(logits, y).sum()
     (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
     return (torch.zeros_like(x) if grad is None else grad), logits.detach()
 
@@ -77,7 +132,7 @@ def _check(x: torch.Tensor, eps: float, step: float | None = None, steps: int | 
         raise ValueError(f"x must be a float tensor (B, C, H, W) in [0, 1], got {getattr(x, 'shape', type(x))}")
     if not 0 <= eps <= 1:
         raise ValueError(f"eps must be in [0, 1] (e.g. 8/255), got {eps}")
-    if step is not None and not step > 0:
+    if step is not None and not (step > 0 or step == eps == 0):
         raise ValueError(f"step must be > 0, got {step}")
     if steps is not None and (not isinstance(steps, int) or steps < 1):
         raise ValueError(f"steps must be an int >= 1, got {steps}")
@@ -96,19 +151,24 @@ def pgd(
     y: torch.Tensor,
     eps: float,
     *,
-    step: float = 2 / 255,
+    step: float | None = None,
     steps: int = 20,
     random_start: bool = True,
+    loss: str = "ce",
     seed: int = 0,
     index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Projected gradient descent in the L-inf ball of radius ``eps`` (Madry et al., 2018): ``steps`` signed steps of
-    ``step`` from a uniform random start, each projected back into the ball and [0, 1]. The start of each image is a
-    function of (``seed``, its ``index`` in the dataset, default 0..B-1, eps).
+    ``step`` (default 2.5 eps / steps) from a uniform random start, each projected back into the ball and [0, 1],
+    ascending ``loss`` ("ce" or "margin"). The start of each image is a function of (``seed``, its ``index`` in the
+    dataset, default 0..B-1, eps).
 
     Returns, per image, the first point found that the pipeline misclassifies (the clean image itself if it already
     is, then each iterate), else the last iterate: robust accuracy counts an image only if no point fooled it."""
+    step = 2.5 * eps / steps if step is None else step
     _check(x, eps, step, steps)
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; accepted: {list(LOSSES)}")
     with _eval_mode(pipeline):
         adversarial = x.detach().clone()
         if random_start:
@@ -119,7 +179,7 @@ def pgd(
             fooled = pipeline(x).argmax(1) != y
         found = x.detach().clone()
         for iteration in range(steps + 1):
-            grad, logits = _input_gradient(pipeline, adversarial, y)
+            grad, logits = _input_gradient(pipeline, adversarial, y, loss)
             new = (logits.argmax(1) != y) & ~fooled
             found[new], fooled = adversarial[new], fooled | new
             if iteration == steps:
@@ -127,3 +187,134 @@ def pgd(
             adversarial = adversarial + step * grad.sign()
             adversarial = torch.minimum(torch.maximum(adversarial, x - eps), x + eps).clamp(0, 1).detach()
     return torch.where(fooled.view(-1, 1, 1, 1), found, adversarial)
+
+
+# the Square attack's schedule (Andriushchenko et al., 2020): the fraction of pixels a square covers is halved at these
+# fractions of a 10,000-query budget, scaled to the budget given
+_SQUARE_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+
+
+def square(
+    pipeline: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    queries: int = 1000,
+    p_init: float = 0.8,
+    seed: int = 0,
+    index: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The L-inf Square attack (Andriushchenko et al., 2020): gradient-free, so no surrogate is needed. From vertical
+    stripes of +-eps, each query sets one random square to +-eps per channel and keeps the change if it lowers the
+    margin; the square covers ``p_init`` of the image (0.8, as AutoAttack runs it), halved on the paper's schedule.
+    An image stops once misclassified; ``queries`` forward passes per image at most (the first is the start). Draws
+    are functions of (``seed``, the image's ``index``, the query).
+
+    Returns, per image, the first misclassified point found, else the point of lowest margin."""
+    _check(x, eps)
+    if isinstance(queries, bool) or not isinstance(queries, int) or queries < 1:
+        raise ValueError(f"queries must be an int >= 1, got {queries!r}")
+    b, c, h, w = x.shape
+    index = torch.arange(b) if index is None else index.cpu()
+    salt = 1_000_000 + round(eps * 255_000) * 1000
+
+    def draws(query: int, count: int) -> torch.Tensor:
+        return sample_uniform(index, salt + query, seed, count).to(x.device)
+
+    with _eval_mode(pipeline), torch.no_grad():
+        stripes = torch.where(draws(0, c * w).view(b, c, 1, w) < 0.5, -eps, eps).to(x.dtype)
+        best = (x + stripes).clamp(0, 1)
+        best_margin = margin(pipeline(best).float(), y)
+        clean_fooled = pipeline(x).argmax(1) != y
+        best = torch.where(clean_fooled.view(-1, 1, 1, 1), x, best)
+        done = clean_fooled | (best_margin < 0)
+        rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+        cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
+        for query in range(1, queries):
+            active = (~done).nonzero()[:, 0]
+            if not active.numel():
+                break
+            p = p_init / 2 ** sum(query * 10_000 / queries > t for t in _SQUARE_HALVINGS)
+            side = min(max(round(math.sqrt(p * h * w)), 1), h - 1, w - 1)
+            u = draws(query, 2 + c)[active]
+            top = (u[:, 0] * (h - side + 1)).long().view(-1, 1, 1, 1)
+            left = (u[:, 1] * (w - side + 1)).long().view(-1, 1, 1, 1)
+            inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+            signs = torch.where(u[:, 2:] < 0.5, -eps, eps).to(x.dtype).view(-1, c, 1, 1)
+            delta = torch.where(inside, signs, best[active] - x[active])
+            candidate = (x[active] + delta).clamp(0, 1)
+            m = margin(pipeline(candidate).float(), y[active])
+            better = m < best_margin[active]
+            keep = active[better]
+            best[keep], best_margin[keep] = candidate[better], m[better]
+            done[active] = done[active] | (m < 0)
+    return best.detach()
+
+
+def suite_names(
+    pipeline: Pipeline,
+    *,
+    restarts: int = 2,
+    square_queries: int = 1000,
+    transfer: bool = True,
+    only: str | None = None,
+) -> list:
+    """The attacks ``robust`` runs on ``pipeline``, in order: FGSM, PGD per surrogate gradient and restart (losses
+    alternating), Square, transfer; with ``only`` (one of ``ATTACK_GRADS``), PGD with that gradient alone."""
+    smoothing = pipeline.smooth is not None and not pipeline.differentiable
+    grads = (only,) if only else ("bpda", "projection") if smoothing else ("exact",)
+    pgds = [f"pgd-{g}-{LOSSES[r % 2]}-r{r}" for g in grads for r in range(restarts)]
+    if only:
+        return pgds
+    names = ["fgsm", *pgds] + (["square"] if square_queries else [])
+    return names + (["transfer"] if transfer and pipeline.smooth is not None else [])
+
+
+def robust(
+    pipeline: Pipeline,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    steps: int = 20,
+    restarts: int = 2,
+    square_queries: int = 1000,
+    transfer: bool = True,
+    only: str | None = None,
+    seed: int = 0,
+    index: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per image, whether it is still classified correctly after each attack of ``suite_names`` (bool (B,) each),
+    and ``"worst"``: after all of them (the robust accuracy). Square runs only on the images every gradient attack
+    left standing (as AutoAttack does); transfer replays PGD points crafted on the model without its smoothing."""
+    if only is not None and only not in ATTACK_GRADS:
+        raise ValueError(f"unknown attack gradient {only!r}; accepted: {list(ATTACK_GRADS)}")
+    names = suite_names(pipeline, restarts=restarts, square_queries=square_queries, transfer=transfer, only=only)
+    plain = Pipeline(pipeline.model).eval()
+    survived, standing = {}, torch.ones_like(y, dtype=torch.bool)
+
+    def correct(points: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), _eval_mode(pipeline):
+            return pipeline(points).argmax(1) == y
+
+    for name in names:
+        if name == "fgsm":
+            points = fgsm(pipeline, x, y, eps)
+        elif name.startswith("pgd-"):
+            _, grad, loss, restart = name.split("-")
+            attacked = pipeline if grad == "exact" else pipeline.with_grad(grad)
+            points = pgd(attacked, x, y, eps, steps=steps, loss=loss, seed=seed + int(restart[1:]), index=index)
+        elif name == "square":
+            points = x.clone()
+            rest = standing.nonzero()[:, 0]
+            if rest.numel():
+                at = None if index is None else index[rest.cpu()]
+                points[rest] = square(pipeline, x[rest], y[rest], eps, queries=square_queries, seed=seed, index=at)
+        else:
+            points = pgd(plain, x, y, eps, steps=steps, seed=seed, index=index)
+        # Square attacks only the images left standing: its entry is the worst case so far, Square included
+        survived[name] = correct(points) & (standing if name == "square" else True)
+        standing &= survived[name]
+    survived["worst"] = standing
+    return survived

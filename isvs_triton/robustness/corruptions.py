@@ -246,15 +246,19 @@ def _index(i: torch.Tensor, n: int, mode: str) -> torch.Tensor:
 
 
 def _bilinear(image: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode: str) -> torch.Tensor:
-    """``image`` (C, H, W) sampled at real positions (ys, xs) (each (H', W')), bilinear, borders by ``mode``."""
-    _, h, w = image.shape
+    """``image`` (B, C, H, W) sampled at real positions (ys, xs) (each (B, H', W')), bilinear, borders by ``mode``."""
+    b, c, h, w = image.shape
     y0, x0 = ys.floor(), xs.floor()
-    fy, fx = (ys - y0).to(image.dtype), (xs - x0).to(image.dtype)
+    fy, fx = (ys - y0).to(image.dtype)[:, None], (xs - x0).to(image.dtype)[:, None]
     y0, x0 = y0.long(), x0.long()
-    rows = [_index(y0, h, mode), _index(y0 + 1, h, mode)]
-    cols = [_index(x0, w, mode), _index(x0 + 1, w, mode)]
-    top = image[:, rows[0], cols[0]] * (1 - fx) + image[:, rows[0], cols[1]] * fx
-    bottom = image[:, rows[1], cols[0]] * (1 - fx) + image[:, rows[1], cols[1]] * fx
+    flat = image.flatten(2)  # (B, C, H * W)
+
+    def at(rows, cols):
+        key = (_index(rows, h, mode) * w + _index(cols, w, mode)).flatten(1)[:, None].expand(b, c, -1)
+        return flat.gather(2, key).view(b, c, *ys.shape[1:])
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
+    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
     return top * (1 - fy) + bottom * fy
 
 
@@ -287,22 +291,25 @@ def _clipped_zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
     return zoomed[..., trim_top : trim_top + h, trim_left : trim_left + w]
 
 
-def _motion_blur(image: torch.Tensor, radius: float, sigma: float, angle: float) -> torch.Tensor:
-    """ImageMagick's ``MotionBlurImage`` on (C, H, W): a one-sided Gaussian of width 2 ceil(radius) + 1 along the
-    direction ``angle`` (degrees), out(y, x) = sum_i k_i in(y + dy_i, x + dx_i), edges replicated."""
+def _motion_blur(x: torch.Tensor, radius: float, sigma: float, angles: torch.Tensor) -> torch.Tensor:
+    """ImageMagick's ``MotionBlurImage`` on (B, C, H, W), one angle (degrees) per image: a one-sided Gaussian of
+    width 2 ceil(radius) + 1 along the angle, out(y, x) = sum_i k_i in(y + dy_i, x + dx_i), edges replicated; the
+    line ends where it leaves the image (as imagecorruptions' port stops)."""
+    b, c, h, w = x.shape
     width = int(2 * math.ceil(radius) + 1)
-    k = torch.exp(-(torch.arange(width, dtype=torch.float64) ** 2) / (2 * sigma**2))
-    k = (k / k.sum()).tolist()
-    s, c = math.sin(math.radians(angle)), math.cos(math.radians(angle))
-    _, h, w = image.shape
-    out = torch.zeros_like(image)
-    rows, cols = torch.arange(h, device=image.device), torch.arange(w, device=image.device)
-    for i in range(width):
-        dy, dx = math.ceil(i * s - 0.5), math.ceil(i * c - 0.5)
-        if abs(dy) >= h or abs(dx) >= w:  # the motion left the image (as imagecorruptions stops)
-            break
-        out += k[i] * image[:, (rows + dy).clamp(0, h - 1)][:, :, (cols + dx).clamp(0, w - 1)]
-    return out
+    taps = torch.arange(width, dtype=torch.float64)
+    k = torch.exp(-(taps**2) / (2 * sigma**2))
+    k = k / k.sum()
+    radians = torch.as_tensor(angles, dtype=torch.float64).view(-1, 1) * math.pi / 180
+    dy = torch.ceil(taps * torch.sin(radians) - 0.5).long()  # (B, width)
+    dx = torch.ceil(taps * torch.cos(radians) - 0.5).long()
+    inside = ((dy.abs() < h) & (dx.abs() < w)).long().cumprod(1).to(x.dtype)  # 0 from the first tap outside on
+    weights = (k.to(x) * inside).to(x.device)
+    rows = (torch.arange(h)[None, None, :] + dy[..., None]).clamp(0, h - 1).to(x.device)  # (B, width, H)
+    cols = (torch.arange(w)[None, None, :] + dx[..., None]).clamp(0, w - 1).to(x.device)  # (B, width, W)
+    batch = torch.arange(b, device=x.device).view(b, 1, 1, 1)
+    gathered = x.permute(0, 2, 3, 1)[batch, rows[..., :, None], cols[..., None, :]]  # (B, width, H, W, C)
+    return (gathered * weights.view(b, width, 1, 1, 1)).sum(1).permute(0, 3, 1, 2)
 
 
 def _disk(radius: float, alias_blur: float) -> torch.Tensor:
@@ -416,9 +423,7 @@ def _glass_blur(x, c, generators):
 
 def _motion(x, c, generators):
     radius, sigma = c
-    return torch.stack(
-        [_motion_blur(image, radius, sigma, float(_uniform(g, -45, 45))) for image, g in zip(x, generators)]
-    )
+    return _motion_blur(x, radius, sigma, torch.stack([_uniform(g, -45, 45) for g in generators]))
 
 
 def _zoom_blur(x, c, generators):
@@ -433,8 +438,7 @@ def _snow(x, c, generators):
     layer = _clipped_zoom(layer[:, None], zoom)
     layer = torch.where(layer < threshold, 0.0, layer)
     layer = _quantize(layer)  # the reference passes the layer through an 8-bit PNG to ImageMagick, and back
-    angles = [float(_uniform(g, -135, -45)) for g in generators]
-    layer = torch.stack([_motion_blur(lay, radius, sigma, a) for lay, a in zip(layer, angles)])
+    layer = _motion_blur(layer, radius, sigma, torch.stack([_uniform(g, -135, -45) for g in generators]))
     layer = (layer * 255).round().div(255).to(x)
     whitened = blend * x + (1 - blend) * torch.maximum(x, _gray(x) * 1.5 + 0.5)
     return whitened + layer + layer.flip(-1, -2)
@@ -470,21 +474,22 @@ def _fog(x, c, generators):
 def _elastic(x, c, generators):
     alpha, sigma, affine = c
     b, _, h, w = x.shape
-    out = []
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     centre = torch.tensor([h // 2, w // 2], dtype=torch.float64)  # (h, w) used as (x, y), as the reference does
     square = min(h, w) // 3
     source = torch.stack([centre + square, torch.stack([centre[0] + square, centre[1] - square]), centre - square])
-    for image, g in zip(x, generators):
-        target = source + _uniform(g, -affine, affine, (3, 2))
-        # cv2.warpAffine(M) with M mapping source to target: each output pixel reads the input at M^-1 (x, y)
-        solve = torch.linalg.solve(torch.cat([target, torch.ones(3, 1, dtype=torch.float64)], 1), source)  # (3, 2)
-        points = torch.stack([xs, ys, torch.ones_like(xs)], -1) @ solve
-        warped = _bilinear(image.double(), points[..., 1], points[..., 0], "reflect101")
-        fields = _uniform(g, -1, 1, (2, 1, h, w))  # dx, then dy, as the reference draws them
-        dx, dy = (_gaussian_symmetric(fields, sigma, truncate=3) * alpha)[:, 0]
-        out.append(_bilinear(warped, ys + dy, xs + dx, "symmetric"))
-    return torch.stack(out).to(x)
+    targets, fields = [], []
+    for g in generators:  # the draws in the reference's order: the affine's points, then dx, then dy
+        targets.append(source + _uniform(g, -affine, affine, (3, 2)))
+        fields.append(_uniform(g, -1, 1, (2, h, w)))
+    # cv2.warpAffine(M) with M mapping source to target: each output pixel reads the input at M^-1 (x, y)
+    ones = torch.ones(b, 3, 1, dtype=torch.float64)
+    solve = torch.linalg.solve(torch.cat([torch.stack(targets), ones], 2), source.expand(b, 3, 2))  # (B, 3, 2)
+    points = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, h * w, 3) @ solve  # (B, H * W, 2)
+    points = points.view(b, h, w, 2)
+    warped = _bilinear(x.double().cpu(), points[..., 1], points[..., 0], "reflect101")
+    dx, dy = (_gaussian_symmetric(torch.stack(fields), sigma, truncate=3) * alpha).unbind(1)
+    return _bilinear(warped, ys + dy, xs + dx, "symmetric").to(x)
 
 
 _RANDOM = (

@@ -1,5 +1,6 @@
-"""Evaluate a trained run: clean, every corruption x severity, low resolution, FGSM and PGD over an epsilon sweep,
-for the plain model and with test-time smoothing (attacked through the smoothing by BPDA).
+"""Evaluate a trained run: clean, every corruption x severity, low resolution, and the attack suite over an epsilon
+sweep (robust accuracy = the worst case per image over FGSM, PGD with restarts and every surrogate gradient, Square
+and transfer), for the plain model and with test-time smoothing, with sanity checks on every pipeline.
 
 One pass over the test set; every condition is computed on each batch. The test loader is sharded by Accelerate and
 the per-image results gathered, so ``accelerate launch tools/evaluate.py RUN`` splits the work over processes.
@@ -19,18 +20,25 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from ..data import SMALL_SIDE, Images, load_data
-from ..filters import median_filter
+from ..data import SMALL_SIDE, Images, load_data, sample_uniform
+from ..filters import gaussian_blur, median_filter, nl_means
+from ..train import registry as procedures
 from ..train.loop import load_run
-from .attacks import ATTACK_GRADS, Pipeline, fgsm, pgd
+from .attacks import ATTACK_GRADS, Pipeline, pgd, robust, suite_names
 from .corruptions import BENCHMARK, CORRUPTIONS, EXTRAS, GROUPS, constants_for, corrupt, low_resolution
 
-# plain: the model alone; smoothed: the run's test-time smoothing; adaptive: the same with the noise stop ("auto")
-# plain: the model; smoothed: the run's test-time smoothing; adaptive: the same with the noise stop; median: a
-# median filter at test time (the baseline a reviewer tries first), differentiated exactly by the attacks
-PIPELINES = ("plain", "smoothed", "adaptive", "median")
+# what the model sees at test time. plain: the image; smoothed: the run's test-time smoothing (or at
+# smoothing_sparsity); adaptive: the same with the noise stop ("auto"); median / gaussian / nlmeans: a classical
+# filter at test time (median_size, gaussian_sigma, nlmeans_h); trained: a filter baseline's own filter, at the
+# strength it was trained with. median, gaussian and the blur / low-pass filters are differentiated exactly by the
+# attacks; the smoothing, non-local means and TV through the BPDA surrogates
+PIPELINES = ("plain", "smoothed", "adaptive", "median", "gaussian", "nlmeans", "trained")
 DEFAULT_PIPELINES = ("plain", "smoothed", "adaptive")
 SPLITS = ("test", "validation")  # what an evaluation reads: the test split, or the run's held-out training images
+# "suite": every attack of attacks.robust, robust accuracy = the worst case; a surrogate name: PGD with it alone (the
+# restarts still run), e.g. "naive" to show what gradient masking would report
+ATTACK_MODES = ("suite", *ATTACK_GRADS)
+SANITY_EPSILON = 32 / 255  # a large ball: every pipeline's accuracy should reach ~0 there
 
 
 def default_epsilons(image_size: int) -> list[float]:
@@ -38,12 +46,65 @@ def default_epsilons(image_size: int) -> list[float]:
     return [e / 255 for e in ((1, 2, 4, 8) if image_size <= SMALL_SIDE else (1, 2, 4))]
 
 
-def _conditions(corruptions, severities, resolutions, epsilons) -> list[tuple[str, str, float]]:
+def _conditions(corruptions, severities, resolutions) -> list[tuple[str, str, float]]:
     conditions = [("clean", "clean", 0)]
     conditions += [("corruption", name, s) for name in corruptions for s in severities]
-    conditions += [("low_resolution", f"x{f}", f) for f in resolutions]
-    conditions += [(attack, attack, eps) for attack in ("fgsm", "pgd") for eps in epsilons]
-    return conditions
+    return conditions + [("low_resolution", f"x{f}", f) for f in resolutions]
+
+
+# corrupted batches already made in this process, as uint8 (corruptions are stored as 8 bits, so this is lossless):
+# evaluations of the same images (a comparison's candidates on one validation split, its runs on the test split)
+# make each corrupted batch once. Keyed by the data's fingerprint, the batch's image indices and the corruption's
+# arguments; bounded by CORRUPTION_CACHE_BYTES, oldest first out
+CORRUPTION_CACHE_BYTES = 4 << 30
+_corrupted: dict[tuple, torch.Tensor] = {}
+
+
+def _corrupt_cached(x, index, fingerprint, name, severity, constants, seed) -> torch.Tensor:
+    if fingerprint is None:
+        return corrupt(x, name, severity, constants=constants, seed=seed, index=index)
+    key = (fingerprint, tuple(x.shape), name, severity, constants, seed, index.cpu().numpy().tobytes())
+    if key not in _corrupted:
+        out = corrupt(x, name, severity, constants=constants, seed=seed, index=index)
+        _corrupted[key] = (out * 255).round().to(torch.uint8).cpu()
+        while sum(v.numel() for v in _corrupted.values()) > CORRUPTION_CACHE_BYTES:
+            del _corrupted[next(iter(_corrupted))]
+    return _corrupted[key].to(x.device, x.dtype) / 255
+
+
+def _eps_key(eps: float) -> str:
+    return f"{eps * 255:g}/255"
+
+
+def _attack_columns(pipeline: Pipeline, epsilons, mode: str, restarts: int, square_queries: int, sanity: bool):
+    """(attack name, eps) per column of the attacked images' results: each attack and "worst" at each eps, then the
+    sanity checks ("random": uniform +-eps noise at each eps; "pgd-large": PGD at SANITY_EPSILON)."""
+    only = None if mode == "suite" else mode
+    names = suite_names(pipeline, restarts=restarts, square_queries=square_queries, only=only)
+    columns = [(name, eps) for eps in epsilons for name in [*names, "worst"]]
+    return columns + ([("random", eps) for eps in epsilons] + [("pgd-large", SANITY_EPSILON)] if sanity else [])
+
+
+def _attack(pipeline, x, y, index, columns, mode, steps, restarts, square_queries, seed) -> torch.Tensor:
+    """(B, columns) float: 1 where the image survived that column's attack."""
+    out = {}
+    for eps in dict.fromkeys(e for name, e in columns if name not in ("random", "pgd-large")):
+        options = {"steps": steps, "restarts": restarts, "square_queries": square_queries}
+        survived = robust(
+            pipeline, x, y, eps, **options, only=None if mode == "suite" else mode, seed=seed, index=index
+        )
+        out.update({(name, eps): hit for name, hit in survived.items()})
+    with torch.no_grad():
+        for name, eps in columns:
+            if name == "random":
+                signs = torch.where(sample_uniform(index, round(eps * 255_000) + 7, seed, x[0].numel()) < 0.5, -1, 1)
+                out[name, eps] = pipeline((x + eps * signs.view(x.shape).to(x)).clamp(0, 1)).argmax(1) == y
+    if ("pgd-large", SANITY_EPSILON) in columns:
+        grad = "bpda" if pipeline.smooth is not None and not pipeline.differentiable else pipeline.grad
+        points = pgd(pipeline.with_grad(grad), x, y, SANITY_EPSILON, steps=steps, seed=seed, index=index)
+        with torch.no_grad():
+            out["pgd-large", SANITY_EPSILON] = pipeline(points).argmax(1) == y
+    return torch.stack([out[c] for c in columns], 1).float()
 
 
 def evaluate_run(
@@ -62,21 +123,37 @@ def evaluate_run(
     resolutions: tuple[int, ...] = (2, 4),
     epsilons: list[float] | None = None,
     pgd_steps: int = 20,
-    pgd_step: float = 2 / 255,
+    restarts: int = 2,
+    square_queries: int = 1000,
+    attack_limit: int | None = None,
+    attack: str = "suite",
+    sanity: bool = True,
     pipelines: tuple[str, ...] = DEFAULT_PIPELINES,
-    attack_grad: str = "bpda",
     median_size: int = 3,
+    gaussian_sigma: float = 0.5,
+    nlmeans_h: float = 0.1,
+    smoothing_sparsity: float | None = None,
     constants: str = "auto",
     seed: int = 0,
     output: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Evaluate the run folder ``run``; data settings default to the run's own. Returns (and writes) the results."""
+    """Evaluate the run folder ``run``; data settings default to the run's own. Returns (and writes) the results.
+
+    ``limit_test`` keeps a fixed random subset of the split evaluated (test, or the first images of the run's
+    validation split). The attacks (``attack``: the whole suite, or PGD with one surrogate gradient) run on the
+    images of index below ``attack_limit`` (all by default), every other condition on every image."""
     unknown = [p for p in pipelines if p not in PIPELINES]
     if unknown or not pipelines:
         raise ValueError(f"unknown pipelines {unknown or pipelines}; accepted: {list(PIPELINES)}")
-    if attack_grad not in ATTACK_GRADS:
-        raise ValueError(f"unknown attack gradient {attack_grad!r}; accepted: {list(ATTACK_GRADS)}")
+    if attack not in ATTACK_MODES:
+        raise ValueError(f"unknown attack {attack!r}; accepted: {list(ATTACK_MODES)}")
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise ValueError(f"restarts must be an int >= 1, got {restarts!r}")
+    if isinstance(square_queries, bool) or not isinstance(square_queries, int) or square_queries < 0:
+        raise ValueError(f"square_queries must be an int >= 0 (0: no Square attack), got {square_queries!r}")
+    if attack_limit is not None and attack_limit < 0:
+        raise ValueError(f"attack_limit must be >= 0 (the number of images attacked), got {attack_limit}")
     bad = [c for c in corruptions if c not in CORRUPTIONS]
     if bad:
         raise ValueError(f"unknown corruptions {bad}; accepted: {list(CORRUPTIONS)}")
@@ -89,9 +166,20 @@ def evaluate_run(
     odd = isinstance(median_size, int) and not isinstance(median_size, bool) and median_size % 2 == 1
     if "median" in pipelines and not (odd and median_size >= 1):
         raise ValueError(f"--median-size must be an odd integer >= 1, got {median_size!r}")
+    for flag, value in (("--gaussian-sigma", gaussian_sigma), ("--nlmeans-h", nlmeans_h)):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"{flag} must be a number > 0, got {value!r}")
+    if smoothing_sparsity is not None and not 0 < smoothing_sparsity <= 1:
+        raise ValueError(f"--smoothing-sparsity must be in (0, 1], got {smoothing_sparsity}")
     accelerator = Accelerator()
     model, info = load_run(run, accelerator.device)
     trained = info.config
+    test_filter = procedures.get(info.procedure).test_filter
+    if "trained" in pipelines and test_filter is None:
+        with_filters = [n for n, p in procedures.REGISTRY.items() if p.test_filter is not None]
+        raise ValueError(
+            f"pipeline 'trained' needs a run trained with a filter ({with_filters}), not {info.procedure!r}"
+        )
     data = load_data(
         dataset or trained["dataset"],
         data_dir=data_dir if dataset or data_dir else trained["data_dir"],
@@ -107,7 +195,10 @@ def evaluate_run(
     if split == "validation":
         if data.validation is None:
             raise ValueError(f"{run} was trained without --val-fraction: it has no validation split to evaluate")
-        data = dataclasses.replace(data, test=data.validation)  # the same held-out images the run was chosen on
+        held_out = data.validation  # the same held-out images the run was chosen on; the first limit_test of them
+        if limit_test is not None and limit_test < len(held_out):
+            held_out = held_out.select(range(limit_test), keep_in_memory=True)  # a random hold-out: any n are random
+        data = dataclasses.replace(data, test=held_out)
     if data.num_classes != info.num_classes:
         raise ValueError(f"the data has {data.num_classes} classes, the model {info.num_classes}")
     names = getattr(data.test.features["label"], "names", None)
@@ -118,38 +209,63 @@ def evaluate_run(
         )
     size = info.image_size
     epsilons = default_epsilons(size) if epsilons is None else list(epsilons)
-    smoothing = info.smoothing
+    smoothing = info.smoothing if smoothing_sparsity is None else info.smoothing.replace(sparsity=smoothing_sparsity)
     adaptive = smoothing.replace(noise="auto")
-    models = {
-        "plain": Pipeline(model).eval(),
-        "smoothed": Pipeline(model, smoothing, attack_grad).eval(),
-        "adaptive": Pipeline(model, adaptive, attack_grad).eval(),
-        "median": Pipeline(model, functools.partial(median_filter, size=median_size), differentiable=True).eval(),
+    filters = {
+        "smoothed": (smoothing, False),
+        "adaptive": (adaptive, False),
+        "median": (functools.partial(median_filter, size=median_size), True),
+        "gaussian": (functools.partial(gaussian_blur, sigma=gaussian_sigma), True),
+        "nlmeans": (functools.partial(nl_means, h=nlmeans_h), False),
+        "trained": test_filter(trained) if test_filter is not None else None,
     }
-    conditions = _conditions(corruptions, severities, resolutions, epsilons)
+    models = {"plain": Pipeline(model).eval()}
+    for p in pipelines:
+        if p != "plain":
+            smooth, differentiable = filters[p]
+            models[p] = Pipeline(model, smooth, differentiable=differentiable).eval()
+    conditions = _conditions(corruptions, severities, resolutions)
+    fingerprint = getattr(data.test, "_fingerprint", None)  # a datasets.Dataset's: which images these are
+    columns = {p: _attack_columns(models[p], epsilons, attack, restarts, square_queries, sanity) for p in pipelines}
     loader = accelerator.prepare(torch.utils.data.DataLoader(Images(data.test, size, "test"), batch_size=batch_size))
-    correct = {p: [] for p in pipelines}
+    correct, attacked = {p: [] for p in pipelines}, {p: [] for p in pipelines}
     start = time.perf_counter()
     for index, images, labels in tqdm(
         loader, desc="evaluating", disable=not (progress and accelerator.is_main_process)
     ):
         x = images.float().div_(255)
+        hits = {name: [] for name in pipelines}
+        for kind, what, level in conditions:  # each condition's images made once, seen by every pipeline
+            if kind == "corruption":
+                inputs = _corrupt_cached(x, index, fingerprint, what, level, constants, seed)
+            elif kind == "low_resolution":
+                inputs = low_resolution(x, level)
+            else:
+                inputs = x
+            with torch.no_grad():
+                for name in pipelines:
+                    hits[name].append(models[name](inputs).argmax(1) == labels)
         for name in pipelines:
-            pipeline, hits = models[name], []
-            for kind, what, level in conditions:
-                if kind == "fgsm":
-                    inputs = fgsm(pipeline, x, labels, level)
-                elif kind == "pgd":
-                    inputs = pgd(pipeline, x, labels, level, step=pgd_step, steps=pgd_steps, seed=seed, index=index)
-                elif kind == "corruption":
-                    inputs = corrupt(x, what, level, constants=constants, seed=seed, index=index)
-                elif kind == "low_resolution":
-                    inputs = low_resolution(x, level)
-                else:
-                    inputs = x
-                with torch.no_grad():
-                    hits.append(pipeline(inputs).argmax(1) == labels)
-            correct[name].append(accelerator.gather_for_metrics(torch.stack(hits, 1)).cpu())
+            pipeline = models[name]
+            correct[name].append(accelerator.gather_for_metrics(torch.stack(hits[name], 1)).cpu())
+            # attacked images: 1 / 0 per column; the others NaN, left out of the attack means
+            survived = torch.full((len(x), len(columns[name])), float("nan"), device=x.device)
+            chosen = (index < attack_limit) if attack_limit is not None else torch.ones_like(labels, dtype=torch.bool)
+            if chosen.any() and columns[name]:
+                c = chosen.nonzero()[:, 0]
+                survived[c] = _attack(
+                    pipeline,
+                    x[c],
+                    labels[c],
+                    index[c],
+                    columns[name],
+                    attack,
+                    pgd_steps,
+                    restarts,
+                    square_queries,
+                    seed,
+                ).to(survived)
+            attacked[name].append(accelerator.gather_for_metrics(survived).cpu())
     seconds = time.perf_counter() - start
     results = {
         "run": str(run),
@@ -162,13 +278,21 @@ def evaluate_run(
         "seed": seed,
         "smoothing": {**smoothing.to_dict(), "trained_with": info.procedure, "adaptive_noise": adaptive.noise},
         "median_size": median_size if "median" in pipelines else None,
+        "gaussian_sigma": gaussian_sigma if "gaussian" in pipelines else None,
+        "nlmeans_h": nlmeans_h if "nlmeans" in pipelines else None,
+        "trained_filter": {k: trained.get(k) for k in ("blur_sigma", "lowpass_radius", "tv_weight")}
+        if "trained" in pipelines
+        else None,
         "attacks": {
             "norm": "Linf",
             "epsilons": epsilons,
+            "mode": attack,
             "pgd_steps": pgd_steps,
-            "pgd_step": pgd_step,
-            "random_start": True,
-            "gradient_through_smoothing": attack_grad,
+            "pgd_step": "2.5 eps / steps",
+            "restarts": restarts,
+            "square_queries": square_queries if attack == "suite" else 0,
+            "attack_limit": attack_limit,
+            "attacked_images": 0,
         },
         "seconds": seconds,
         "pipelines": {},
@@ -177,22 +301,39 @@ def evaluate_run(
         hits = torch.cat(correct[name])  # (test images, conditions)
         results["test_images"] = hits.shape[0]
         results["pipelines"][name] = _summarise(conditions, hits.double().mean(0).tolist())
+        survived = torch.cat(attacked[name]).double()  # (test images, attack columns), NaN where not attacked
+        results["attacks"]["attacked_images"] = int((~survived[:, 0].isnan()).sum()) if survived.numel() else 0
+        results["pipelines"][name].update(_summarise_attacks(columns[name], survived.nanmean(0).tolist()))
     if output is not None and accelerator.is_main_process:
         write_report(results, Path(output))
     return results
 
 
+def _summarise_attacks(columns, accuracy) -> dict:
+    """robust: the worst case per eps; attacks: each attack per eps; sanity: random noise per eps, PGD at 32/255."""
+    out = {"robust": {}, "attacks": {}, "sanity": {"random": {}}}
+    for (name, eps), acc in zip(columns, accuracy):
+        acc = None if acc != acc else acc  # NaN: no image attacked
+        if name == "worst":
+            out["robust"][_eps_key(eps)] = acc
+        elif name == "random":
+            out["sanity"]["random"][_eps_key(eps)] = acc
+        elif name == "pgd-large":
+            out["sanity"][f"pgd {_eps_key(eps)}"] = acc
+        else:
+            out["attacks"].setdefault(name, {})[_eps_key(eps)] = acc
+    return out
+
+
 def _summarise(conditions, accuracy) -> dict:
-    out = {"clean": None, "corruptions": {}, "low_resolution": {}, "fgsm": {}, "pgd": {}}
+    out = {"clean": None, "corruptions": {}, "low_resolution": {}}
     for (kind, what, level), acc in zip(conditions, accuracy):
         if kind == "clean":
             out["clean"] = acc
         elif kind == "corruption":
             out["corruptions"].setdefault(what, [None] * 5)[level - 1] = acc
-        elif kind == "low_resolution":
-            out["low_resolution"][what] = acc
         else:
-            out[kind][f"{level * 255:g}/255"] = acc
+            out["low_resolution"][what] = acc
 
     def mean(names):
         values = [a for n in names if n in out["corruptions"] for a in out["corruptions"][n] if a is not None]
@@ -210,38 +351,47 @@ def _pct(value) -> str:
     return "" if value is None else f"{100 * value:.1f}"
 
 
+_LABELS = {"square": "square (after the gradient attacks)", "transfer": "transfer (PGD on the model alone)"}
+
+
 def markdown(results: dict) -> str:
-    """The summary table (one row per pipeline) and the per-corruption table, accuracies in %."""
+    """The summary table (one row per pipeline), the attacks table (each attack, the worst case, the sanity checks)
+    and the per-corruption table, accuracies in %."""
     pipelines = results["pipelines"]
     first = next(iter(pipelines.values()))
-    lowres, fgsm_eps, pgd_eps = list(first["low_resolution"]), list(first["fgsm"]), list(first["pgd"])
+    lowres, epsilons = list(first["low_resolution"]), list(first["robust"])
     attack = results["attacks"]
-    smoothed_grad = (
-        "BPDA" if attack["gradient_through_smoothing"] == "bpda" else "NAIVE gradient (not a robustness number)"
+    how = (
+        f"robust = the worst case per image over every attack below ({attack['attacked_images']} images attacked)"
+        if attack["mode"] == "suite"
+        else f"robust = PGD with the {attack['mode']!r} gradient only"
+        + (" (NAIVE: not a robustness number)" if attack["mode"] == "naive" else "")
     )
     header = ["pipeline", "clean", "mean corruption (15)", *[f"{g} mean" for g in GROUPS], "extras mean"]
-    header += [f"low-res {r}" for r in lowres] + [f"FGSM {e}" for e in fgsm_eps]
-    header += [f"PGD-{attack['pgd_steps']} {e}" for e in pgd_eps]
+    header += [f"low-res {r}" for r in lowres] + [f"robust {e}" for e in epsilons]
     lines = [
         f"{results['model']} on {results['dataset']} ({results['test_images']} test images, {results['constants']} "
         f"corruption constants); smoothed = test-time smoothing at sparsity {results['smoothing']['sparsity']}, "
-        f"adaptive = the same with each image's noise stop (noise='auto'); both attacked through the smoothing by "
-        f"{smoothed_grad}. Accuracy in %.",
+        f"adaptive = the same with each image's noise stop (noise='auto'); {how}. Accuracy in %.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
     for name, r in pipelines.items():
-        cells = [
-            name,
-            _pct(r["clean"]),
-            _pct(r["mean_corruption"]),
-            *[_pct(r["group_means"][g]) for g in GROUPS],
-            _pct(r["mean_extras"]),
-        ]
-        cells += [_pct(r["low_resolution"][k]) for k in lowres] + [_pct(r["fgsm"][k]) for k in fgsm_eps]
-        cells += [_pct(r["pgd"][k]) for k in pgd_eps]
+        cells = [name, _pct(r["clean"]), _pct(r["mean_corruption"]), *[_pct(r["group_means"][g]) for g in GROUPS]]
+        cells += [_pct(r["mean_extras"])] + [_pct(r["low_resolution"][k]) for k in lowres]
+        cells += [_pct(r["robust"][e]) for e in epsilons]
         lines.append("| " + " | ".join(cells) + " |")
+    sanity = [k for k in first["sanity"] if k != "random"]
+    header = ["pipeline", "attack", *epsilons]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, r in pipelines.items():
+        rows = [(_LABELS.get(a, a), values) for a, values in r["attacks"].items()] + [("worst case", r["robust"])]
+        rows += [("random +-eps (sanity)", r["sanity"]["random"])] if r["sanity"]["random"] else []
+        for label, values in rows:
+            lines.append(f"| {name} | {label} | " + " | ".join(_pct(values.get(e)) for e in epsilons) + " |")
+        for key in sanity:
+            lines.append(f"| {name} | sanity: {key} | {_pct(r['sanity'][key])} |" + " |" * (len(epsilons) - 1))
     lines += ["", "| corruption | pipeline | s1 | s2 | s3 | s4 | s5 | mean |", "|---|---|---|---|---|---|---|---|"]
     for corruption in first["corruptions"]:
         for name, r in pipelines.items():
@@ -268,8 +418,9 @@ def write_report(results: dict, folder: Path) -> None:
                     [name, "corruption", corruption, s + 1, v] for s, v in enumerate(values) if v is not None
                 )
             writer.writerows([name, "low_resolution", k, k[1:], v] for k, v in r["low_resolution"].items())
-            for attack in ("fgsm", "pgd"):
-                writer.writerows([name, attack, attack, k, v] for k, v in r[attack].items())
+            writer.writerows([name, "robust", "worst", k, v] for k, v in r["robust"].items())
+            for attack, values in r["attacks"].items():
+                writer.writerows([name, "attack", attack, k, v] for k, v in values.items())
     (folder / "results.md").write_text(markdown(results))
 
     pipelines = results["pipelines"]
@@ -293,9 +444,9 @@ def write_report(results: dict, folder: Path) -> None:
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, r in pipelines.items():
-        for attack, style in (("fgsm", "--"), ("pgd", "-")):
-            eps = [0.0] + [float(k.split("/")[0]) for k in r[attack]]
-            ax.plot(eps, [r["clean"], *r[attack].values()], style, marker="o", label=f"{name} {attack.upper()}")
+        eps = [0.0] + [float(k.split("/")[0]) for k in r["robust"]]
+        robust = [float("nan") if v is None else v for v in r["robust"].values()]
+        ax.plot(eps, [r["clean"], *robust], marker="o", label=f"{name}: worst case")
     ax.set_xlabel("epsilon (/255, L-inf)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)

@@ -54,7 +54,7 @@ class TrainConfig:
     grad_accum: int = 1  # batches per optimiser step (gradient accumulation)
     amp_dtype: str | None = None  # no, fp16, bf16; None: as `accelerate launch` / `accelerate config` say, else no
     # smoothing
-    procedure: str = "standard"  # train/registry.py: standard, fixed, iterative, finetune; blur, lowpass, tv, noise
+    procedure: str = "standard"  # standard, fixed, iterative, finetune, fixed-noise, blur, lowpass, tv, noise
     sparsity: float = 0.6  # fixed / finetune / test-time smoothing
     schedule: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6])  # iterative: one stage per sparsity
     finetune_epochs: int = 0  # finetune: epochs on smoothed images after `epochs` of standard training

@@ -64,9 +64,11 @@ class Smoother:
         """What the procedure does to the training batch x (B, 3, H, W) of ``epoch``; ``index`` its dataset rows."""
         config, start = self.config, time.perf_counter()
         sparsity = config.sparsity_at(epoch)
-        if sparsity is not None and not config.cache_smoothed:
-            return self(x, sparsity, index)
         transform = registry.get(config.procedure).transform
+        if sparsity is not None and not config.cache_smoothed:
+            if transform is not None:  # fixed-noise: the augmentation first, then the smoothing sees the noisy image
+                x = transform(config, x, epoch, index)
+            return self(x, sparsity, index)
         if transform is None:
             return x
         x = transform(config, x, epoch, index)

@@ -33,7 +33,8 @@ def _no_problem(config: TrainConfig) -> str | None:
 @dataclass(frozen=True)
 class Procedure:
     """One way of training. ``sparsity_at(config, epoch)``: the sparsity the epoch's images are smoothed at (None:
-    not smoothed); ``transform(config, x, epoch, index)``: what a baseline does to a batch instead (None: nothing);
+    not smoothed); ``transform(config, x, epoch, index)``: what a baseline does to a batch instead (None: nothing),
+    or, for a procedure that also smooths, to the batch before its smoothing;
     ``problem(config)``: why the settings do not fit it (None: they do); ``extra_epochs``: epochs after
     ``config.epochs``; ``test_sparsity``: the sparsity its test-time smoothing uses; ``smoothed_at_test``: whether
     the comparison also evaluates it with test-time smoothing; ``epoch_split``: how the comparison divides an epoch
@@ -50,11 +51,14 @@ class Procedure:
     smoothed_at_test: bool = True
     epoch_split: Callable[[dict], dict] = lambda settings: settings
     can_cache: bool = False  # its smoothed training set can be computed once (--cache-smoothed)
+    # a baseline's filter at test time, from the run's settings: (filter of a [0, 1] batch, whether the attacks can
+    # differentiate it exactly); None: it has none (noise augmentation, the ISVS procedures: their smoothing instead)
+    test_filter: Callable[[dict], tuple[Callable[[torch.Tensor], torch.Tensor], bool]] | None = None
 
     @property
     def baseline(self) -> bool:
         """An alternative ISVS is compared with: it transforms the training images rather than smoothing them."""
-        return self.transform is not None
+        return self.transform is not None and self.sparsity_at is _never
 
 
 REGISTRY: dict[str, Procedure] = {}
@@ -155,13 +159,31 @@ def _tv(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -
     return tv_chambolle(x, config.tv_weight)
 
 
-for _name, _help, _transform in (
-    ("blur", "Gaussian blur of --blur-sigma pixels", _blur),
-    ("lowpass", "spatial frequencies up to --lowpass-radius of Nyquist", _lowpass),
-    ("tv", "TV-Chambolle denoising at --tv-weight", _tv),
-    ("noise", "Gaussian-noise augmentation, sigma uniform in [0, --noise-sigma] per image", _noise),
+def _filter(function, setting: str, differentiable: bool):
+    return lambda settings: (lambda x: function(x, settings[setting]), differentiable)
+
+
+for _name, _help, _transform, _test_filter in (
+    ("blur", "Gaussian blur of --blur-sigma pixels", _blur, _filter(gaussian_blur, "blur_sigma", True)),
+    (
+        "lowpass",
+        "spatial frequencies up to --lowpass-radius of Nyquist",
+        _lowpass,
+        _filter(lowpass, "lowpass_radius", True),
+    ),
+    ("tv", "TV-Chambolle denoising at --tv-weight", _tv, _filter(tv_chambolle, "tv_weight", False)),
+    ("noise", "Gaussian-noise augmentation, sigma uniform in [0, --noise-sigma] per image", _noise, None),
 ):
-    register(Procedure(_name, _help, transform=_transform, smoothed_at_test=False))
+    register(Procedure(_name, _help, transform=_transform, smoothed_at_test=False, test_filter=_test_filter))
+
+register(
+    Procedure(
+        "fixed-noise",
+        "ISVS with noise augmentation: Gaussian noise as --procedure noise, then smoothed at --sparsity",
+        sparsity_at=lambda config, epoch: config.sparsity,
+        transform=_noise,
+    )
+)
 
 PROCEDURES = tuple(name for name, p in REGISTRY.items() if not p.baseline)  # the ISVS procedures
 BASELINES = tuple(name for name, p in REGISTRY.items() if p.baseline)  # the alternatives, applied like `fixed`
