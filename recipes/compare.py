@@ -254,9 +254,7 @@ class Comparison:
         procedure = procedures.get(settings["procedure"])
         if family == "standard":
             pipelines, options = ("plain", *TEST_FILTERS, "adaptive"), filters
-        elif (
-            procedure.smoothed_at_test
-        ):  # the ISVS runs: their own smoothing, and with the noise stop unless it has one
+        elif procedure.smoothed_at_test:  # ISVS: its own smoothing, and with the noise stop unless it has one
             pipelines, options = ("plain", "smoothed") + (() if settings.get("noise") else ("adaptive",)), {}
         else:
             pipelines, options = ("plain", "trained") if procedure.test_filter else ("plain",), {}
