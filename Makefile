@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(BIN)/pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(BIN)/pip install -e ".[test]"
-	$(BIN)/pip install --no-deps "imagecorruptions==1.1.2"  # the frost photographs, and a reference the tests read
+	# --no-deps: imagecorruptions pins the GUI opencv build, torchattacks torchvision. The first ships the frost
+	# photographs and is a reference the corruption tests read; the second cross-checks the attacks in the tests
+	$(BIN)/pip install --no-deps "imagecorruptions==1.1.2" "torchattacks==3.5.1"
 	touch $@
 
 install: $(STAMP)

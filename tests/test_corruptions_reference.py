@@ -10,6 +10,7 @@ import sys
 import types
 from pathlib import Path
 
+import cv2  # opencv-python-headless: a test dependency (pyproject [test])
 import numpy as np
 import pytest
 import torch
@@ -17,8 +18,6 @@ import torch
 from isvs_triton.robustness import BENCHMARK, CONSTANTS, EXTRAS, GROUPS, corrupt
 from isvs_triton.robustness import corruptions as ours
 from isvs_triton.samples import crops
-
-cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is a test dependency (pyproject [test])")
 
 
 @pytest.fixture(scope="module")

@@ -265,7 +265,8 @@ def test_the_suite_counts_an_image_only_if_no_attack_fooled_it():
 @pytest.mark.slow
 def test_pgd_and_square_agree_with_torchattacks(trained_run):
     """A cross-check of the attacks on the plain model against torchattacks' PGD and Square (independent code)."""
-    torchattacks = pytest.importorskip("torchattacks", reason="installed with --no-deps by `make install`")
+    import torchattacks  # installed with --no-deps by `make install`
+
     from isvs_triton.data import Images, load_data
     from isvs_triton.train.loop import load_run
 
