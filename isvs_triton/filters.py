@@ -62,8 +62,8 @@ def tv_chambolle(x: torch.Tensor, weight: float, max_num_iter: int = 100, eps: f
         d = -p.sum(0)  # minus the divergence of p
         d[:, 1:, :] += p[0, :, :-1, :]
         d[:, :, 1:] += p[1, :, :, :-1]
-        out = planes + d if i > 0 else planes
-        energy = (d.square() if i > 0 else torch.zeros_like(d)).sum((1, 2))
+        out = planes + d  # p starts at 0: the first iteration's out is the image itself
+        energy = d.square().sum((1, 2))
         g = torch.zeros_like(p)
         g[0, :, :-1, :] = out.diff(dim=1)
         g[1, :, :, :-1] = out.diff(dim=2)

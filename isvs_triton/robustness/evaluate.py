@@ -100,8 +100,7 @@ def _attack(pipeline, x, y, index, columns, mode, steps, restarts, square_querie
                 signs = torch.where(sample_uniform(index, round(eps * 255_000) + 7, seed, x[0].numel()) < 0.5, -1, 1)
                 out[name, eps] = pipeline((x + eps * signs.view(x.shape).to(x)).clamp(0, 1)).argmax(1) == y
     if ("pgd-large", SANITY_EPSILON) in columns:
-        grad = "bpda" if pipeline.smooth is not None and not pipeline.differentiable else pipeline.grad
-        points = pgd(pipeline.with_grad(grad), x, y, SANITY_EPSILON, steps=steps, seed=seed, index=index)
+        points = pgd(pipeline, x, y, SANITY_EPSILON, steps=steps, seed=seed, index=index)  # the BPDA identity
         with torch.no_grad():
             out["pgd-large", SANITY_EPSILON] = pipeline(points).argmax(1) == y
     return torch.stack([out[c] for c in columns], 1).float()
@@ -245,16 +244,18 @@ def evaluate_run(
             with torch.no_grad():
                 for name in pipelines:
                     hits[name].append(models[name](inputs).argmax(1) == labels)
+        # attacked images: 1 / 0 per column; the others NaN, left out of the attack means
+        c = (
+            (index < attack_limit).nonzero()[:, 0]
+            if attack_limit is not None
+            else torch.arange(len(x), device=index.device)
+        )
         for name in pipelines:
-            pipeline = models[name]
             correct[name].append(accelerator.gather_for_metrics(torch.stack(hits[name], 1)).cpu())
-            # attacked images: 1 / 0 per column; the others NaN, left out of the attack means
             survived = torch.full((len(x), len(columns[name])), float("nan"), device=x.device)
-            chosen = (index < attack_limit) if attack_limit is not None else torch.ones_like(labels, dtype=torch.bool)
-            if chosen.any() and columns[name]:
-                c = chosen.nonzero()[:, 0]
+            if c.numel() and columns[name]:
                 survived[c] = _attack(
-                    pipeline,
+                    models[name],
                     x[c],
                     labels[c],
                     index[c],
