@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from isvs_triton.robustness import GROUPS, evaluate_run
+from isvs_triton.robustness import ATTACK_LABELS, GROUPS, evaluate_run
 from isvs_triton.train import parse_args, train
 from isvs_triton.train import registry as procedures
 
@@ -336,46 +336,103 @@ def tables(runs: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _mean_cell(values: list) -> str:
+    values = [100 * v for v in values if v is not None]
+    return f"{statistics.fmean(values):.1f}" if values else ""
+
+
+def attack_table(runs: dict) -> str:
+    """Markdown: each attack's accuracy at the first epsilon, the worst case per image, and the sanity checks (random
+    +-eps noise must not hurt much; PGD at 32/255 must reach ~0), mean over seeds."""
+    rows = list(_rows(runs))
+    first = rows[0][3][0]
+    eps = next(iter(first["robust"]), None)
+    if eps is None:
+        return ""
+    attacks = list(dict.fromkeys(a for *_, per_seed in rows for a in per_seed[0]["attacks"]))
+    kinds = ("fgsm", "pgd", "square", "transfer")  # the suite's order: square runs after the gradient attacks
+    attacks.sort(key=lambda a: kinds.index(a.split("-")[0]) if a.split("-")[0] in kinds else len(kinds))
+    sanity = [k for k in first["sanity"] if k != "random"]
+    header = [
+        "training",
+        "test time",
+        *[ATTACK_LABELS.get(a, a) for a in attacks],
+        "worst case",
+        "random ±eps (sanity)",
+        *[f"{k} (sanity)" for k in sanity],
+    ]
+    lines = [f"Accuracy in % under each attack at eps {eps}, mean over seeds (blank: not run on that pipeline):", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, _, pipeline, per_seed in rows:
+        cells = [label, PIPELINE_LABELS[pipeline]]
+        cells += [_mean_cell([r["attacks"].get(a, {}).get(eps) for r in per_seed]) for a in attacks]
+        cells += [_mean_cell([r["robust"][eps] for r in per_seed])]
+        cells += [_mean_cell([r["sanity"]["random"].get(eps) for r in per_seed])]
+        cells += [_mean_cell([r["sanity"][k] for r in per_seed]) for k in sanity]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def corruption_table(runs: dict) -> str:
+    """Markdown: each corruption's accuracy (mean over severities), mean ± std over seeds."""
+    rows = list(_rows(runs))
+    names = list(rows[0][3][0]["corruption_means"])
+    header = ["training", "test time", *[n.replace("_", " ") for n in names]]
+    lines = ["Accuracy in % per corruption (mean over its severities), mean ± std over seeds:", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, _, pipeline, per_seed in rows:
+        cells = [label, PIPELINE_LABELS[pipeline]] + [
+            _cell([r["corruption_means"][n] for r in per_seed]) for n in names
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# the figure: one colour per family, one marker per test-time pipeline
+MARKERS = {
+    "plain": "o",
+    "smoothed": "s",
+    "adaptive": "^",
+    "median": "v",
+    "gaussian": "D",
+    "nlmeans": "X",
+    "trained": "P",
+}
+
+
 def plots(runs: dict, folder: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-    for label, _, pipeline, per_seed in _rows(runs):
+    colours = {family: plt.get_cmap("tab20")(i % 20) for i, family in enumerate(runs)}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
+    for label, family, pipeline, per_seed in _rows(runs):
+        spread = statistics.pstdev if len(per_seed) > 1 else (lambda v: 0.0)
         clean = [100 * r["clean"] for r in per_seed]
         corruption = [100 * r["mean_corruption"] for r in per_seed]
-        spread = statistics.pstdev if len(per_seed) > 1 else (lambda v: 0.0)
+        style = {"marker": MARKERS[pipeline], "color": colours[family], "capsize": 3, "linestyle": "none"}
         name = f"{label}, {PIPELINE_LABELS[pipeline]}"
-        left.errorbar(
-            statistics.fmean(clean),
-            statistics.fmean(corruption),
-            xerr=spread(clean),
-            yerr=spread(corruption),
-            marker="o",
-            capsize=3,
-            label=name,
-        )
-        robust = [[100 * v for v in r["robust"].values() if v is not None] for r in per_seed]
-        if robust[0]:
+        x, dx = statistics.fmean(clean), spread(clean)
+        left.errorbar(x, statistics.fmean(corruption), xerr=dx, yerr=spread(corruption), label=name, **style)
+        robust = [100 * v for r in per_seed for v in list(r["robust"].values())[:1] if v is not None]
+        if robust:
             right.errorbar(
                 statistics.fmean(corruption),
-                statistics.fmean(v[0] for v in robust),
-                marker="o",
-                capsize=3,
+                statistics.fmean(robust),
                 xerr=spread(corruption),
-                yerr=spread([v[0] for v in robust]),
-                label=name,
+                yerr=spread(robust),
+                **style,
             )
     left.set_xlabel("clean accuracy (%)")
     left.set_ylabel("mean corruption accuracy (15, %)")
     left.set_title("clean vs corruptions, mean ± std over seeds", fontsize=9)
     right.set_xlabel("mean corruption accuracy (15, %)")
     right.set_ylabel("robust accuracy at the first epsilon (%)")
-    right.set_title("corruptions vs the attack suite's worst case", fontsize=9)
-    left.legend(fontsize=5, ncol=2)
-    fig.tight_layout()
+    right.set_title("corruptions vs the attack suite's worst case (same legend)", fontsize=9)
+    fig.legend(*left.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(0.73, 0.5), fontsize=6)
+    fig.tight_layout(rect=(0, 0, 0.72, 1))
     fig.savefig(folder / "comparison.png", dpi=110)
     plt.close(fig)
 
@@ -435,7 +492,8 @@ def report(results: dict, folder: Path) -> str:
         f"Chosen on validation (seed 0, highest mean corruption accuracy, then clean): {chosen}; the standard "
         f"model's test-time filters: {json.dumps(results['selection']['test_filters'])}.\n\n"
         f"Test accuracy in %, mean ± std over seeds; robust = the attack suite's worst case per image on "
-        f"{protocol['eval'].get('attack_limit')} test images.\n\n{tables(results['runs'])}"
+        f"{protocol['eval'].get('attack_limit')} test images.\n\n{tables(results['runs'])}\n"
+        f"{attack_table(results['runs'])}\n{corruption_table(results['runs'])}"
     )
     (folder / "results.md").write_text(text)
     plots(results["runs"], folder)

@@ -3,6 +3,7 @@
 from .attacks import ATTACK_GRADS, LOSSES, Pipeline, fgsm, pgd, region_average, robust, square, suite_names
 from .corruptions import BENCHMARK, CONSTANTS, CORRUPTIONS, EXTRAS, GROUPS, corrupt, low_resolution
 from .evaluate import (
+    ATTACK_LABELS,
     ATTACK_MODES,
     DEFAULT_PIPELINES,
     PIPELINES,
@@ -15,6 +16,7 @@ from .evaluate import (
 
 __all__ = [
     "ATTACK_GRADS",
+    "ATTACK_LABELS",
     "ATTACK_MODES",
     "LOSSES",
     "CONSTANTS",

@@ -352,7 +352,7 @@ def _pct(value) -> str:
     return "" if value is None else f"{100 * value:.1f}"
 
 
-_LABELS = {"square": "square (after the gradient attacks)", "transfer": "transfer (PGD on the model alone)"}
+ATTACK_LABELS = {"square": "square (after the gradient attacks)", "transfer": "transfer (PGD on the model alone)"}
 
 
 def markdown(results: dict) -> str:
@@ -387,7 +387,7 @@ def markdown(results: dict) -> str:
     header = ["pipeline", "attack", *epsilons]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, r in pipelines.items():
-        rows = [(_LABELS.get(a, a), values) for a, values in r["attacks"].items()] + [("worst case", r["robust"])]
+        rows = [(ATTACK_LABELS.get(a, a), values) for a, values in r["attacks"].items()] + [("worst case", r["robust"])]
         rows += [("random +-eps (sanity)", r["sanity"]["random"])] if r["sanity"]["random"] else []
         for label, values in rows:
             lines.append(f"| {name} | {label} | " + " | ".join(_pct(values.get(e)) for e in epsilons) + " |")
