@@ -19,7 +19,7 @@ Runs and evaluations already in the output folder are reused, so an interrupted 
 stopped; ``--report`` rebuilds the tables and figures from a results.json alone.
 
     python recipes/compare.py --quick                                # the embedded data, tiny: the CI run
-    python tools/fashion_mnist.py ~/fashion_mnist                    # then, on a 2-core CPU in about 2.5 h:
+    python tools/fashion_mnist.py ~/fashion_mnist                    # then, on a 2-core CPU in about 2.7 h:
     python recipes/compare.py --setting fashion --data-dir ~/fashion_mnist/fashion_mnist
     python recipes/compare.py --setting full --dataset uoft-cs/cifar10 --data-dir ~/cifar10   # a GPU
     python recipes/compare.py --report docs/results/fashion/results.json   # tables and figures from the results
@@ -108,7 +108,7 @@ SETTINGS = {
         },
         "sweep": "ends",  # only the first and last candidate of each sweep
     },
-    "fashion": {  # Fashion-MNIST on a 2-core CPU in about 2.5 h (docs/results.md)
+    "fashion": {  # Fashion-MNIST on a 2-core CPU in about 2.7 h (docs/results.md)
         "train": {
             "dataset": "zalando-datasets/fashion_mnist",
             "model": "resnet8",
@@ -407,7 +407,7 @@ def plots(runs: dict, folder: Path) -> None:
     import matplotlib.pyplot as plt
 
     colours = {family: plt.get_cmap("tab20")(i % 20) for i, family in enumerate(runs)}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(16, 5.2))
     for label, family, pipeline, per_seed in _rows(runs):
         spread = statistics.pstdev if len(per_seed) > 1 else (lambda v: 0.0)
         clean = [100 * r["clean"] for r in per_seed]
@@ -431,8 +431,8 @@ def plots(runs: dict, folder: Path) -> None:
     right.set_xlabel("mean corruption accuracy (15, %)")
     right.set_ylabel("robust accuracy at the first epsilon (%)")
     right.set_title("corruptions vs the attack suite's worst case (same legend)", fontsize=9)
-    fig.legend(*left.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(0.73, 0.5), fontsize=6)
-    fig.tight_layout(rect=(0, 0, 0.72, 1))
+    fig.legend(*left.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(0.665, 0.5), fontsize=6)
+    fig.tight_layout(rect=(0, 0, 0.66, 1))
     fig.savefig(folder / "comparison.png", dpi=110)
     plt.close(fig)
 

@@ -56,6 +56,14 @@ def test_quick_comparison(tmp_path):
                 "| gaussian blur | its own filter |", "(trained on Gaussian noise) | plain |"):  # fmt: skip
         assert row in report, row
     assert "Paired difference to standard training" in report and "robust 2/255" in report
+    # each attack and the sanity checks, and each corruption, beside the summary
+    for column in (
+        "square (after the gradient attacks)",
+        "random ±eps (sanity)",
+        "pgd 32/255 (sanity)",
+        "jpeg compression",
+    ):
+        assert column in report, column
     configs = [json.loads((tmp_path / "runs" / f"standard-s{s}" / "run.json").read_text()) for s in (0, 1)]
     assert {c["config"]["seed"] for c in configs} == {0, 1}
     for png in ("comparison.png", "examples.png"):
@@ -64,3 +72,25 @@ def test_quick_comparison(tmp_path):
     assert (tmp_path / "again" / "results.md").read_text() == report, "the table comes from results.json alone"
     again = compare.main(["--quick", "--output", str(tmp_path), "--families", "standard", "--seeds", "0"])
     assert again["runs"]["standard"][0] == runs["standard"][0], "finished runs are reused, not retrained"
+
+
+def test_paired_tool_agrees_with_the_committed_table(capsys):
+    """tools/paired.py on the committed Fashion-MNIST results: its ISVS-fixed-against-standard differences are the
+    cells of the report's paired table (both from results.json), and a row against itself differs by nothing."""
+    from pathlib import Path
+
+    from tools import paired
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "results" / "fashion" / "results.json"
+    results = json.loads(path.read_text())
+    table = compare.tables(results["runs"]).split("Paired difference")[1]
+    row = next(line for line in table.splitlines() if line.startswith("| isvs fixed | plain |"))
+    paired.main([str(path), "isvs fixed", "standard"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(row.split("|")) - 4  # one per column: the row's cells less label and pipeline
+    for line, cell in zip(lines, row.split("|")[3:-1]):
+        assert line.split(": ", 1)[1] == cell.strip()
+    paired.main([str(path), "isvs fixed:smoothed", "isvs fixed:smoothed"])
+    assert all(line.endswith("+0.0 [+0.0, +0.0] n.s.") for line in capsys.readouterr().out.splitlines())
+    with pytest.raises(SystemExit, match="accepted"):
+        paired.main([str(path), "no such family", "standard"])

@@ -1,0 +1,46 @@
+"""Paired differences between two rows of a comparison's results.json, per column: mean [95 % t-interval] over seeds.
+
+    python tools/paired.py docs/results/fashion/results.json "isvs fixed, events solver" "isvs fixed"
+    python tools/paired.py docs/results/fashion/results.json "isvs fixed:smoothed" "isvs fixed:plain"
+
+A row is ``family[:pipeline]`` (pipeline ``plain`` by default), as in the comparison's tables; both rows need the same
+seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes"))
+from compare import _columns, interval  # noqa: E402
+
+
+def _row(runs: dict, name: str) -> list[dict]:
+    family, _, pipeline = name.partition(":")
+    if family not in runs or (pipeline or "plain") not in runs[family][0]["pipelines"]:
+        accepted = [f"{f}:{p}" for f, seeds in runs.items() for p in seeds[0]["pipelines"]]
+        raise SystemExit(f"no row {name!r} in the results; accepted: {accepted}")
+    return [seed["pipelines"][pipeline or "plain"] for seed in runs[family]]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", help="a comparison's results.json")
+    parser.add_argument("a", help="family[:pipeline]")
+    parser.add_argument("b", help="family[:pipeline], subtracted")
+    args = parser.parse_args(argv)
+    runs = json.loads(Path(args.results).read_text())["runs"]
+    a, b = _row(runs, args.a), _row(runs, args.b)
+    for column, read in _columns(runs):
+        pairs = [(read(x), read(y)) for x, y in zip(a, b)]
+        if any(v is None for pair in pairs for v in pair):
+            continue
+        mean, low, high = interval([100 * (x - y) for x, y in pairs])
+        print(f"{column:>22}: {mean:+.1f} [{low:+.1f}, {high:+.1f}]" + (" n.s." if low <= 0 <= high else ""))
+
+
+if __name__ == "__main__":
+    main()
