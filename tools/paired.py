@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes"))
-from compare import _columns, interval  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repository root
+from recipes.compare import _columns, interval  # noqa: E402
 
 
 def _row(runs: dict, name: str) -> list[dict]:
