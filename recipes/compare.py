@@ -273,6 +273,18 @@ def interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def difference(a: list[dict], b: list[dict], read) -> str:
+    """``read`` of rows ``a`` minus ``b`` (one pipeline's results per seed, paired by seed) in points: mean
+    [95 % interval], "n.s." where it contains 0; the mean alone for one seed; "" where a value is missing."""
+    pairs = [(read(x), read(y)) for x, y in zip(a, b)]
+    if any(v is None for pair in pairs for v in pair):
+        return ""
+    mean, low, high = interval([100 * (x - y) for x, y in pairs])
+    if low != low:  # one seed: no interval
+        return f"{mean:+.1f}"
+    return f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]" + (" n.s." if low <= 0 <= high else "")
+
+
 # the columns of the tables: (name, how to read it from one pipeline's results)
 COLUMNS = [
     ("clean", lambda r: r["clean"]),
@@ -320,18 +332,7 @@ def tables(runs: dict) -> str:
     for label, family, pipeline, per_seed in _rows(runs):
         if family == "standard" and pipeline == "plain":
             continue
-        cells = [label, PIPELINE_LABELS[pipeline]]
-        for _, read in columns:
-            pairs = [(read(r), read(s)) for r, s in zip(per_seed, reference)]
-            if any(a is None or b is None for a, b in pairs):
-                cells.append("")
-                continue
-            mean, low, high = interval([100 * (a - b) for a, b in pairs])
-            if low != low:  # one seed: no interval
-                cells.append(f"{mean:+.1f}")
-                continue
-            significant = not low <= 0 <= high
-            cells.append(f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]" + ("" if significant else " n.s."))
+        cells = [label, PIPELINE_LABELS[pipeline]] + [difference(per_seed, reference, read) for _, read in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repository root
-from recipes.compare import _columns, interval  # noqa: E402
+from recipes.compare import _columns, difference  # noqa: E402
 
 
 def _row(runs: dict, name: str) -> list[dict]:
@@ -35,11 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     runs = json.loads(Path(args.results).read_text())["runs"]
     a, b = _row(runs, args.a), _row(runs, args.b)
     for column, read in _columns(runs):
-        pairs = [(read(x), read(y)) for x, y in zip(a, b)]
-        if any(v is None for pair in pairs for v in pair):
-            continue
-        mean, low, high = interval([100 * (x - y) for x, y in pairs])
-        print(f"{column:>22}: {mean:+.1f} [{low:+.1f}, {high:+.1f}]" + (" n.s." if low <= 0 <= high else ""))
+        cell = difference(a, b, read)
+        if cell:  # a column with a missing value (an attack not run) is left out
+            print(f"{column:>22}: {cell}")
 
 
 if __name__ == "__main__":
