@@ -276,7 +276,7 @@ def estimate_noise(x, *, per_channel: bool = False, value_range: tuple[float, fl
 # the keyword options of sparsify / path / Sparsify and their defaults (None: the solver preset decides)
 OPTIONS = dict(
     **dict.fromkeys(SOLVER_OPTIONS),
-    projection=None,
+    projection="auto",
     channels="independent",
     backend="auto",
     value_range=None,
@@ -317,18 +317,13 @@ def _run(
     x, targets: list[float], *, projection, channels, backend, value_range, noise, discrepancy, state, **solver
 ) -> list[tuple[Any, Any]]:
     config = _solver_config(**solver)
-    if projection is not None:
-        _check_choice("projection", projection, PROJECTIONS)
+    projection = _check_choice("projection", "auto" if projection is None else projection, PROJECTIONS)
     channels = _check_choice("channels", channels, CHANNEL_MODES)
     discrepancy = _real("discrepancy", discrepancy, 0.0, math.inf, True, True)
     backends.check_name(backend, "argument backend")
     batch, restore, unbatched, width = _as_batch(x, value_range)
     levels = _noise_levels(noise, batch, unbatched, width)
     targets = [_per_image_sparsity(t, batch, unbatched) if isinstance(t, torch.Tensor) else t for t in targets]
-    if projection is None:
-        # at the noise level the support has barely begun to form (beta fits the data first): projecting onto it
-        # would flatten the image, so a noise stop returns beta / scale itself (measured: docs/calibration.md)
-        projection = "input" if levels is None else "none"
     order = sorted(range(len(targets)), key=targets.__getitem__)
     if batch.shape[0] == 0:
         results = [(batch, SparsifyInfo.empty(batch.device))] * len(targets)
@@ -366,7 +361,7 @@ def sparsify(
     integrator: str | None = None,
     events: float | None = None,
     tolerance: float | None = None,
-    projection: str | None = None,
+    projection: str = "auto",
     channels: str = "independent",
     max_iter: int | None = None,
     backend: str = "auto",
@@ -388,8 +383,9 @@ def sparsify(
             batches of activation events: ``isvs_triton.EVENTS``); None takes the default's.
         events, tolerance: the events integrator's fraction of the image's jumps activated per step, and the
             relative residual of each step's solve (``isvs_triton.config``); None takes EVENTS'.
-        projection: "input" (mean of x over each region), "beta" (mean of beta / scale), "none" (beta / scale).
-            None (default): "input", or "none" with a noise stop (where the support is still nearly empty).
+        projection: "input" (mean of x over each region), "beta" (mean of beta / scale), "none" (beta / scale), or
+            "auto" (default): "input" for the images stopped by ``sparsity`` or ``max_iter``, "none" for those
+            stopped by ``noise``, whose support has barely formed (projecting onto it would flatten the image).
         channels: "independent" (a segmentation per channel) or "joint" (one shared by all channels).
         max_iter: iteration budget per image, a safety net: an image that has stopped neither by ``sparsity`` nor
             by ``noise`` stops there (``info.stopped_by == "budget"``); the events integrator counts steps. None:

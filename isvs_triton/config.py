@@ -21,7 +21,10 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 CHANNEL_MODES = ("independent", "joint")
-PROJECTIONS = ("input", "beta", "none")
+# what an image's output is at its stop: "input" (the mean of x over each region), "beta" (the mean of beta / scale),
+# "none" (beta / scale itself), or "auto" (the default): "input" for an image stopped by its sparsity target or the
+# budget, "none" for one stopped by its noise level, where the support has barely formed (docs/calibration.md)
+PROJECTIONS = ("auto", "input", "beta", "none")
 # why an image stopped (SparsifyInfo.stopped_by): its target sparsity, its noise level, or the iteration budget
 STOP_RULES = ("sparsity", "noise", "budget")
 # how the path is integrated: the Split LBI step (the definition), or its large-kappa limit between activation events

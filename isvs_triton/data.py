@@ -278,6 +278,14 @@ class Images(torch.utils.data.Dataset):
         ]
 
 
+def test_images(dataset: str = EMBEDDED, count: int = 256, data_dir: str | None = None) -> torch.Tensor:
+    """``count`` test images of ``dataset`` (the fixed random subset ``limit_test`` keeps) as a float (B, 3, S, S)
+    batch in [0, 1] at the size training uses: what the tools and figures smooth."""
+    data = load_data(dataset, data_dir=data_dir, limit_train=1, limit_test=count)
+    rows = Images(data.test, data.image_size, "test").__getitems__(list(range(len(data.test))))
+    return torch.stack([image for _, image, _ in rows]).float() / 255
+
+
 def read_rows(split, indices: list[int], name: str) -> dict:
     """``split[indices]``, or a DataError naming the first row whose image cannot be decoded."""
     try:

@@ -83,7 +83,7 @@ def sparsify_op(
     """``sparsify`` of a float (B, C, H, W) batch in [0, 1] with one target per image, ``sparsity`` (B,) float64.
 
     ``solver`` is the numbers of ``SolverConfig.kwargs()`` in order (``_SOLVER_NUMBERS`` of the integrator);
-    ``projection`` "" is the default; ``noise_mode`` is "none", "auto" or "value" (then ``noise`` is sigma)."""
+    ``noise_mode`` is "none", "auto" or "value" (then ``noise`` is sigma)."""
     numbers = dict(zip(_SOLVER_NUMBERS[integrator], solver))
     out = sparsify(
         x,
@@ -91,7 +91,7 @@ def sparsify_op(
         **numbers,
         integrator=integrator,
         max_iter=max_iter,
-        projection=projection or None,
+        projection=projection,
         channels=channels,
         backend=backend,
         noise={"none": None, "auto": "auto", "value": noise}[noise_mode],
@@ -161,7 +161,7 @@ class SparsifyLayer(torch.nn.Module):
             self._solver,
             self._integrator,
             self._max_iter,
-            self.options["projection"] or "",
+            self.options["projection"] or "auto",
             self.options["channels"],
             self.options["backend"],
             mode,

@@ -23,6 +23,8 @@ stopped; ``--report`` rebuilds the tables and figures from a results.json alone.
     python recipes/compare.py --setting fashion --data-dir ~/fashion_mnist/fashion_mnist
     python recipes/compare.py --setting full --dataset uoft-cs/cifar10 --data-dir ~/cifar10   # a GPU
     python recipes/compare.py --report docs/results/fashion/results.json   # tables and figures from the results
+    python recipes/compare.py --setting fashion --data-dir ~/fashion_mnist/fashion_mnist \
+        --families "standard,isvs fixed + noise stop" --selection docs/results/fashion/selection.json   # a rerun
 """
 
 from __future__ import annotations
@@ -447,11 +449,10 @@ def example_figure(folder: Path, dataset: str | None, data_dir: str | None) -> N
     import matplotlib.pyplot as plt
 
     import isvs_triton as isvs
-    from isvs_triton.data import Images, load_data
+    from isvs_triton.data import EMBEDDED, test_images
     from isvs_triton.robustness import corrupt, low_resolution
 
-    data = load_data(dataset or "photo-patches", data_dir=data_dir, limit_train=1, limit_test=4)
-    x = torch.stack([Images(data.test, data.image_size)[i][1] for i in range(4)]).float() / 255
+    x = test_images(dataset or EMBEDDED, 4, data_dir)
     along = isvs.path(x, [0.2, 0.4, 0.6, 0.8])
     damaged = {
         "gaussian noise s3": corrupt(x, "gaussian_noise", 3),
@@ -511,6 +512,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-dir", help="a local copy of the dataset (tools/fashion_mnist.py writes one)")
     parser.add_argument("--output", help="default: runs/compare-<setting>")
     parser.add_argument("--report", metavar="RESULTS_JSON", help="only rebuild results.md and the figure from it")
+    parser.add_argument(
+        "--selection",
+        metavar="SELECTION_JSON",
+        help="take the winners and test-time filters from this selection.json (e.g. a published one) instead of "
+        "selecting them on validation: reruns some families on test with the choices the table was made with",
+    )
     args = parser.parse_args(argv)
     if args.report:
         path = Path(args.report)
@@ -524,18 +531,23 @@ def main(argv: list[str] | None = None) -> dict:
     folder = Path(args.output or f"runs/compare-{args.setting}")
     folder.mkdir(parents=True, exist_ok=True)
     comparison, start = Comparison(args.setting, folder, args.dataset, args.data_dir), time.perf_counter()
-    try:
-        _order(names)
-    except ValueError as error:
-        parser.error(str(error))
-    selection = comparison.select(names)
+    if args.selection:  # the winners are given: no family needs another's selection run
+        selection = json.loads(Path(args.selection).read_text())
+        missing = [n for n in names if n not in selection["chosen"]]
+        if missing:
+            parser.error(f"{args.selection} has no winner for {missing}")
+    else:
+        try:
+            _order(names)
+        except ValueError as error:
+            parser.error(str(error))
+        selection = comparison.select(names)
     (folder / "selection.json").write_text(json.dumps(selection, indent=2))
-    runs = {family: [] for family in _order(names)}
+    runs = {family: [] for family in names}
     for seed in seeds:  # seed-major: a partial comparison already covers every family
         for family in runs:
             settings, filters = selection["chosen"][family], selection["test_filters"]
             runs[family].append(comparison.final(family, settings, filters, seed))
-    runs = {family: runs[family] for family in names}  # the table in FAMILIES' order
     command = " ".join(["python", "recipes/compare.py", *(argv if argv is not None else sys.argv[1:])])
     setting = SETTINGS[args.setting]
     results = {

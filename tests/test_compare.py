@@ -72,6 +72,19 @@ def test_quick_comparison(tmp_path):
     assert (tmp_path / "again" / "results.md").read_text() == report, "the table comes from results.json alone"
     again = compare.main(["--quick", "--output", str(tmp_path), "--families", "standard", "--seeds", "0"])
     assert again["runs"]["standard"][0] == runs["standard"][0], "finished runs are reused, not retrained"
+    # a rerun of some families with a saved selection: a family that takes another's winner needs no selection run
+    saved = tmp_path / "saved-selection.json"
+    saved.write_text(json.dumps(selection))
+    rerun = compare.main(
+        ["--quick", "--output", str(tmp_path), "--families", "isvs fixed + noise stop", "--seeds", "0,1"]
+        + ["--selection", str(saved)]
+    )
+    assert rerun["runs"]["isvs fixed + noise stop"] == runs["isvs fixed + noise stop"]
+    assert rerun["selection"] == selection
+    del selection["chosen"]["isvs iterative"]
+    saved.write_text(json.dumps(selection))
+    with pytest.raises(SystemExit):
+        compare.main(["--quick", "--output", str(tmp_path), "--families", "isvs iterative", "--selection", str(saved)])
 
 
 def test_paired_tool_agrees_with_the_committed_table(capsys):

@@ -109,3 +109,12 @@ def test_denoise_bench_prints_its_tables(capsys):
                         "--projections", "none", "--discrepancy", "1.0", "--no-chambolle"])  # fmt: skip
     out = capsys.readouterr().out
     assert "| 0.1 |" in out and "gaussian:0.1: noisy input" in out and "| default | none |" in out
+
+
+def test_denoise_bench_on_test_images_at_a_training_sparsity(capsys):
+    denoise_bench.main(["--dataset", "photo-patches", "--count", "4", "--noises", "gaussian:0.1", "--presets",
+                        "default", "--projections", "auto", "--sparsity", "0.4", "--discrepancy", "1.0",
+                        "--no-chambolle"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "4 test images of photo-patches (32 px)" in out and "sparsity 0.4, no noise stop" in out
+    assert "| default | auto |" in out and "by noise)" in out

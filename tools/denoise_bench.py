@@ -2,12 +2,14 @@
 
     python tools/denoise_bench.py                              # 64 crops 32x32, seed 11, both presets
     python tools/denoise_bench.py --size 224 --count 8 --noises gaussian:0.08
+    python tools/denoise_bench.py --dataset zalando-datasets/fashion_mnist --data-dir ~/fashion_mnist/fashion_mnist \
+        --count 256 --sparsity 0.4 --projections auto,none,input    # test images, stopped as in training
 
 For each noise (Gaussian sigma, or a benchmark corruption at a severity: ``shot_noise:3``, ``impulse_noise:3``; and
 ``clean``), each solver preset and each projection it prints the median PSNR (dB, peak 1, to the clean crop) of:
 - the noisy input;
-- ``noise="auto"`` (the discrepancy stop with the estimated sigma) at each --discrepancy, with sparsity 0.999 so the
-  noise stop decides, and the median sparsity it stopped at;
+- ``noise="auto"`` (the discrepancy stop with the estimated sigma) at each --discrepancy, with --sparsity (0.999 by
+  default, so that the noise stop decides), the median sparsity it stopped at and the fraction stopped by noise;
 - the oracle: the best of a sparsity grid 0.05-0.95 chosen per image knowing the clean crop;
 - scikit-image's ``denoise_tv_chambolle`` at its best weight of a grid, chosen per image the same way.
 Also the estimate's error: median and worst |sigma_hat / sigma - 1| for Gaussian noise (unclipped and clipped to
@@ -24,6 +26,7 @@ import torch
 import isvs_triton as isvs
 from isvs_triton.calibration import chambolle_oracle, gaussian_noisy, oracle_denoising, psnr
 from isvs_triton.config import PRESETS
+from isvs_triton.data import EMBEDDED, test_images
 from isvs_triton.robustness.corruptions import corrupt
 from isvs_triton.samples import crops
 
@@ -61,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=32, help="side of the square crops")
     parser.add_argument("--count", type=int, default=64, help="number of crops")
     parser.add_argument("--seed", type=int, default=11, help="seed of the crops and of the noise")
+    parser.add_argument("--dataset", help="test images of this dataset instead of photograph crops (--count of them)")
+    parser.add_argument("--data-dir", help="a local copy of --dataset (tools/fashion_mnist.py writes one)")
+    parser.add_argument("--sparsity", type=float, default=0.999, help="the target beside the noise stop")
     parser.add_argument(
         "--noises",
         default=",".join(NOISES),
@@ -71,10 +77,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--discrepancy", default="0.7,0.8,1.0", help="discrepancy factors of the noise stop")
     parser.add_argument("--no-chambolle", action="store_true", help="skip the scikit-image oracle (slow at 224)")
     args = parser.parse_args(argv)
-    print(
-        f"{platform.machine()}, torch {torch.__version__}; {args.count} crops {args.size}x{args.size}, seed {args.seed}"
-    )
-    clean = crops(args.size, args.count, seed=args.seed)
+    if args.dataset or args.data_dir:
+        clean = test_images(args.dataset or EMBEDDED, args.count, args.data_dir)
+        what = f"{len(clean)} test images of {args.dataset or EMBEDDED} ({clean.shape[-1]} px)"
+    else:
+        clean = crops(args.size, args.count, seed=args.seed)
+        what = f"{args.count} crops {args.size}x{args.size}"
+    print(f"{platform.machine()}, torch {torch.__version__}; {what}, seed {args.seed}, sparsity {args.sparsity}")
     estimate_report(clean, args.seed)
     taus = [float(t) for t in args.discrepancy.split(",")]
     for spec in args.noises.split(","):
@@ -84,22 +93,32 @@ def main(argv: list[str] | None = None) -> None:
             line += f", chambolle at its best weight {float(chambolle_oracle(noisy, clean).median()):.2f} dB"
         print(line)
         print(
-            "| preset | projection | oracle sparsity stop | "
+            f"| preset | projection | oracle sparsity stop | sparsity {args.sparsity}, no noise stop | "
             + " | ".join(f"noise='auto', tau {t}" for t in taus)
             + " |\n|---|---|---|"
-            + "---|" * len(taus)
+            + "---|" * (len(taus) + 1)
         )
         for preset in args.presets.split(","):
             solver = PRESETS[preset].kwargs()
             for projection in args.projections.split(","):
                 oracle = oracle_denoising(noisy, clean, projection, **solver)
-                cells = []
+                plain = isvs.sparsify(noisy, args.sparsity, projection=projection, **solver)
+                cells = [f"{float(psnr(plain, clean).median()):.2f}"]
                 for tau in taus:
                     out, info = isvs.sparsify(
-                        noisy, 0.999, noise="auto", discrepancy=tau, projection=projection, return_info=True, **solver
+                        noisy,
+                        args.sparsity,
+                        noise="auto",
+                        discrepancy=tau,
+                        projection=projection,
+                        return_info=True,
+                        **solver,
                     )
                     sparsity = float(info.sparsity.median())
-                    cells.append(f"{float(psnr(out, clean).median()):.2f} (sparsity {sparsity:.2f})")
+                    by_noise = info.stopped_by.count("noise") / len(out)
+                    cells.append(
+                        f"{float(psnr(out, clean).median()):.2f} (sparsity {sparsity:.2f}, {by_noise:.0%} by noise)"
+                    )
                 print(f"| {preset} | {projection} | {float(oracle.median()):.2f} | " + " | ".join(cells) + " |")
 
 

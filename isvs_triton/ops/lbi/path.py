@@ -189,18 +189,21 @@ def solve(
         if bool(passthrough.any()):  # the input unchanged: every jump kept, the regions are the runs of equal pixels
             active_h = torch.where(passthrough.view(-1, 1, 1, 1), rule.jumps_h, active_h)
             active_v = torch.where(passthrough.view(-1, 1, 1, 1), rule.jumps_v, active_v)
-        beta = stop.beta / config.scale
-        projected, regions = project_fn(x if projection == "input" else beta, active_h, active_v)
-        out = beta if projection == "none" else projected
         jump_count = rule.jump_count
         active_jumps = count_support(active_h & rule.jumps_h, active_v & rule.jumps_v)
+        iterations = torch.where(passthrough, 0, stop.iterations)
+        reached = active_jumps >= rule.need
+        stopped_by = _stopped_by(reached, iterations, config.max_iter, stop.beta, x, config.scale, rule.limit)
+        beta = stop.beta / config.scale
+        projected, regions = project_fn(x if projection in ("input", "auto") else beta, active_h, active_v)
+        out = beta if projection == "none" else projected
+        if projection == "auto":  # beta / scale itself for the images stopped by their noise level
+            by_noise = stopped_by == STOP_RULES.index("noise")
+            out = torch.where(by_noise.view(-1, 1, 1, 1), beta, out)
         # an image without jumps (constant, or 1x1) and a target of 1 return the input itself
         unchanged = (jump_count == 0) | passthrough
         if bool(unchanged.any()):
             out = torch.where(unchanged.view(-1, 1, 1, 1), x, out)
-        iterations = torch.where(passthrough, 0, stop.iterations)
-        reached = active_jumps >= rule.need
-        stopped_by = _stopped_by(reached, iterations, config.max_iter, stop.beta, x, config.scale, rule.limit)
         edges = edge_count(h, w) * (1 if joint else c)
         ones = torch.ones(batch, dtype=torch.float64, device=x.device)
         info = SparsifyInfo(

@@ -90,9 +90,11 @@ def _stop(x, beta, ah, av, jump_masks, need: int, target: float, steps: int, qui
         ah, av, quiet = jh, jv, False
     active_jumps = int((ah & jh).sum() + (av & jv).sum())
     reached = active_jumps >= need or target >= 1
+    stopped_by = "sparsity" if reached else "noise" if quiet else "budget"
+    if projection == "auto":
+        projection = "none" if stopped_by == "noise" else "input"
     projected, regions = projection_reference.project(x if projection == "input" or target >= 1 else beta, ah, av)
     out = x.clone() if jumps == 0 or target >= 1 else beta if projection == "none" else projected
-    stopped_by = "sparsity" if reached else "noise" if quiet else "budget"
     active = int(ah.sum() + av.sum())
     return (
         out,
