@@ -487,11 +487,13 @@ def report(results: dict, folder: Path) -> str:
     chosen = "; ".join(
         f"{family}: {json.dumps(settings)}" for family, settings in results["selection"]["chosen"].items()
     )
+    given = protocol.get("selection_from")  # a rerun with a saved selection (--selection)
+    chosen_where = f"Taken from {given}, where they were chosen" if given else "Chosen"
     text = (
         f"`{protocol['command']}`: setting {protocol['setting']} ({json.dumps(protocol['train'])}; evaluation "
         f"{json.dumps(protocol['eval'])}), seeds {protocol['seeds']}; {protocol['machine']}; wall time "
         f"{protocol['minutes']:.1f} min (runs found in the folder are not retrained).\n\n"
-        f"Chosen on validation (seed 0, highest mean corruption accuracy, then clean): {chosen}; the standard "
+        f"{chosen_where} on validation (seed 0, highest mean corruption accuracy, then clean): {chosen}; the standard "
         f"model's test-time filters: {json.dumps(results['selection']['test_filters'])}.\n\n"
         f"Test accuracy in %, mean ± std over seeds; robust = the attack suite's worst case per image on "
         f"{protocol['eval'].get('attack_limit')} test images.\n\n{tables(results['runs'])}\n"
@@ -559,6 +561,7 @@ def main(argv: list[str] | None = None) -> dict:
             "seeds": seeds,
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
             "minutes": (time.perf_counter() - start) / 60,
+            "selection_from": args.selection,
         },
         "selection": selection,
         "runs": runs,
