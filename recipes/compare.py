@@ -346,7 +346,7 @@ def _mean_cell(values: list) -> str:
 
 def attack_table(runs: dict) -> str:
     """Markdown: each attack's accuracy at the first epsilon, the worst case per image, and the sanity checks (random
-    +-eps noise must not hurt much; PGD at 32/255 must reach ~0), mean over seeds."""
+    +-eps noise must not hurt much; the gradient attacks at 32/255 must reach ~0), mean over seeds."""
     rows = list(_rows(runs))
     first = rows[0][3][0]
     eps = next(iter(first["robust"]), None)

@@ -24,7 +24,7 @@ from ..data import SMALL_SIDE, Images, load_data, sample_uniform
 from ..filters import gaussian_blur, median_filter, nl_means
 from ..train import registry as procedures
 from ..train.loop import load_run
-from .attacks import ATTACK_GRADS, Pipeline, pgd, robust, suite_names
+from .attacks import ATTACK_GRADS, Pipeline, robust, suite_names
 from .corruptions import BENCHMARK, CORRUPTIONS, EXTRAS, GROUPS, constants_for, corrupt, low_resolution
 
 # what the model sees at test time. plain: the image; smoothed: the run's test-time smoothing (or at
@@ -38,7 +38,11 @@ SPLITS = ("test", "validation")  # what an evaluation reads: the test split, or 
 # "suite": every attack of attacks.robust, robust accuracy = the worst case; a surrogate name: PGD with it alone (the
 # restarts still run), e.g. "naive" to show what gradient masking would report
 ATTACK_MODES = ("suite", *ATTACK_GRADS)
-SANITY_EPSILON = 32 / 255  # a large ball: every pipeline's accuracy should reach ~0 there
+# a large ball: every pipeline's accuracy should reach ~0 there under the suite's gradient attacks (PGD with every
+# surrogate gradient and restart, FGSM, transfer; Square left out for time). The BPDA identity alone did not: through
+# the events solver's smoothing it left 7 % of 100 Fashion-MNIST test images at 20 or 100 steps, the projection
+# gradient 2 % (docs/robustness.md)
+SANITY_EPSILON = 32 / 255
 
 
 def default_epsilons(image_size: int) -> list[float]:
@@ -78,7 +82,7 @@ def _eps_key(eps: float) -> str:
 
 def _attack_columns(pipeline: Pipeline, epsilons, mode: str, restarts: int, square_queries: int, sanity: bool):
     """(attack name, eps) per column of the attacked images' results: each attack and "worst" at each eps, then the
-    sanity checks ("random": uniform +-eps noise at each eps; "pgd-large": PGD at SANITY_EPSILON)."""
+    sanity checks ("random": uniform +-eps noise at each eps; "pgd-large": the gradient attacks at SANITY_EPSILON)."""
     only = None if mode == "suite" else mode
     names = suite_names(pipeline, restarts=restarts, square_queries=square_queries, only=only)
     columns = [(name, eps) for eps in epsilons for name in [*names, "worst"]]
@@ -88,11 +92,9 @@ def _attack_columns(pipeline: Pipeline, epsilons, mode: str, restarts: int, squa
 def _attack(pipeline, x, y, index, columns, mode, steps, restarts, square_queries, seed) -> torch.Tensor:
     """(B, columns) float: 1 where the image survived that column's attack."""
     out = {}
+    options = {"steps": steps, "restarts": restarts, "only": None if mode == "suite" else mode, "seed": seed}
     for eps in dict.fromkeys(e for name, e in columns if name not in ("random", "pgd-large")):
-        options = {"steps": steps, "restarts": restarts, "square_queries": square_queries}
-        survived = robust(
-            pipeline, x, y, eps, **options, only=None if mode == "suite" else mode, seed=seed, index=index
-        )
+        survived = robust(pipeline, x, y, eps, **options, square_queries=square_queries, index=index)
         out.update({(name, eps): hit for name, hit in survived.items()})
     with torch.no_grad():
         for name, eps in columns:
@@ -100,9 +102,8 @@ def _attack(pipeline, x, y, index, columns, mode, steps, restarts, square_querie
                 signs = torch.where(sample_uniform(index, round(eps * 255_000) + 7, seed, x[0].numel()) < 0.5, -1, 1)
                 out[name, eps] = pipeline((x + eps * signs.view(x.shape).to(x)).clamp(0, 1)).argmax(1) == y
     if ("pgd-large", SANITY_EPSILON) in columns:
-        points = pgd(pipeline, x, y, SANITY_EPSILON, steps=steps, seed=seed, index=index)  # the BPDA identity
-        with torch.no_grad():
-            out["pgd-large", SANITY_EPSILON] = pipeline(points).argmax(1) == y
+        large = robust(pipeline, x, y, SANITY_EPSILON, **options, square_queries=0, index=index)
+        out["pgd-large", SANITY_EPSILON] = large["worst"]
     return torch.stack([out[c] for c in columns], 1).float()
 
 
