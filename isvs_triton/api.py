@@ -142,19 +142,21 @@ def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[
             f"got {value_range!r}"
         )
     xf = x.to(math_dtype)
-    if x.dtype != torch.uint8 and not bool(torch.isfinite(xf).all()):
-        raise ValueError("the images contain NaN or Inf values")
-    xf = (xf - lo) / (hi - lo)
     if xf.numel():
+        # one pass for both checks: min and max propagate NaN and show an Inf (torch.isfinite(xf).all() took ~1.5 ms
+        # of a ~30 ms call at 32x32, B=256, on the 2-core CPU)
+        low, high = (float(v) for v in torch.aminmax(xf))
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("the images contain NaN or Inf values")
         tol = 4 * torch.finfo(x.dtype if x.is_floating_point() else math_dtype).eps
-        low, high = float(xf.min()), float(xf.max())
+        low, high = (low - lo) / (hi - lo), (high - lo) / (hi - lo)
         if low < -tol or high > 1 + tol:
             found_min, found_max = float(x.min()), float(x.max())  # as given, not as rescaled
             raise ValueError(
                 f"values must lie in [{lo:g}, {hi:g}] (found min {found_min!r}, max {found_max!r});"
                 " accepted: float in [0, 1], uint8 in [0, 255], or any range declared with value_range=(lo, hi)"
             )
-    xf = xf.clamp_(0, 1)
+    xf = ((xf - lo) / (hi - lo)).clamp_(0, 1)
 
     def restore(y: torch.Tensor) -> torch.Tensor:
         y = y.clamp(0, 1) * (hi - lo) + lo

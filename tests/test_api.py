@@ -115,6 +115,8 @@ def test_constant_image_is_a_fixed_point():
 BAD_INPUTS = [
     ("nan", lambda: torch.full((3, 4, 4), float("nan")), {}, ValueError, "NaN"),
     ("inf", lambda: torch.tensor([[[0.5, float("inf")]]]), {}, ValueError, "NaN or Inf"),
+    ("one-nan", lambda: torch.tensor([[[0.5, float("nan"), 0.2]]]), {}, ValueError, "NaN or Inf"),
+    ("minus-inf-float64", lambda: torch.tensor([[[0.5, -float("inf")]]]).double(), {}, ValueError, "NaN or Inf"),
     ("rank-2", lambda: torch.rand(4, 4), {}, ValueError, "(C, H, W)"),
     ("rank-5", lambda: torch.rand(1, 1, 1, 4, 4), {}, ValueError, "(B, C, H, W)"),
     ("zero-width", lambda: torch.rand(1, 3, 4, 0), {}, ValueError, ">= 1"),
