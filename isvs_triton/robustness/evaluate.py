@@ -41,7 +41,7 @@ ATTACK_MODES = ("suite", *ATTACK_GRADS)
 # a large ball: every pipeline's accuracy should reach ~0 there under the suite's gradient attacks (PGD with every
 # surrogate gradient and restart, FGSM, transfer; Square left out for time). The BPDA identity alone did not: through
 # the events solver's smoothing it left 7 % of 100 Fashion-MNIST test images at 20 or 100 steps, the projection
-# gradient 2 % (docs/robustness.md)
+# gradient 2 % (docs/results.md, "What this shows")
 SANITY_EPSILON = 32 / 255
 
 
