@@ -37,7 +37,8 @@ ANY = None  # a backend that runs on every device type / dtype
 @dataclass(frozen=True)
 class Backend:
     """One way to run the path. ``advance``/``project`` are set for the batched backends (those continue a saved
-    ``PathState``); ``devices``, ``dtypes`` and ``integrators`` are what it accepts (ANY: every device / dtype)."""
+    ``PathState``), with the ``masks`` their driver forms; ``devices``, ``dtypes`` and ``integrators`` are what it
+    accepts (ANY: every device / dtype)."""
 
     name: str
     solve: Callable
@@ -46,6 +47,7 @@ class Backend:
     integrators: tuple[str, ...] = INTEGRATORS
     advance: Callable | None = None
     project: Callable | None = None
+    masks: lbi_path.Masks = lbi_path.TORCH_MASKS
 
     @property
     def can_continue(self) -> bool:
@@ -55,9 +57,11 @@ class Backend:
         return self.solve(*args, **kwargs)
 
 
-def batched(name: str, advance: Callable, project: Callable, **accepts) -> Backend:
-    solve = functools.partial(lbi_path.solve, advance_fn=advance, project_fn=project)
-    return Backend(name, solve, advance=advance, project=project, **accepts)
+def batched(
+    name: str, advance: Callable, project: Callable, masks: lbi_path.Masks = lbi_path.TORCH_MASKS, **accepts
+) -> Backend:
+    solve = functools.partial(lbi_path.solve, advance_fn=advance, project_fn=project, masks=masks)
+    return Backend(name, solve, advance=advance, project=project, masks=masks, **accepts)
 
 
 REGISTRY: dict[str, Backend] = {
@@ -70,7 +74,12 @@ try:  # numba can fail to import (e.g. a numpy newer than it supports): the CPU 
     from .ops.projection import numba_cpu as projection_numba
 
     REGISTRY["numba"] = batched(
-        "numba", numba_cpu.advance, projection_numba.project, devices=("cpu",), dtypes=(torch.float32,)
+        "numba",
+        numba_cpu.advance,
+        projection_numba.project,
+        masks=numba_cpu.MASKS,
+        devices=("cpu",),
+        dtypes=(torch.float32,),
     )
 except ImportError as error:  # pragma: no cover - depends on the environment
     UNAVAILABLE["numba"] = f"needs the numba package, which cannot be imported here ({error})"

@@ -54,10 +54,9 @@ def stop(
     joint = channels == "joint"
     torch_backend = backends.REGISTRY["torch"]
     advance = advance or torch_backend.advance
-    ((state, active_h, active_v, rule),) = list(lbi_path.stops(x, [sparsity], config, joint, advance))
-    out, _ = torch_backend.project(x, active_h, active_v)
-    reached = lbi_path.count_support(active_h & rule.jumps_h, active_v & rule.jumps_v) >= rule.need
-    return Stop(out, active_h, active_v, state.iterations.clone(), reached)
+    ((state, active, rule),) = list(lbi_path.stops(x, [sparsity], config, joint, advance))
+    out, _ = torch_backend.project(x, active.h, active.v)
+    return Stop(out, active.h, active.v, state.iterations.clone(), active.jumps >= rule.need)
 
 
 def threshold_stop(x: torch.Tensor, sparsity: float, channels: str = "independent") -> Stop:

@@ -93,6 +93,23 @@ def test_empty_batch_returns_empty_batch():
     assert [o.shape for o in outs] == [(0, 1, 4, 4)] * 2
 
 
+CPU_BACKENDS = [name for name in ("reference", "torch", "numba") if name in backends.BACKENDS]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("projection", ["auto", "input", "beta", "none"])
+def test_the_input_is_neither_written_nor_returned(backend, projection):
+    """A float batch in [0, 1] is smoothed without a copy of its own (the backends read it): whatever runs, the
+    caller's tensor keeps its values and no output shares its memory, also where the output is the input's values."""
+    x = torch.rand(3, 3, 10, 9)
+    x[2] = 0.5  # no jump: returned as it is
+    given = x.clone()
+    outs = isvs.path(x, [0.3, 1.0], backend=backend, projection=projection, noise=0.02, **FASTKW)
+    assert torch.equal(x, given)
+    assert torch.equal(outs[1], x) and torch.equal(outs[0][2], x[2])
+    assert all(not out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() for out in outs)
+
+
 @pytest.mark.parametrize("backend", ["reference", "torch"])
 def test_images_without_edges_come_back_unchanged(backend):
     x = torch.rand(5, 3, 1, 1)

@@ -101,8 +101,8 @@ def test_the_kappa_path_approaches_its_large_kappa_limit():
 
 
 def _support(x, config, sparsity):
-    ((state, ah, av, _),) = list(lbi_path.stops(x, [sparsity], config, False, torch_path.advance))
-    return torch.cat([ah.flatten(1), av.flatten(1)], 1)
+    ((_, active, _),) = list(lbi_path.stops(x, [sparsity], config, False, torch_path.advance))
+    return torch.cat([active.h.flatten(1), active.v.flatten(1)], 1)
 
 
 @pytest.mark.parametrize("mode", ["independent", "joint"])
@@ -143,8 +143,8 @@ def test_steps_are_bounded_and_the_target_is_met():
         assert int(info.iterations.max()) <= -(-sparsity // EVENTS.events) + 1, info.iterations
     state = lbi_path.PathState.zeros(x, momentum=False)
     supports = [
-        torch.cat([a.flatten(1), v.flatten(1)], 1).clone()
-        for _, a, v, _ in lbi_path.stops(x, [0.3, 0.6], EVENTS, False, torch_path.advance, state=state)
+        torch.cat([active.h.flatten(1), active.v.flatten(1)], 1).clone()
+        for _, active, _ in lbi_path.stops(x, [0.3, 0.6], EVENTS, False, torch_path.advance, state=state)
     ]
     assert bool((supports[0] <= supports[1]).all()), "an edge once active stays active"
 

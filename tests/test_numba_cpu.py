@@ -5,6 +5,8 @@ import pytest
 import torch
 
 import isvs_triton as isvs
+from isvs_triton.ops.lbi import numba_cpu
+from isvs_triton.ops.lbi import path as lbi_path
 from isvs_triton.ops.projection import numba_cpu as projection_numba
 from isvs_triton.ops.projection import torch_path as projection_torch
 from isvs_triton.samples import crops
@@ -35,6 +37,30 @@ def test_numba_on_photographs_all_projections(projection, mode):
     x = crops(32, 24, seed=3)
     info = assert_backend_agrees("numba", x, 0.6, channels=mode, projection=projection)
     assert info.iterations.min() < 20 and info.reached.any()
+
+
+@pytest.mark.parametrize("height,width", SHAPES, ids=lambda s: str(s))
+@pytest.mark.parametrize("channels", [1, 3], ids=["c1", "c3"])
+@pytest.mark.parametrize("mode", ["independent", "joint"])
+def test_masks_equal_the_torch_masks(height, width, channels, mode):
+    """The jumps and supports the driver reads, formed in the compiled loops, against ``path.TORCH_MASKS``: 8-bit
+    values (many tied neighbours, one constant image) and z around the threshold 1 (exactly 1 is not active)."""
+    joint, generator = mode == "joint", torch.Generator().manual_seed(height * 31 + width + channels)
+    xs = torch.randint(0, 4, (4, channels, height, width), generator=generator).float() * 0.7
+    xs[1] = 0.3
+    jumps, want_jumps = numba_cpu.MASKS.jumps(xs, joint), lbi_path.TORCH_MASKS.jumps(xs, joint)
+    for name, got, want in zip(("jumps_h", "jumps_v", "count"), jumps, want_jumps):
+        assert torch.equal(got, want), name
+    rule = lbi_path.stop_rule(xs, 0.5, joint, None)
+    near_one = torch.tensor([1.0, -1.0, 1.0 + 2**-23, -(1.0 + 2**-23), 0.5, 1.5, -2.0, 0.0])
+    zh, zv = (
+        near_one[torch.randint(0, 8, (4, channels, *shape), generator=generator)] * (0.6 if joint else 1.0)
+        for shape in ((height, width - 1), (height - 1, width))
+    )
+    support, want = numba_cpu.MASKS.support(zh, zv, rule, joint), lbi_path.TORCH_MASKS.support(zh, zv, rule, joint)
+    for name in support._fields:
+        assert torch.equal(getattr(support, name), getattr(want, name)), name
+    assert int(jumps[2][1]) == 0 and (int(support.edges.sum()) > 0) == (zh.numel() + zv.numel() > 0)  # not vacuous
 
 
 PROJECTION_CASES = projection_conformance_cases()

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tools import bench, calibrate, denoise_bench, fashion_mnist, path_figure, profile_sparsify
+from tools import bench, calibrate, compare_trees, denoise_bench, fashion_mnist, path_figure, profile_sparsify
 
 
 def test_path_figure_writes_png(tmp_path, capsys):
@@ -64,6 +64,17 @@ def test_profile_sparsify_prints_wall_time_and_operations(capsys):
     profile_sparsify.main(["--device", "cpu", "--settings", "16:4", "--rows", "3"])
     out = capsys.readouterr().out
     assert "16x16x3 B=4, sparsity 0.6: wall" in out and "ms per call" in out and "aten::" in out
+
+
+def test_compare_trees_times_each_tree_and_refuses_what_is_not_one(capsys):
+    import pytest
+
+    compare_trees.main([".", ".", "--rounds", "2", "--repeat", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "32x32x3, B=256, sparsity 0.6, 1 threads" in out and out.count("round ") == 2
+    assert ". / .: " in out and "x over the rounds" in out
+    with pytest.raises(SystemExit, match="neither a directory with isvs_triton/ nor a git revision"):
+        compare_trees.main(["no-such-revision-xyz", ".", "--rounds", "1"])
 
 
 def _idx(path: Path, array) -> None:

@@ -60,16 +60,17 @@ def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[st
     images = [img.permute(1, 2, 0).numpy().astype(np.float64) for img in x[: SETTINGS[x.shape[-1]][0]]]
     backend = backends.auto_name(device, torch.float32)
     xd, joint, state = x.to(device), False, {}
-    advance_fn, project_fn = backends.REGISTRY[backend].advance, backends.REGISTRY[backend].project
+    chosen = backends.REGISTRY[backend]
+    advance_fn, project_fn = chosen.advance, chosen.project
 
     def lbi_only():
-        state["stop"] = list(lbi_path.stops(xd, [sparsity], DEFAULT, joint, advance_fn))[0]
+        state["stop"] = list(lbi_path.stops(xd, [sparsity], DEFAULT, joint, advance_fn, masks=chosen.masks))[0]
 
     def projection_only():
         if "stop" not in state:
             lbi_only()
-        _, active_h, active_v, _ = state["stop"]
-        project_fn(xd, active_h, active_v)
+        _, active, _ = state["stop"]
+        project_fn(xd, active.h, active.v)
 
     def per_iteration():  # the Triton backend driving its fused kernel from the host every iteration
         stepped = functools.partial(triton_fused.advance, persistent=False)

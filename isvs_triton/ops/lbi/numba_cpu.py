@@ -16,25 +16,39 @@ import torch
 
 from ...config import SolverConfig, required_active
 from ..parallel import in_parallel
-from .path import PathState, StopRule
+from .path import Masks, PathState, StopRule, Support
 from .reference import ACTIVE_FLOOR, CG_LIMIT
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 
 
 @numba.njit(**JIT)
-def _extrapolate(cur, prev, tmp, mu):
+def _extrapolate(cur, prev, mu):
     """y = cur + mu (cur - prev) written into cur; prev <- cur (the state one iteration back)."""
-    flat_cur, flat_prev, flat_tmp = cur.ravel(), prev.ravel(), tmp.ravel()
+    flat_cur, flat_prev = cur.ravel(), prev.ravel()
     for i in range(flat_cur.size):
-        flat_tmp[i] = flat_cur[i] - flat_prev[i]
+        step = flat_cur[i] - flat_prev[i]
         flat_prev[i] = flat_cur[i]
-        flat_cur[i] = flat_cur[i] + flat_tmp[i] * mu
+        flat_cur[i] = flat_cur[i] + step * mu
 
 
 @numba.njit(**JIT)
-def _residual(beta, zh, zv, rh, rv, kappa, joint):
-    """r = D beta - kappa shrink(z), for both edge directions."""
+def _extrapolated(z, previous, c, i, j, mu, momentum):
+    """``_extrapolate`` for one edge, in the pass that reads it (z is then read once per iteration, not three times):
+    the same operations, so the same values."""
+    value = z[c, i, j]
+    if momentum:
+        step = value - previous[c, i, j]
+        previous[c, i, j] = value
+        value = value + step * mu
+        z[c, i, j] = value
+    return value
+
+
+@numba.njit(**JIT)
+def _residual(beta, zh, zv, pzh, pzv, rh, rv, kappa, mu, momentum, joint):
+    """r = D beta - kappa shrink(z), for both edge directions; with ``momentum`` z is extrapolated first (beta
+    already is: it is read at two pixels per edge)."""
     channels, height, width = beta.shape
     one = np.float32(1.0)
     zero = np.float32(0.0)
@@ -42,12 +56,12 @@ def _residual(beta, zh, zv, rh, rv, kappa, joint):
         for c in range(channels):
             for i in range(height):
                 for j in range(width - 1):
-                    z = zh[c, i, j]
+                    z = _extrapolated(zh, pzh, c, i, j, mu, momentum)
                     gamma = (z - min(max(z, -one), one)) * kappa
                     rh[c, i, j] = (beta[c, i, j + 1] - beta[c, i, j]) - gamma
             for i in range(height - 1):
                 for j in range(width):
-                    z = zv[c, i, j]
+                    z = _extrapolated(zv, pzv, c, i, j, mu, momentum)
                     gamma = (z - min(max(z, -one), one)) * kappa
                     rv[c, i, j] = (beta[c, i + 1, j] - beta[c, i, j]) - gamma
         return
@@ -55,7 +69,8 @@ def _residual(beta, zh, zv, rh, rv, kappa, joint):
         for j in range(width - 1):
             squares = zero
             for c in range(channels):
-                squares += zh[c, i, j] * zh[c, i, j]
+                z = _extrapolated(zh, pzh, c, i, j, mu, momentum)
+                squares += z * z
             factor = max(one - one / np.sqrt(squares), zero)  # 1/sqrt(0) = inf -> factor 0
             for c in range(channels):
                 rh[c, i, j] = (beta[c, i, j + 1] - beta[c, i, j]) - zh[c, i, j] * factor * kappa
@@ -63,7 +78,8 @@ def _residual(beta, zh, zv, rh, rv, kappa, joint):
         for j in range(width):
             squares = zero
             for c in range(channels):
-                squares += zv[c, i, j] * zv[c, i, j]
+                z = _extrapolated(zv, pzv, c, i, j, mu, momentum)
+                squares += z * z
             factor = max(one - one / np.sqrt(squares), zero)
             for c in range(channels):
                 rv[c, i, j] = (beta[c, i + 1, j] - beta[c, i, j]) - zv[c, i, j] * factor * kappa
@@ -156,14 +172,12 @@ def _advance(beta, zh, zv, pbeta, pzh, pzv, xs, jh, jv, need, limit, iterations,
         if noise and _residual_squares(beta[b], xs[b]) <= limit[b]:
             continue
         rh, rv = np.empty_like(zh[b]), np.empty_like(zv[b])
-        tmp = np.empty_like(beta[b])
+        g = np.empty_like(beta[b])  # D^T r
         while True:
-            if momentum:  # tmp, rh and rv double as scratch for the three extrapolations, tmp then holds D^T r
-                _extrapolate(beta[b], pbeta[b], tmp, mu)
-                _extrapolate(zh[b], pzh[b], rh, mu)
-                _extrapolate(zv[b], pzv[b], rv, mu)
-            _residual(beta[b], zh[b], zv[b], rh, rv, kappa, joint)
-            count = _update(beta[b], zh[b], zv[b], rh, rv, xs[b], tmp, jh[b], jv[b], step_z, nu, step_beta, joint)
+            if momentum:
+                _extrapolate(beta[b], pbeta[b], mu)
+            _residual(beta[b], zh[b], zv[b], pzh[b], pzv[b], rh, rv, kappa, mu, momentum, joint)
+            count = _update(beta[b], zh[b], zv[b], rh, rv, xs[b], g, jh[b], jv[b], step_z, nu, step_beta, joint)
             if joint:
                 count = _count(zh[b], zv[b], jh[b], jv[b], joint)
             iterations[b] += 1
@@ -198,6 +212,82 @@ def _copy_back(state_tensors, worked_on) -> None:
     for dst, src in zip(state_tensors, worked_on):
         if dst.data_ptr() != src.data_ptr():
             dst.copy_(src)
+
+
+# ------------------------------------------------------------------------------------- the masks the driver reads
+# ``path.Masks`` in compiled loops, one image per thread: the same masks and counts as ``path.TORCH_MASKS`` (an
+# edge is active by the same float32 comparison that ``_count`` stops on), without torch's passes over the batch.
+@numba.njit(**JIT)
+def _jumps(xs, jh, jv, counts, joint, images):
+    """Edges whose two pixels differ, per channel, or in any channel (joint: ``jh``/``jv`` have one channel)."""
+    channels, height, width = xs.shape[1:]
+    for b in images:
+        count = 0
+        for c in range(channels):
+            g = 0 if joint else c
+            for i in range(height):  # plain loops the compiler vectorises; joint ORs each channel into group 0
+                for j in range(width - 1):
+                    jh[b, g, i, j] = (xs[b, c, i, j + 1] != xs[b, c, i, j]) | (joint and c > 0 and jh[b, g, i, j])
+            for i in range(height - 1):
+                for j in range(width):
+                    jv[b, g, i, j] = (xs[b, c, i + 1, j] != xs[b, c, i, j]) | (joint and c > 0 and jv[b, g, i, j])
+        for flat in (jh[b].ravel(), jv[b].ravel()):
+            for i in range(flat.size):
+                count += flat[i]
+        counts[b] = count
+
+
+def jumps(xs: torch.Tensor, joint: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``path.jumps_counted`` for a float32 CPU batch."""
+    b, c, h, w = xs.shape
+    groups = 1 if joint else c
+    jh, jv = (torch.empty(shape, dtype=torch.bool) for shape in ((b, groups, h, w - 1), (b, groups, h - 1, w)))
+    counts = torch.empty(b, dtype=torch.int64)
+    arrays = xs.contiguous().numpy(), jh.numpy(), jv.numpy(), counts.numpy()
+    in_parallel(lambda images: _jumps(*arrays, joint, images), b)
+    return jh, jv, counts
+
+
+@numba.njit(**JIT)
+def _support(zh, zv, jh, jv, ah, av, active_jumps, active_edges, joint, images):
+    """Active edges (|z| > 1, or the channel vector's squared norm > 1: joint) and their counts, over the jumps
+    ``jh``/``jv`` and over all edges."""
+    one = np.float32(1.0)
+    for b in images:
+        on_jumps = edges = 0
+        for z, jump, active in ((zh, jh, ah), (zv, jv, av)):
+            if joint:
+                for i in range(z.shape[2]):
+                    for j in range(z.shape[3]):
+                        squares = np.float32(0.0)
+                        for c in range(z.shape[1]):
+                            squares += z[b, c, i, j] * z[b, c, i, j]
+                        on = squares > one
+                        active[b, 0, i, j] = on
+                        edges += on
+                        on_jumps += on & jump[b, 0, i, j]
+            else:
+                flat, flat_jump, flat_active = z[b].ravel(), jump[b].ravel(), active[b].ravel()
+                for i in range(flat.size):
+                    on = abs(flat[i]) > one
+                    flat_active[i] = on
+                    edges += on
+                    on_jumps += on & flat_jump[i]
+        active_jumps[b], active_edges[b] = on_jumps, edges
+
+
+def support(zh: torch.Tensor, zv: torch.Tensor, rule: StopRule, joint: bool) -> Support:
+    """``path.support_counted`` for a float32 CPU state."""
+    b = zh.shape[0]
+    ah, av = rule.jumps_h.new_empty(rule.jumps_h.shape), rule.jumps_v.new_empty(rule.jumps_v.shape)
+    active_jumps, active_edges = torch.empty(b, dtype=torch.int64), torch.empty(b, dtype=torch.int64)
+    arrays = [t.contiguous().numpy() for t in (zh, zv, rule.jumps_h, rule.jumps_v)]
+    arrays += [t.numpy() for t in (ah, av, active_jumps, active_edges)]
+    in_parallel(lambda images: _support(*arrays, joint, images), b)
+    return Support(ah, av, active_jumps, active_edges)
+
+
+MASKS = Masks(jumps, support)
 
 
 # ------------------------------------------------------------------------------------------ the events integrator

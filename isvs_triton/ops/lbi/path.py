@@ -5,13 +5,15 @@ A batched backend supplies only ``advance(state, xs, rule, cfg, joint)``: run ev
 ``rule`` says stop, updating the state in place, images already stopped not moving; it returns None, or the state
 the outputs are read from when that is not the one the path goes on from (the events integrator's last step).
 Everything else (where each image stops, the projection, what ``SparsifyInfo`` reports) is decided here, once for
-every backend.
+every backend. A backend may also form the edge masks the driver reads (``Masks``: the input's jumps, a state's
+support, each with its counts) in its own loops; the torch versions here serve the others.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import torch
 
@@ -34,8 +36,9 @@ class PathState:
     @staticmethod
     def zeros(x: torch.Tensor, momentum: bool) -> PathState:
         b, c, h, w = x.shape
-        beta, zh, zv = x.new_zeros(b, c, h, w), x.new_zeros(b, c, h, w - 1), x.new_zeros(b, c, h - 1, w)
-        prev = (beta.clone(), zh.clone(), zv.clone()) if momentum else None
+        shapes = (b, c, h, w), (b, c, h, w - 1), (b, c, h - 1, w)
+        beta, zh, zv = (x.new_zeros(shape) for shape in shapes)
+        prev = tuple(x.new_zeros(shape) for shape in shapes) if momentum else None  # zeros: cheaper than clones
         return PathState(beta, zh, zv, prev, torch.zeros(b, dtype=torch.int64, device=x.device))
 
     def tensors(self) -> list[torch.Tensor]:
@@ -85,6 +88,42 @@ def _count(mask: torch.Tensor) -> torch.Tensor:
     return mask.flatten(1).view(torch.uint8).sum(1, dtype=torch.int32).long()
 
 
+class Support(NamedTuple):
+    """A state's active edges, (B, C or 1, H, W-1) and (B, C or 1, H-1, W) bool, and their counts per image (B,)
+    int64: over the rule's jumps (what sparsity counts) and over all edges (``info.active_fraction``)."""
+
+    h: torch.Tensor
+    v: torch.Tensor
+    jumps: torch.Tensor
+    edges: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Masks:
+    """How a backend forms the edge masks the driver reads, with their counts. The torch versions (``TORCH_MASKS``)
+    serve every backend; the numba backend forms them in its compiled loops, where the torch passes over these masks
+    took a quarter of its call at 32x32 (docs/performance.md)."""
+
+    jumps: Callable[[torch.Tensor, bool], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # (xs, joint) -> jh, jv, J
+    support: Callable[[torch.Tensor, torch.Tensor, StopRule, bool], Support]  # (zh, zv, rule, joint)
+
+
+def jumps_counted(xs: torch.Tensor, joint: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``jumps`` and the jumps per image (B,) int64."""
+    jumps_h, jumps_v = jumps(xs, joint)
+    return jumps_h, jumps_v, count_support(jumps_h, jumps_v)
+
+
+def support_counted(zh: torch.Tensor, zv: torch.Tensor, rule: StopRule, joint: bool) -> Support:
+    """``support`` with its counts over the rule's jumps and over all edges."""
+    active_h, active_v = support(zh, zv, joint)
+    active_jumps = count_support(active_h & rule.jumps_h, active_v & rule.jumps_v)
+    return Support(active_h, active_v, active_jumps, count_support(active_h, active_v))
+
+
+TORCH_MASKS = Masks(jumps_counted, support_counted)
+
+
 def count_active(zh: torch.Tensor, zv: torch.Tensor, rule: StopRule, joint: bool) -> torch.Tensor:
     """Active jumps per image (B,): the count the sparsity stop compares with ``rule.need``."""
     active_h, active_v = support(zh, zv, joint)
@@ -107,10 +146,11 @@ def running(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
     return go, active, squares
 
 
-def stop_rule(xs: torch.Tensor, target: float, joint: bool, limit: torch.Tensor | None) -> StopRule:
+def stop_rule(
+    xs: torch.Tensor, target: float, joint: bool, limit: torch.Tensor | None, masks: Masks = TORCH_MASKS
+) -> StopRule:
     """The rule for one target sparsity: ``need`` = ceil(target * jumps) per image; ``limit`` (B,) or None."""
-    jumps_h, jumps_v = jumps(xs, joint)
-    jump_count = count_support(jumps_h, jumps_v)
+    jumps_h, jumps_v, jump_count = masks.jumps(xs, joint)
     if limit is None:
         limit = torch.full((xs.shape[0],), NO_LIMIT, dtype=torch.float64, device=xs.device)
     return StopRule(required_active(target, jump_count), limit, jumps_h, jumps_v, jump_count)
@@ -134,9 +174,10 @@ def stops(
     advance_fn: Advance,
     state: PathState | None = None,
     limit: torch.Tensor | None = None,
-) -> Iterator[tuple[PathState, torch.Tensor, torch.Tensor, StopRule]]:
+    masks: Masks = TORCH_MASKS,
+) -> Iterator[tuple[PathState, Support, StopRule]]:
     """Advance one path through ``targets`` (ascending; a target may be a (B,) tensor, one per image); yield
-    (state, active_h, active_v, rule) at each stop.
+    (state, its support, rule) at each stop.
 
     ``state``: continue this path (updated in place) instead of starting from zero; images already past a target do
     not move. ``limit``: (B,) residual limits of a noise stop (``residual_limit``). A target of 1 does not advance:
@@ -144,7 +185,7 @@ def stops(
     if state is None:
         state = PathState.zeros(x, momentum=config.momentum > 0)
     xs = x * config.scale
-    first = stop_rule(xs, 0.0, joint, limit)  # the jumps, once for every target
+    first = stop_rule(xs, 0.0, joint, limit, masks)  # the jumps, once for every target
     for target in targets:
         passthrough = input_returned(target, x)
         # a target of 1 is the input itself: nothing to run for it
@@ -154,7 +195,7 @@ def stops(
         # (the events integrator's last step to a target); None: the path's state itself
         view = advance_fn(state, xs, rule, config, joint) if not bool(passthrough.all()) else None
         view = state if view is None else view
-        yield (view, *support(view.zh, view.zv, joint), rule)
+        yield view, masks.support(view.zh, view.zv, rule, joint), rule
 
 
 def input_returned(target: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -173,6 +214,7 @@ def solve(
     state: PathState | None = None,
     noise: torch.Tensor | None = None,
     discrepancy: float = 1.0,
+    masks: Masks = TORCH_MASKS,
 ) -> list[tuple[torch.Tensor, SparsifyInfo]]:
     """Backend entry: x (B, C, H, W) in [0, 1]; ``targets`` ascending. Returns [(out, SparsifyInfo)] per target.
 
@@ -182,23 +224,25 @@ def solve(
     batch, c, h, w = x.shape
     limit = None if noise is None else residual_limit(noise, discrepancy, x, config.scale)
     results = []
-    for target, (stop, active_h, active_v, rule) in zip(
-        targets, stops(x, targets, config, joint, advance_fn, state, limit)
-    ):
+    for target, (stop, active, rule) in zip(targets, stops(x, targets, config, joint, advance_fn, state, limit, masks)):
         passthrough = input_returned(target, x)
-        if bool(passthrough.any()):  # the input unchanged: every jump kept, the regions are the runs of equal pixels
-            active_h = torch.where(passthrough.view(-1, 1, 1, 1), rule.jumps_h, active_h)
-            active_v = torch.where(passthrough.view(-1, 1, 1, 1), rule.jumps_v, active_v)
         jump_count = rule.jump_count
-        active_jumps = count_support(active_h & rule.jumps_h, active_v & rule.jumps_v)
+        if bool(passthrough.any()):  # the input unchanged: every jump kept, the regions are the runs of equal pixels
+            image = passthrough.view(-1, 1, 1, 1)
+            active = Support(
+                torch.where(image, rule.jumps_h, active.h),
+                torch.where(image, rule.jumps_v, active.v),
+                torch.where(passthrough, jump_count, active.jumps),
+                torch.where(passthrough, jump_count, active.edges),  # its active edges are its jumps
+            )
         iterations = torch.where(passthrough, 0, stop.iterations)
-        reached = active_jumps >= rule.need
+        reached = active.jumps >= rule.need
         stopped_by = _stopped_by(reached, iterations, config.max_iter, stop.beta, x, config.scale, rule.limit)
         beta = stop.beta / config.scale
-        projected, regions = project_fn(x if projection in ("input", "auto") else beta, active_h, active_v)
+        projected, regions = project_fn(x if projection in ("input", "auto") else beta, active.h, active.v)
         out = beta if projection == "none" else projected
-        if projection == "auto":  # beta / scale itself for the images stopped by their noise level
-            by_noise = stopped_by == STOP_RULES.index("noise")
+        by_noise = stopped_by == STOP_RULES.index("noise")
+        if projection == "auto" and bool(by_noise.any()):  # beta / scale itself for the images stopped by noise
             out = torch.where(by_noise.view(-1, 1, 1, 1), beta, out)
         # an image without jumps (constant, or 1x1) and a target of 1 return the input itself
         unchanged = (jump_count == 0) | passthrough
@@ -208,11 +252,11 @@ def solve(
         ones = torch.ones(batch, dtype=torch.float64, device=x.device)
         info = SparsifyInfo(
             iterations=iterations,
-            sparsity=torch.where(jump_count > 0, active_jumps.double() / jump_count.clamp(min=1), ones),
+            sparsity=torch.where(jump_count > 0, active.jumps.double() / jump_count.clamp(min=1), ones),
             regions=regions,
             reached=reached,
             stop=stopped_by,
-            active_fraction=count_support(active_h, active_v).double() / edges if edges else ones,
+            active_fraction=active.edges.double() / edges if edges else ones,
             noise=torch.full_like(ones, float("nan")) if noise is None else noise.double().clone(),
         )
         results.append((out, info))

@@ -61,17 +61,20 @@ def _project(values, active_h, active_v, out, regions, images):
                         if not (linked and not active_h[b, g, i, j - 1] and not active_h[b, g, i - 1, j - 1]):
                             _join(parent, row - width + j, row + j)
                         linked = True
+            first, stop = (0, channels) if groups == 1 else (g, g + 1)  # the channels this segmentation serves
             counts[:] = 0
-            for p in range(n):
+            sums[:] = 0
+            for p in range(n):  # the roots, their sizes and the first channel's sums in one pass
                 root = parent[parent[p]]  # parent[p] <= p already points at its root
                 parent[p] = root
                 counts[root] += 1
                 found += root == p
-            first, stop = (0, channels) if groups == 1 else (g, g + 1)  # the channels this segmentation serves
+                sums[root] += values[b, first, p]  # raster order, as torch's index_add_: the same sums
             for c in range(first, stop):
-                sums[:] = 0
-                for p in range(n):  # raster order, as torch's index_add_: the same sums
-                    sums[parent[p]] += values[b, c, p]
+                if c > first:
+                    sums[:] = 0
+                    for p in range(n):
+                        sums[parent[p]] += values[b, c, p]
                 for p in range(n):
                     if parent[p] == p:
                         sums[p] /= counts[p]
