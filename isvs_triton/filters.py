@@ -1,6 +1,6 @@
 """Classical image filters on float (B, C, H, W) batches in [0, 1]: the smoothing baselines ISVS is compared with
-(training on blurred, low-passed or TV-denoised images, or with Gaussian-noise augmentation; median, Gaussian and
-non-local-means filters at test time), and the blur corruption.
+(training on blurred, low-passed or TV-denoised images, or with Gaussian-noise augmentation; median, Gaussian,
+bilateral and non-local-means filters at test time), and the blur corruption.
 """
 
 from __future__ import annotations
@@ -35,6 +35,18 @@ def median_filter(x: torch.Tensor, size: int = 3) -> torch.Tensor:
     padded = F.pad(x, (r, r, r, r), mode=mode)
     windows = padded.unfold(2, size, 1).unfold(3, size, 1)  # (B, C, H, W, size, size)
     return windows.flatten(-2).median(dim=-1).values
+
+
+def bilateral(x: torch.Tensor, sigma_color: float, sigma_space: float = 1.0, size: int = 5) -> torch.Tensor:
+    """Kornia's ``bilateral_blur``: each pixel the mean of its ``size`` x ``size`` neighbourhood (edges reflected),
+    weighted by a Gaussian of the distance (``sigma_space`` px) and of the value difference (``sigma_color``, in the
+    images' units; the L1 distance over channels). Edge-preserving like the smoothing, and differentiable, so an
+    attack sees through it exactly."""
+    from kornia.filters import bilateral_blur
+
+    if not sigma_color > 0 or not sigma_space > 0:
+        raise ValueError(f"bilateral sigmas must be > 0, got sigma_color={sigma_color!r}, sigma_space={sigma_space!r}")
+    return bilateral_blur(x, (size, size), sigma_color, (sigma_space, sigma_space)).clamp(0, 1)
 
 
 def lowpass(x: torch.Tensor, radius: float) -> torch.Tensor:

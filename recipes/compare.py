@@ -19,7 +19,7 @@ Runs and evaluations already in the output folder are reused, so an interrupted 
 stopped; ``--report`` rebuilds the tables and figures from a results.json alone.
 
     python recipes/compare.py --quick                                # the embedded data, tiny: the CI run
-    python tools/fashion_mnist.py ~/fashion_mnist                    # then, on a 2-core CPU in about 2.7 h:
+    python tools/fashion_mnist.py ~/fashion_mnist                    # then, on a 2-core CPU in about 2.9 h:
     python recipes/compare.py --setting fashion --data-dir ~/fashion_mnist/fashion_mnist
     python recipes/compare.py --setting full --dataset uoft-cs/cifar10 --data-dir ~/cifar10   # a GPU
     python recipes/compare.py --report docs/results/fashion/results.json   # tables and figures from the results
@@ -74,11 +74,13 @@ FAMILIES = {
 TRAINED_ON_TEST_CORRUPTION = ("noise augmentation", "isvs + noise augmentation")
 # test-time filters of the standard model: pipeline -> (evaluate_run's setting, the strengths swept on validation).
 # Non-local means (the "nlmeans" pipeline) is left out: scikit-image's takes ~8 ms per 32 x 32 image on the 2-core
-# CPU, ~12 min per strength over the validation conditions alone
+# CPU, ~12 min per strength over the validation conditions alone; the bilateral filter (kornia's, batched) is the
+# edge-preserving classical filter in its place
 TEST_FILTERS = {
     "smoothed": ("smoothing_sparsity", (0.4, 0.6, 0.8)),
     "median": ("median_size", (3, 5)),
     "gaussian": ("gaussian_sigma", (0.5, 0.75, 1.0)),
+    "bilateral": ("bilateral_sigma", (0.05, 0.1, 0.2, 0.4)),
 }
 PIPELINE_LABELS = {
     "plain": "plain",
@@ -86,6 +88,7 @@ PIPELINE_LABELS = {
     "adaptive": "ISVS + noise stop (BPDA)",
     "median": "median filter",
     "gaussian": "Gaussian filter",
+    "bilateral": "bilateral filter",
     "nlmeans": "non-local means (BPDA)",
     "trained": "its own filter",
 }
@@ -110,7 +113,7 @@ SETTINGS = {
         },
         "sweep": "ends",  # only the first and last candidate of each sweep
     },
-    "fashion": {  # Fashion-MNIST on a 2-core CPU in about 2.7 h (docs/results.md)
+    "fashion": {  # Fashion-MNIST on a 2-core CPU in about 2.9 h (docs/results.md)
         "train": {
             "dataset": "zalando-datasets/fashion_mnist",
             "model": "resnet8",
@@ -240,15 +243,19 @@ class Comparison:
             options = candidates(family, chosen, self.setting["sweep"])
             results = [self.evaluate(self.run(family, c, 0), "validation", ("plain",)) for c in options]
             chosen[family], scores[family] = _pick(options, results)
-        filters = {}
-        standard = self.run("standard", chosen["standard"], 0) if "standard" in chosen else None
-        for pipeline, (option, values) in TEST_FILTERS.items() if standard else ():
-            values = list(_sweep(values, self.setting["sweep"]))
-            results = [
-                self.evaluate(standard, "validation", (pipeline,), f"{pipeline}{v}", **{option: v}) for v in values
-            ]
-            filters[option], scores[f"standard, {pipeline} at test time"] = _pick(values, results, pipeline)
+        filters = self.select_filters(chosen["standard"], list(TEST_FILTERS), scores) if "standard" in chosen else {}
         return {"chosen": chosen, "test_filters": filters, "validation_scores": scores}
+
+    def select_filters(self, standard: dict, pipelines: list[str], scores: dict) -> dict:
+        """The strength of each test-time filter in ``pipelines`` on the standard model (seed 0) by the same rule;
+        their validation scores go into ``scores``."""
+        run, filters = self.run("standard", standard, 0), {}
+        for pipeline in pipelines:
+            option, values = TEST_FILTERS[pipeline]
+            values = list(_sweep(values, self.setting["sweep"]))
+            results = [self.evaluate(run, "validation", (pipeline,), f"{pipeline}{v}", **{option: v}) for v in values]
+            filters[option], scores[f"standard, {pipeline} at test time"] = _pick(values, results, pipeline)
+        return filters
 
     def final(self, family: str, settings: dict, filters: dict, seed: int) -> dict:
         """Step 3: the winner trained with ``seed``, evaluated once on test with its test-time pipelines."""
@@ -398,6 +405,7 @@ MARKERS = {
     "adaptive": "^",
     "median": "v",
     "gaussian": "D",
+    "bilateral": "*",
     "nlmeans": "X",
     "trained": "P",
 }
@@ -489,12 +497,14 @@ def report(results: dict, folder: Path) -> str:
     )
     given = protocol.get("selection_from")  # a rerun with a saved selection (--selection)
     chosen_where = f"Taken from {given}, where they were chosen" if given else "Chosen"
+    here = results["selection"].get("filters_selected_here")
+    chosen_here = f" ({', '.join(here)}: chosen in this run, on its standard model, by the same rule)" if here else ""
     text = (
         f"`{protocol['command']}`: setting {protocol['setting']} ({json.dumps(protocol['train'])}; evaluation "
         f"{json.dumps(protocol['eval'])}), seeds {protocol['seeds']}; {protocol['machine']}; wall time "
         f"{protocol['minutes']:.1f} min (runs found in the folder are not retrained).\n\n"
         f"{chosen_where} on validation (seed 0, highest mean corruption accuracy, then clean): {chosen}; the standard "
-        f"model's test-time filters: {json.dumps(results['selection']['test_filters'])}.\n\n"
+        f"model's test-time filters: {json.dumps(results['selection']['test_filters'])}{chosen_here}.\n\n"
         f"Test accuracy in %, mean ± std over seeds; robust = the attack suite's worst case per image on "
         f"{protocol['eval'].get('attack_limit')} test images.\n\n{tables(results['runs'])}\n"
         f"{attack_table(results['runs'])}\n{corruption_table(results['runs'])}"
@@ -538,6 +548,12 @@ def main(argv: list[str] | None = None) -> dict:
         missing = [n for n in names if n not in selection["chosen"]]
         if missing:
             parser.error(f"{args.selection} has no winner for {missing}")
+        # a test-time filter added since that selection was made: chosen here, on validation, by the same rule
+        new = [p for p, (option, _) in TEST_FILTERS.items() if option not in selection["test_filters"]]
+        if new and "standard" in names:
+            added = comparison.select_filters(selection["chosen"]["standard"], new, selection["validation_scores"])
+            selection["test_filters"].update(added)
+            selection["filters_selected_here"] = list(added)
     else:
         try:
             _order(names)

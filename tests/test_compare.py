@@ -52,7 +52,8 @@ def test_quick_comparison(tmp_path):
     validation = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/eval-validation*/results.json")]
     assert validation and all(r["split"] == "validation" for r in validation)
     report = (tmp_path / "results.md").read_text()
-    for row in ("| standard | plain |", "| standard | median filter |", "| isvs fixed | ISVS smoothing (BPDA) |",
+    for row in ("| standard | plain |", "| standard | median filter |", "| standard | bilateral filter |",
+                "| isvs fixed | ISVS smoothing (BPDA) |",
                 "| gaussian blur | its own filter |", "(trained on Gaussian noise) | plain |"):  # fmt: skip
         assert row in report, row
     assert "Paired difference to standard training" in report and "robust 2/255" in report
@@ -81,6 +82,16 @@ def test_quick_comparison(tmp_path):
     )
     assert rerun["runs"]["isvs fixed + noise stop"] == runs["isvs fixed + noise stop"]
     assert rerun["selection"] == selection
+    # a selection made before a test-time filter existed: the rerun chooses that filter by the same rule
+    older = {**selection, "test_filters": dict(selection["test_filters"])}
+    del older["test_filters"]["bilateral_sigma"]
+    saved.write_text(json.dumps(older))
+    rerun = compare.main(
+        ["--quick", "--output", str(tmp_path), "--families", "standard", "--seeds", "0", "--selection", str(saved)]
+    )
+    assert rerun["selection"]["test_filters"] == selection["test_filters"]  # the same validation runs, reused
+    assert rerun["selection"]["filters_selected_here"] == ["bilateral_sigma"]
+    assert "bilateral_sigma: chosen in this run" in (tmp_path / "results.md").read_text()
     del selection["chosen"]["isvs iterative"]
     saved.write_text(json.dumps(selection))
     with pytest.raises(SystemExit):

@@ -1,9 +1,10 @@
 """The baselines' filters against their definitions."""
 
+import numpy as np
 import pytest
 import torch
 
-from isvs_triton.filters import gaussian_blur, gaussian_noise, lowpass, tv_chambolle
+from isvs_triton.filters import bilateral, gaussian_blur, gaussian_noise, lowpass, tv_chambolle
 from isvs_triton.samples import crops
 
 
@@ -60,3 +61,37 @@ def test_nl_means_is_scikit_images_per_image():
                 for image in x.permute(0, 2, 3, 1).numpy()]  # fmt: skip
     expected = torch.from_numpy(np.clip(np.stack(expected), 0, 1)).permute(0, 3, 1, 2)
     torch.testing.assert_close(nl_means(x, 0.1), expected, atol=1e-6, rtol=0)
+
+
+def _bilateral_by_hand(x: np.ndarray, sigma_color: float, sigma_space: float, size: int) -> np.ndarray:
+    """The definition, pixel by pixel: weights exp(-r^2 / 2 sigma_space^2) exp(-d^2 / 2 sigma_color^2) over the
+    reflected size x size window, d the L1 distance over channels; the weighted mean."""
+    b, c, h, w = x.shape
+    r = size // 2
+    padded = np.pad(x, ((0, 0), (0, 0), (r, r), (r, r)), mode="reflect")
+    out = np.zeros_like(x)
+    for i in range(h):
+        for j in range(w):
+            window = padded[:, :, i : i + size, j : j + size]  # (B, C, size, size)
+            dy, dx = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
+            distance = np.abs(window - x[:, :, i : i + 1, j : j + 1]).sum(1)  # (B, size, size)
+            weight = np.exp(-(dy**2 + dx**2) / (2 * sigma_space**2)) * np.exp(-(distance**2) / (2 * sigma_color**2))
+            out[:, :, i, j] = (window * weight[:, None]).sum((2, 3)) / weight.sum((1, 2))[:, None]
+    return out
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("sigma_color", [0.05, 0.3])
+def test_bilateral_is_its_definition_and_lets_gradients_through(channels, sigma_color):
+    x = torch.rand(2, channels, 7, 6, dtype=torch.float64)
+    want = _bilateral_by_hand(x.numpy(), sigma_color, 1.0, 5)
+    torch.testing.assert_close(bilateral(x, sigma_color), torch.from_numpy(want), atol=1e-9, rtol=0)
+    step = torch.zeros(1, channels, 8, 8, dtype=torch.float64)
+    step[..., 4:] = 1.0
+    kept = bilateral(step, 0.05)  # an edge far above sigma_color is kept; a small-value blur would not keep it
+    assert float((kept - step).abs().max()) < 1e-6
+    x.requires_grad_(True)
+    bilateral(x, sigma_color).sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="bilateral sigmas must be > 0"):
+        bilateral(x, 0.0)

@@ -82,11 +82,17 @@ def main(argv: list[str] | None = None) -> dict:
         type=_list(str),
         default=list(DEFAULT_PIPELINES),
         help=f"of {list(PIPELINES)}; plain: the model; smoothed: the run's test-time smoothing; adaptive: with the "
-        "noise stop; median / gaussian / nlmeans: that filter at test time; trained: a filter baseline's own filter "
-        f"(default: {','.join(DEFAULT_PIPELINES)})",
+        "noise stop; median / gaussian / bilateral / nlmeans: that filter at test time; trained: a filter baseline's "
+        f"own filter (default: {','.join(DEFAULT_PIPELINES)})",
     )
     parser.add_argument("--median-size", type=int, default=3, help="the median pipeline's window side (default: 3)")
     parser.add_argument("--gaussian-sigma", type=float, default=0.5, help="the gaussian pipeline's sigma, px (0.5)")
+    parser.add_argument(
+        "--bilateral-sigma",
+        type=float,
+        default=0.1,
+        help="the bilateral pipeline's value sigma, in [0, 1] units (5 x 5 window, spatial sigma 1 px; default: 0.1)",
+    )
     parser.add_argument("--nlmeans-h", type=float, default=0.1, help="the nlmeans pipeline's filter strength (0.1)")
     parser.add_argument(
         "--smoothing-sparsity", type=float, help="the smoothed / adaptive pipelines' sparsity (default: the run's)"
@@ -134,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
             pipelines=tuple(args.pipelines),
             median_size=args.median_size,
             gaussian_sigma=args.gaussian_sigma,
+            bilateral_sigma=args.bilateral_sigma,
             nlmeans_h=args.nlmeans_h,
             smoothing_sparsity=args.smoothing_sparsity,
             constants=args.constants,

@@ -21,18 +21,18 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..data import SMALL_SIDE, Images, load_data, sample_uniform
-from ..filters import gaussian_blur, median_filter, nl_means
+from ..filters import bilateral, gaussian_blur, median_filter, nl_means
 from ..train import registry as procedures
 from ..train.loop import load_run
 from .attacks import ATTACK_GRADS, Pipeline, robust, suite_names
 from .corruptions import BENCHMARK, CORRUPTIONS, EXTRAS, GROUPS, constants_for, corrupt, low_resolution
 
 # what the model sees at test time. plain: the image; smoothed: the run's test-time smoothing (or at
-# smoothing_sparsity); adaptive: the same with the noise stop ("auto"); median / gaussian / nlmeans: a classical
-# filter at test time (median_size, gaussian_sigma, nlmeans_h); trained: a filter baseline's own filter, at the
-# strength it was trained with. median, gaussian and the blur / low-pass filters are differentiated exactly by the
-# attacks; the smoothing, non-local means and TV through the BPDA surrogates
-PIPELINES = ("plain", "smoothed", "adaptive", "median", "gaussian", "nlmeans", "trained")
+# smoothing_sparsity); adaptive: the same with the noise stop ("auto"); median / gaussian / bilateral / nlmeans: a
+# classical filter at test time (median_size, gaussian_sigma, bilateral_sigma, nlmeans_h); trained: a filter
+# baseline's own filter, at the strength it was trained with. median, gaussian, bilateral and the blur / low-pass
+# filters are differentiated exactly by the attacks; the smoothing, non-local means and TV through the BPDA surrogates
+PIPELINES = ("plain", "smoothed", "adaptive", "median", "gaussian", "bilateral", "nlmeans", "trained")
 DEFAULT_PIPELINES = ("plain", "smoothed", "adaptive")
 SPLITS = ("test", "validation")  # what an evaluation reads: the test split, or the run's held-out training images
 # "suite": every attack of attacks.robust, robust accuracy = the worst case; a surrogate name: PGD with it alone (the
@@ -131,6 +131,7 @@ def evaluate_run(
     pipelines: tuple[str, ...] = DEFAULT_PIPELINES,
     median_size: int = 3,
     gaussian_sigma: float = 0.5,
+    bilateral_sigma: float = 0.1,
     nlmeans_h: float = 0.1,
     smoothing_sparsity: float | None = None,
     constants: str = "auto",
@@ -166,7 +167,8 @@ def evaluate_run(
     odd = isinstance(median_size, int) and not isinstance(median_size, bool) and median_size % 2 == 1
     if "median" in pipelines and not (odd and median_size >= 1):
         raise ValueError(f"--median-size must be an odd integer >= 1, got {median_size!r}")
-    for flag, value in (("--gaussian-sigma", gaussian_sigma), ("--nlmeans-h", nlmeans_h)):
+    sigmas = (("--gaussian-sigma", gaussian_sigma), ("--bilateral-sigma", bilateral_sigma), ("--nlmeans-h", nlmeans_h))
+    for flag, value in sigmas:
         if not (isinstance(value, (int, float)) and value > 0):
             raise ValueError(f"{flag} must be a number > 0, got {value!r}")
     if smoothing_sparsity is not None and not 0 < smoothing_sparsity <= 1:
@@ -216,6 +218,7 @@ def evaluate_run(
         "adaptive": (adaptive, False),
         "median": (functools.partial(median_filter, size=median_size), True),
         "gaussian": (functools.partial(gaussian_blur, sigma=gaussian_sigma), True),
+        "bilateral": (functools.partial(bilateral, sigma_color=bilateral_sigma), True),
         "nlmeans": (functools.partial(nl_means, h=nlmeans_h), False),
         "trained": test_filter(trained) if test_filter is not None else None,
     }
@@ -281,6 +284,7 @@ def evaluate_run(
         "smoothing": {**smoothing.to_dict(), "trained_with": info.procedure, "adaptive_noise": adaptive.noise},
         "median_size": median_size if "median" in pipelines else None,
         "gaussian_sigma": gaussian_sigma if "gaussian" in pipelines else None,
+        "bilateral_sigma": bilateral_sigma if "bilateral" in pipelines else None,
         "nlmeans_h": nlmeans_h if "nlmeans" in pipelines else None,
         "trained_filter": {k: trained.get(k) for k in ("blur_sigma", "lowpass_radius", "tv_weight")}
         if "trained" in pipelines
