@@ -9,9 +9,10 @@ from recipes import compare
 
 
 def test_candidates_sweep_one_setting_and_take_the_winners_of_others():
-    assert compare.candidates("isvs fixed", {}) == [{"procedure": "fixed", "sparsity": s} for s in (0.4, 0.6, 0.8)]
+    sweep = compare.FAMILIES["isvs fixed"]["sparsity"]
+    assert compare.candidates("isvs fixed", {}) == [{"procedure": "fixed", "sparsity": s} for s in sweep]
     assert compare.candidates("isvs fixed", {}, "ends") == [
-        {"procedure": "fixed", "sparsity": 0.4},
+        {"procedure": "fixed", "sparsity": 0.2},
         {"procedure": "fixed", "sparsity": 0.8},
     ]
     chosen = {"isvs fixed": {"sparsity": 0.6}, "noise augmentation": {"noise_sigma": 0.1}}
@@ -92,6 +93,23 @@ def test_quick_comparison(tmp_path):
     assert rerun["selection"]["test_filters"] == selection["test_filters"]  # the same validation runs, reused
     assert rerun["selection"]["filters_selected_here"] == ["bilateral_sigma"]
     assert "bilateral_sigma: chosen in this run" in (tmp_path / "results.md").read_text()
+    # a family chosen again (a widened sweep): a wrong saved winner is replaced by the rule's, and the families
+    # that take it follow; one outside the rerun that took it is dropped
+    wrong = json.loads(json.dumps(selection))
+    loser = next(s["settings"] for s in fixed if s["settings"] != best["settings"])
+    wrong["chosen"]["isvs fixed"] = loser
+    wrong["chosen"]["isvs + noise augmentation"]["sparsity"] = loser["sparsity"]
+    saved.write_text(json.dumps(wrong))
+    families = ["--families", "isvs fixed,isvs + noise augmentation", "--reselect", "isvs fixed"]
+    rerun = compare.main(["--quick", "--output", str(tmp_path), "--seeds", "0", "--selection", str(saved), *families])
+    assert rerun["selection"]["chosen"]["isvs fixed"] == best["settings"]
+    assert rerun["selection"]["chosen"]["isvs + noise augmentation"] == selection["chosen"]["isvs + noise augmentation"]
+    assert rerun["selection"]["reselected_here"] == ["isvs fixed", "isvs + noise augmentation"]
+    assert "isvs fixed + noise stop" not in rerun["selection"]["chosen"]
+    assert rerun["runs"]["isvs fixed"][0] == runs["isvs fixed"][0]  # the same runs, reused
+    assert "chosen again in this run" in (tmp_path / "results.md").read_text()
+    with pytest.raises(SystemExit):
+        compare.main(["--quick", "--output", str(tmp_path), "--reselect", "isvs fixed"])  # without --selection
     del selection["chosen"]["isvs iterative"]
     saved.write_text(json.dumps(selection))
     with pytest.raises(SystemExit):
