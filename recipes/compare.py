@@ -19,7 +19,7 @@ Runs and evaluations already in the output folder are reused, so an interrupted 
 stopped; ``--report`` rebuilds the tables and figures from a results.json alone.
 
     python recipes/compare.py --quick                                # the embedded data, tiny: the CI run
-    python tools/fashion_mnist.py ~/fashion_mnist                    # then, on a 2-core CPU in about 3.0 h:
+    python tools/fashion_mnist.py ~/fashion_mnist                    # then, on a 2-core CPU in about 2.9 h:
     python recipes/compare.py --setting fashion --data-dir ~/fashion_mnist/fashion_mnist
     python recipes/compare.py --setting full --dataset uoft-cs/cifar10 --data-dir ~/cifar10   # a GPU
     python recipes/compare.py --report docs/results/fashion/results.json   # tables and figures from the results
@@ -119,7 +119,7 @@ SETTINGS = {
         },
         "sweep": "ends",  # only the first and last candidate of each sweep
     },
-    "fashion": {  # Fashion-MNIST on a 2-core CPU in about 3.0 h (docs/results.md)
+    "fashion": {  # Fashion-MNIST on a 2-core CPU in about 2.9 h (docs/results.md)
         "train": {
             "dataset": "zalando-datasets/fashion_mnist",
             "model": "resnet8",

@@ -262,6 +262,22 @@ def test_the_suite_counts_an_image_only_if_no_attack_fooled_it():
     assert torch.equal(survived["worst"], torch.stack([survived[n] for n in names]).all(0))
 
 
+@pytest.mark.parametrize("eps", [4 / 255, 64 / 255])  # few images broken by the first attacks, then most
+def test_the_suite_on_the_images_left_standing_finds_the_same_worst_case(eps):
+    """worst_only runs each attack only on the survivors of the earlier ones (the sanity check at a large epsilon):
+    the same worst case as the whole suite, since each image's attack depends on that image (and its index) alone."""
+    torch.manual_seed(4)
+    model, x = _Linear(), torch.rand(24, 3, 8, 8)
+    y = model(x).argmax(1)
+    y[:6] = 1 - y[:6]  # a quarter wrong from the start
+    smoothed = Pipeline(model, lambda z: (z * 4).round() / 4)
+    index = torch.arange(100, 124)
+    whole = robust(smoothed, x, y, eps, steps=3, square_queries=20, index=index)
+    standing = robust(smoothed, x, y, eps, steps=3, square_queries=20, index=index, worst_only=True)
+    assert list(standing) == ["worst"] and torch.equal(standing["worst"], whole["worst"])
+    assert 0 < whole["fgsm"].sum() < 18 if eps < 0.05 else whole["fgsm"].sum() < 6, "the sweep covers both cases"
+
+
 @pytest.mark.slow
 def test_pgd_and_square_agree_with_torchattacks(trained_run):
     """A cross-check of the attacks on the plain model against torchattacks' PGD and Square (independent code)."""

@@ -2,7 +2,16 @@
 
 from pathlib import Path
 
-from tools import bench, calibrate, compare_trees, denoise_bench, fashion_mnist, path_figure, profile_sparsify
+from tools import (
+    bench,
+    bench_inference,
+    calibrate,
+    compare_trees,
+    denoise_bench,
+    fashion_mnist,
+    path_figure,
+    profile_sparsify,
+)
 
 
 def test_path_figure_writes_png(tmp_path, capsys):
@@ -47,6 +56,14 @@ def test_bench_prints_every_provider(tmp_path, capsys):
     } <= providers
     assert all(r["images_per_s"] > 0 for r in rows)
     assert csv_path.read_text().count("\n") == len(rows) + 1
+
+
+def test_bench_inference_prints_both_passes(capsys):
+    bench_inference.main(["--batch", "4", "--size", "16", "--rounds", "1", "--repeat", "1"])
+    out = capsys.readouterr().out
+    assert "| forward |" in out and "| input gradient |" in out
+    difference = float(out.split("max |logit difference| ")[1].split(";")[0])
+    assert difference < 1e-4, "the folded model computes the same logits"
 
 
 def test_bench_on_cuda_needs_a_gpu(capsys):

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..data import SMALL_SIDE, Images, load_data, sample_uniform
 from ..filters import bilateral, gaussian_blur, median_filter, nl_means
+from ..models import for_inference
 from ..train import registry as procedures
 from ..train.loop import load_run
 from .attacks import ATTACK_GRADS, Pipeline, robust, suite_names
@@ -102,7 +103,7 @@ def _attack(pipeline, x, y, index, columns, mode, steps, restarts, square_querie
                 signs = torch.where(sample_uniform(index, round(eps * 255_000) + 7, seed, x[0].numel()) < 0.5, -1, 1)
                 out[name, eps] = pipeline((x + eps * signs.view(x.shape).to(x)).clamp(0, 1)).argmax(1) == y
     if ("pgd-large", SANITY_EPSILON) in columns:
-        large = robust(pipeline, x, y, SANITY_EPSILON, **options, square_queries=0, index=index)
+        large = robust(pipeline, x, y, SANITY_EPSILON, **options, square_queries=0, index=index, worst_only=True)
         out["pgd-large", SANITY_EPSILON] = large["worst"]
     return torch.stack([out[c] for c in columns], 1).float()
 
@@ -175,6 +176,7 @@ def evaluate_run(
         raise ValueError(f"--smoothing-sparsity must be in (0, 1], got {smoothing_sparsity}")
     accelerator = Accelerator()
     model, info = load_run(run, accelerator.device)
+    model = for_inference(model)  # batch norm folded, the same function: 1.3x forward, 1.8x input gradient
     trained = info.config
     test_filter = procedures.get(info.procedure).test_filter
     if "trained" in pipelines and test_filter is None:
