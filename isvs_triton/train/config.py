@@ -53,6 +53,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # of the cross-entropy, in [0, 1)
     grad_accum: int = 1  # batches per optimiser step (gradient accumulation)
     amp_dtype: str | None = None  # no, fp16, bf16; None: as `accelerate launch` / `accelerate config` say, else no
+    channels_last: bool = False  # weights and activations in channels_last (NHWC): faster convs, other rounding
     # smoothing
     procedure: str = "standard"  # standard, fixed, iterative, finetune, fixed-noise, blur, lowpass, tv, noise
     sparsity: float = 0.6  # fixed / finetune / test-time smoothing

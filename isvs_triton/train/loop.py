@@ -241,6 +241,8 @@ def train(config: TrainConfig) -> Path:
         train_split = smooth_dataset(data.train, config, data.image_size) if config.cache_smoothed else data.train
     size = data.image_size
     model = create_model(config.model, num_classes=data.num_classes, image_size=size)
+    if config.channels_last:  # the images follow: a conv with channels_last weights returns channels_last
+        model = model.to(memory_format=torch.channels_last)
     if config.opt == "sgd":
         optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
