@@ -43,10 +43,10 @@ def create_model(name: str, *, num_classes: int, image_size: int, **kwargs) -> n
 def for_inference(model: nn.Module) -> nn.Module:
     """A copy of ``model`` for evaluation, in eval mode: every BatchNorm2d that follows a Conv2d in a Sequential folded
     into that conv (``torch.nn.utils.fusion.fuse_conv_bn_eval``), weights in channels_last. The same function as
-    ``model.eval()`` up to float rounding (the tests bound outputs and input gradients), so attacks see through it
-    exactly as through the original; ``model`` is left as it is. Why: batch norm's separate pass, forward and above
-    all backward, is most of a small CNN's cost on a CPU. ResNet-8 at 28x28, batch 128, 2 cores: forward 1.3x, input
-    gradient 1.8x (``python tools/bench_inference.py``)."""
+    ``model.eval()``, exactly up to float rounding (the tests compare logits and input gradients in float64), so
+    attacks see through it as through the original; ``model`` is left as it is. Why: in eval mode batch norm is an
+    affine map per channel, a pass of its own forward and backward that the conv's weights and bias can absorb.
+    ResNet-8 at 28x28, batch 128, 2 CPU cores: forward 1.3x, input gradient 1.8x (``tools/bench_inference.py``)."""
     folded = copy.deepcopy(model).eval()  # fuse_conv_bn_eval takes eval-mode modules
     for sequence in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(sequence) - 1):
