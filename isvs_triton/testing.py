@@ -1,4 +1,5 @@
-"""Helpers shared by ``tests/`` and ``kernels_tests/``: test configurations and a comparison that explains itself."""
+"""Helpers shared by ``tests/``, ``kernels_tests/`` and the benchmarks: test configurations, a comparison that
+explains itself, models with trained-like batch norm."""
 
 from __future__ import annotations
 
@@ -10,6 +11,18 @@ from .config import DEFAULT, SolverConfig
 # and the same with Nesterov momentum. Every backend runs the same equations whatever the constants.
 FAST = SolverConfig(scale=60.0, max_iter=20_000)
 FAST_MOMENTUM = SolverConfig(scale=60.0, nu=2.0, momentum=0.8, max_iter=20_000)
+
+
+def with_trained_like_batch_norm(model: torch.nn.Module, seed: int = 3) -> torch.nn.Module:
+    """``model`` in eval mode with every BatchNorm2d given non-trivial running statistics and affine parameters, as
+    after training (fresh ones are the identity, which a fold that dropped them would also reproduce)."""
+    generator = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            for tensor, low, high in ((m.running_mean, -0.5, 0.5), (m.running_var, 0.3, 3.0), (m.weight, 0.5, 1.5)):
+                tensor.data.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
+            m.bias.data.copy_(torch.randn(m.bias.shape, generator=generator) * 0.2)
+    return model.eval()
 
 
 def assert_close(name: str, actual: torch.Tensor, expected: torch.Tensor, atol: float) -> None:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from isvs_triton.models import IMAGENET_MEAN, Normalize, create_model, for_inference, list_models
+from isvs_triton.testing import with_trained_like_batch_norm
 
 
 def test_registry_lists_the_issue_models():
@@ -51,24 +52,12 @@ def test_bad_arguments(kwargs, message):
         create_model(kwargs.pop("name"), **kwargs)
 
 
-def _with_random_statistics(model: torch.nn.Module) -> torch.nn.Module:
-    """Batch norm with non-trivial running statistics and affine parameters, as after training (fresh ones are the
-    identity, which a fold that dropped them would also reproduce)."""
-    generator = torch.Generator().manual_seed(3)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            for tensor, low, high in ((m.running_mean, -0.5, 0.5), (m.running_var, 0.3, 3.0), (m.weight, 0.5, 1.5)):
-                tensor.data.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
-            m.bias.data.copy_(torch.randn(m.bias.shape, generator=generator) * 0.2)
-    return model.eval()
-
-
 @pytest.mark.parametrize("name", ["resnet8", "resnet50", "vit_tiny"])
 def test_for_inference_is_the_same_function(name):
     """The folded copy computes the eval-mode model's logits and input gradient: exactly in float64 (where rounding
     cannot hide a wrong fold), to float32 rounding in float32; no batch norm is left after a conv, and the original is
     untouched."""
-    model = _with_random_statistics(create_model(name, num_classes=5, image_size=32))
+    model = with_trained_like_batch_norm(create_model(name, num_classes=5, image_size=32))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     folded = for_inference(model)
     assert not folded.training and all(not m.training for m in folded.modules())
@@ -92,7 +81,7 @@ def test_for_inference_is_the_same_function(name):
 
 def test_for_inference_keeps_a_batch_norm_it_cannot_fold():
     """A batch norm not right after a conv (here: first in its Sequential) stays, and the function is unchanged."""
-    model = _with_random_statistics(torch.nn.Sequential(torch.nn.BatchNorm2d(3), torch.nn.Conv2d(3, 4, 3)))
+    model = with_trained_like_batch_norm(torch.nn.Sequential(torch.nn.BatchNorm2d(3), torch.nn.Conv2d(3, 4, 3)))
     folded = for_inference(model)
     assert isinstance(folded[0], torch.nn.BatchNorm2d) and isinstance(folded[1], torch.nn.Conv2d)
     x = torch.rand(2, 3, 8, 8)

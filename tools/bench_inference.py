@@ -19,6 +19,7 @@ import time
 import torch
 
 from isvs_triton.models import create_model, for_inference, list_models
+from isvs_triton.testing import with_trained_like_batch_norm
 
 
 def _input_gradient(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -44,13 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=10, help="calls per round and measurement")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    model = create_model(args.model, num_classes=10, image_size=args.size)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.3, 3.0)
-            m.weight.data.uniform_(0.5, 1.5)
-    variants = {"eval()": model.eval(), "for_inference": for_inference(model)}
+    model = with_trained_like_batch_norm(create_model(args.model, num_classes=10, image_size=args.size))
+    variants = {"eval()": model, "for_inference": for_inference(model)}
     x = torch.rand(args.batch, 3, args.size, args.size)
     times = {(name, what): [] for name in variants for what in ("forward", "input gradient")}
     for _ in range(args.rounds):

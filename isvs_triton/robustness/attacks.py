@@ -306,12 +306,13 @@ def robust(
         # case so far, itself included
         subset = worst_only or name == "square"
         rest = standing.nonzero()[:, 0] if subset else torch.arange(len(x), device=x.device)
-        if worst_only and not rest.numel():
-            break
+        survived[name] = torch.zeros_like(standing)
+        if not rest.numel():  # nothing left standing: no attack to run, and (with worst_only) none after it
+            if worst_only:
+                break
+            continue
         xs, ys, at = x[rest], y[rest], index[rest.cpu()]
-        if not rest.numel():
-            points = xs
-        elif name == "fgsm":
+        if name == "fgsm":
             points = fgsm(pipeline, xs, ys, eps)
         elif name.startswith("pgd-"):
             _, grad, loss, restart = name.split("-")
@@ -321,10 +322,8 @@ def robust(
             points = square(pipeline, xs, ys, eps, queries=square_queries, seed=seed, index=at)
         else:
             points = pgd(plain, xs, ys, eps, steps=steps, seed=seed, index=at)
-        survived[name] = torch.zeros_like(standing)
-        if rest.numel():
-            with torch.no_grad(), _eval_mode(pipeline):
-                survived[name][rest] = pipeline(points).argmax(1) == ys
+        with torch.no_grad(), _eval_mode(pipeline):
+            survived[name][rest] = pipeline(points).argmax(1) == ys
         standing &= survived[name]
     if worst_only:
         return {"worst": standing}
