@@ -1,14 +1,15 @@
 """The events integrator (ops/lbi/README.md, "Events integrator"): the reference against the math (dense solves,
 event by event, on tiny images), the batched backends against the reference, and the stop it promises."""
 
+import numpy as np
 import pytest
 import torch
 
 import isvs_triton as isvs
 from isvs_triton.config import EVENTS, SolverConfig, required_active
 from isvs_triton.ops.graph import grad
+from isvs_triton.ops.lbi import numba_cpu, reference, torch_path
 from isvs_triton.ops.lbi import path as lbi_path
-from isvs_triton.ops.lbi import reference, torch_path
 from isvs_triton.ops.projection import torch_path as projection_torch
 from isvs_triton.samples import crops
 from isvs_triton.testing import assert_backend_agrees, assert_close
@@ -131,6 +132,50 @@ def test_numba_equals_torch_on_photographs_with_a_noise_stop(mode):
     x = (x + 0.08 * torch.randn_like(x)).clamp(0, 1)
     info = assert_backend_agrees("numba", x, 0.6, channels=mode, noise="auto", **EVENTS.kwargs())
     assert set(info.stopped_by) == {"noise"}
+
+
+@pytest.mark.parametrize("height,width", [*SHAPES, (2, 5), (32, 32)], ids=lambda s: str(s))
+def test_numba_operator_is_the_dense_operator(height, width):
+    """The numba solves' operator (flat loops over shifted views, weights padded to the pixels' shape) against
+    I + D_inactive^T D_inactive / nu written as a dense matrix, with random weights on random edges."""
+    torch.manual_seed(height * 31 + width)
+    d = difference_matrix(height, width)
+    edges_h = height * (width - 1)
+    weights = torch.rand(len(d), dtype=torch.float64) * (torch.rand(len(d)) < 0.6)  # some edges active (weight 0)
+    wh, wv = torch.zeros(2, height, width, dtype=torch.float64), torch.zeros(2, height, width, dtype=torch.float64)
+    wh[0, :, : width - 1] = weights[:edges_h].view(height, width - 1)
+    wv[0, : height - 1] = weights[edges_h:].view(height - 1, width)
+    wh[1], wv[1] = wh[0].flip(0), wv[0]  # a second channel with other weights: the channels stay apart
+    v = torch.rand(2, height, width, dtype=torch.float64)
+    out = torch.empty_like(v)
+    total = numba_cpu._apply(v.numpy(), wh.numpy(), wv.numpy(), out.numpy())
+    for c in range(2):
+        w = torch.cat([wh[c, :, : width - 1].flatten(), wv[c, : height - 1].flatten()])
+        dense = torch.eye(height * width, dtype=torch.float64) + d.T @ torch.diag(w) @ d
+        assert_close(f"channel {c}", out[c].flatten(), dense @ v[c].flatten(), 1e-12)
+    assert total == pytest.approx(float((v * out).sum()), rel=1e-12)
+
+
+def test_numba_selection_is_the_order_statistic():
+    """The step's time (the k-th smallest waiting time, by a radix pass) equals numpy's order statistic exactly, on
+    times spread over decades, with ties, zeros, negative values (a joint edge a rounding inside the unit ball) and
+    the infinities that mark edges that are not waiting."""
+    rng = np.random.default_rng(0)
+    buckets = np.empty(numba_cpu._BUCKETS, np.int64)
+    for trial in range(300):
+        n = int(rng.integers(1, 3000))
+        values = rng.lognormal(0.0, 3.0, n).astype(np.float32)
+        values[rng.random(n) < 0.2] = np.inf
+        values[rng.random(n) < 0.05] = 0.0
+        values[rng.random(n) < 0.02] = -1e-7
+        if trial % 3 == 0:
+            values = np.round(values, 1)  # ties
+        finite = int(np.isfinite(values).sum())
+        if finite == 0:
+            continue
+        k = int(rng.integers(0, finite))
+        got = numba_cpu._select(values.copy(), n, k, buckets)
+        assert got == np.partition(values, k)[k], (trial, n, k)
 
 
 def test_steps_are_bounded_and_the_target_is_met():

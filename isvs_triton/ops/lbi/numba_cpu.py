@@ -297,40 +297,56 @@ SUMS = dict(JIT, fastmath={"contract", "reassoc"})
 
 
 @numba.njit(**SUMS)
-def _apply(v, diag, wh, wv, out):
-    """out = (I + D^T W D / nu) v, with ``diag`` = 1 + the pixel's edge weights and weights already divided by nu;
-    returns sum(v * out) (float64 across rows)."""
+def _apply(v, wh, wv, out):
+    """out = (I + D^T W D / nu) v = v + each pixel's weighted differences to its neighbours, with ``wh`` and ``wv``
+    each pixel's right and lower edge weight (already divided by nu; zero past the last column and row); returns
+    sum(v * out) (float64 across channels). The rows between the first and the last are one flat loop over shifted
+    views (a neighbour is the same index in another view, which the compiler vectorises; index arithmetic inside
+    the loop stops it, ~10x slower here); the first and last rows check their neighbours."""
     channels, height, width = v.shape
+    size = height * width
+    fv, fo, fh, fg = v.ravel(), out.ravel(), wh.ravel(), wv.ravel()
     total = 0.0
     for c in range(channels):
-        for i in range(height):
-            vi, oi, di, whi = v[c, i], out[c, i], diag[c, i], wh[c, i]
-            for j in range(width):
-                oi[j] = di[j] * vi[j]
-            for j in range(width - 1):
-                oi[j] -= whi[j] * vi[j + 1]
-            for j in range(width - 1):
-                oi[j + 1] -= whi[j] * vi[j]
-            if i > 0:
-                w_up, v_up = wv[c, i - 1], v[c, i - 1]
-                for j in range(width):
-                    oi[j] -= w_up[j] * v_up[j]
-            if i < height - 1:
-                w_down, v_down = wv[c, i], v[c, i + 1]
-                for j in range(width):
-                    oi[j] -= w_down[j] * v_down[j]
-            row = np.float32(0.0)
-            for j in range(width):
-                row += vi[j] * oi[j]
-            total += row
+        lo, hi = c * size + width, (c + 1) * size - width  # the interior rows of channel c
+        x0, o0 = fv[lo:hi], fo[lo:hi]
+        right, left, down, up = (
+            fv[lo + 1 : hi + 1],
+            fv[lo - 1 : hi - 1],
+            fv[lo + width : hi + width],
+            fv[lo - width : hi - width],
+        )
+        w_right, w_left, w_down, w_up = fh[lo:hi], fh[lo - 1 : hi - 1], fg[lo:hi], fg[lo - width : hi - width]
+        row = np.float32(0.0)
+        for k in range(hi - lo):
+            x = x0[k]
+            o = x + w_right[k] * (x - right[k]) + w_left[k] * (x - left[k]) + w_down[k] * (x - down[k])
+            o += w_up[k] * (x - up[k])
+            o0[k] = o
+            row += x * o
+        for i in range(0, height, max(height - 1, 1)):
+            for k in range(c * size + i * width, c * size + (i + 1) * width):
+                x, j = fv[k], k - c * size - i * width
+                o = x
+                if j < width - 1:
+                    o += fh[k] * (x - fv[k + 1])
+                if j > 0:
+                    o += fh[k - 1] * (x - fv[k - 1])
+                if i < height - 1:
+                    o += fg[k] * (x - fv[k + width])
+                if i > 0:
+                    o += fg[k - width] * (x - fv[k - width])
+                fo[k] = o
+                row += x * o
+        total += row
     return total
 
 
 @numba.njit(**SUMS)
-def _solve_beta(beta, xs, diag, wh, wv, r, p, ap, tolerance, cg_limit):
-    """``reference.solve_beta`` on one image, in place (r, p, ap: scratch of beta's shape)."""
+def _solve_beta(beta, xs, wh, wv, r, p, ap, tolerance, cg_limit):
+    """``reference.solve_beta`` on one image, in place (r, p, ap: scratch of beta's shape; weights as ``_apply``)."""
     fb, fx, fr, fp, fa = beta.ravel(), xs.ravel(), r.ravel(), p.ravel(), ap.ravel()
-    _apply(beta, diag, wh, wv, ap)
+    _apply(beta, wh, wv, ap)
     rr, xx = 0.0, 0.0
     for i in range(fb.size):
         fr[i] = fx[i] - fa[i]
@@ -342,7 +358,7 @@ def _solve_beta(beta, xs, diag, wh, wv, r, p, ap, tolerance, cg_limit):
     for _ in range(cg_limit):
         if rr <= limit:
             break
-        a = np.float32(rr / _apply(p, diag, wh, wv, ap))
+        a = np.float32(rr / _apply(p, wh, wv, ap))
         rr_new = np.float32(0.0)
         for i in range(fb.size):
             fb[i] += a * fp[i]
@@ -354,53 +370,40 @@ def _solve_beta(beta, xs, diag, wh, wv, r, p, ap, tolerance, cg_limit):
         rr = np.float64(rr_new)
 
 
+# The events integrator's per-edge passes read one image's arrays flat, channel by channel: edge k of a direction joins
+# pixel k to pixel k + offset (1: horizontal, width: vertical), so its two ends are the same index in two shifted views
+# of beta, a loop the compiler vectorises. z and the activation times of the horizontal edges are padded to the
+# pixels' shape inside the integrator (``_events``): the padding column holds active edges (|z| = 2) that are never
+# jumps, so they weigh 0 in every solve, never enter (their time is inf), are never counted, and are never written out.
+
+
 @numba.njit(**JIT)
-def _weights(z, w, inv_nu, joint):
-    """w = 1/nu on the inactive edges of one direction, 0 on the active ones."""
-    channels, rows, cols = z.shape
+def _weights(z, w, offset, inv_nu, joint):
+    """w = 1/nu on the inactive edges of one direction, 0 on the active ones (w: the pixels' shape; the entries
+    past the direction's last edge are left as they are, zero)."""
+    channels, size, stride = w.shape[0], w[0].size, z[0].size
+    edges = size - offset
+    fz, fw = z.ravel(), w.ravel()
     one, zero = np.float32(1.0), np.float32(0.0)
-    if joint:
-        for i in range(rows):
-            for j in range(cols):
-                squares = zero
-                for c in range(channels):
-                    squares += z[c, i, j] * z[c, i, j]
-                for c in range(channels):
-                    w[c, i, j] = inv_nu if squares <= one else zero
-        return
-    for c in range(channels):
-        for i in range(rows):
-            for j in range(cols):
-                w[c, i, j] = inv_nu if abs(z[c, i, j]) <= one else zero
+    for k in range(edges):
+        if joint:
+            squares = zero
+            for c in range(channels):
+                squares += fz[c * stride + k] * fz[c * stride + k]
+            for c in range(channels):
+                fw[c * size + k] = inv_nu if squares <= one else zero
+        else:
+            for c in range(channels):
+                fw[c * size + k] = inv_nu if abs(fz[c * stride + k]) <= one else zero
+
+
+_BUCKET_BITS = 11  # _select's first pass sorts by a float's sign, exponent and two leading mantissa bits
+_BUCKETS = 1 << _BUCKET_BITS
 
 
 @numba.njit(**JIT)
-def _diagonal(wh, wv, diag):
-    """diag = 1 + the weights of each pixel's edges (the diagonal of I + D^T W D / nu)."""
-    channels, height, width = diag.shape
-    for c in range(channels):
-        for i in range(height):
-            di, whi = diag[c, i], wh[c, i]
-            for j in range(width):
-                di[j] = 1
-            for j in range(width - 1):
-                di[j] += whi[j]
-            for j in range(width - 1):
-                di[j + 1] += whi[j]
-            if i > 0:
-                w_up = wv[c, i - 1]
-                for j in range(width):
-                    di[j] += w_up[j]
-            if i < height - 1:
-                w_down = wv[c, i]
-                for j in range(width):
-                    di[j] += w_down[j]
-
-
-@numba.njit(**JIT)
-def _select(values, n, k):
-    """The k-th smallest (0-based) of values[:n], by Hoare's selection in place (``values`` is scratch)."""
-    lo, hi = 0, n - 1
+def _hoare(values, lo, hi, k):
+    """The k-th smallest (0-based) of values[lo:hi + 1], by Hoare's selection in place."""
     while lo < hi:
         a, b, c = values[lo], values[(lo + hi) // 2], values[hi]
         pivot = max(min(a, b), min(max(a, b), c))  # the median of the three
@@ -424,162 +427,205 @@ def _select(values, n, k):
 
 
 @numba.njit(**JIT)
-def _times(beta, z, jump, t, waiting, n, di, dj, inv_nu, joint):
-    """For one edge direction: each inactive edge's time to activate at the rates D beta / nu into t (inf: never;
-    active edges inf too), the inactive jumps' finite times appended to ``waiting`` from n. Returns (active jumps,
-    n)."""
-    channels, rows, cols = z.shape
-    one, zero, inf = np.float32(1.0), np.float32(0.0), np.float32(np.inf)
-    count = 0
-    if not joint:  # written without branches, so that the loop vectorises; 1 / 0 = inf marks edges that never move
-        for c in range(channels):
-            for i in range(rows):
-                far, near, zi, ti, ji = beta[c, i + di, dj:], beta[c, i], z[c, i], t[c, i], jump[c, i]
-                for j in range(cols):
-                    d = far[j] - near[j]
-                    zz = zi[j]
-                    active = abs(zz) > one
-                    sign_d = np.float32(d > zero) - np.float32(d < zero)
-                    ti[j] = inf if active else (one - sign_d * zz) / (abs(d) * inv_nu)
-                    count += np.int32(active) & np.int32(ji[j])
-        flat_t, flat_jump = t.ravel(), jump.ravel()
-        for k in range(flat_t.size):
-            if flat_jump[k] and flat_t[k] < inf:
-                waiting[n] = flat_t[k]
-                n += 1
-        return count, n
-    for i in range(rows):
-        for j in range(cols):
-            squares, zr, rr = zero, zero, zero
-            for c in range(channels):
-                rate = (beta[c, i + di, j + dj] - beta[c, i, j]) * inv_nu
-                squares += z[c, i, j] * z[c, i, j]
-                zr += z[c, i, j] * rate
-                rr += rate * rate
-            time = inf
-            if np.sqrt(squares) > one:
-                count += jump[0, i, j]
-            elif rr > zero:  # the positive root of rr t^2 + 2 zr t + squares - 1 = 0, without cancellation
-                gap = one - squares
-                root = np.sqrt(zr * zr + rr * gap)
-                time = gap / (zr + root) if zr >= zero else (root - zr) / rr
-                if jump[0, i, j]:
-                    waiting[n] = time
-                    n += 1
-            t[0, i, j] = time
-    return count, n
+def _select(values, n, k, buckets):
+    """The k-th smallest (0-based) of values[:n], k < n (``values`` and ``buckets``, _BUCKETS long, are scratch): a
+    radix pass over the leading bits of the floats' order-preserving integer keys finds the bucket that holds it,
+    whose few values alone are then selected among. Two passes over n instead of a selection over all of them, whose
+    unpredictable comparisons cost three times as much here."""
+    keys = values[:n].view(np.uint32)
+    shift = 32 - _BUCKET_BITS
+    buckets[:] = 0
+    for i in range(n):  # a float's key: its bits with the sign flipped, all bits flipped for negatives
+        key = keys[i]
+        key ^= np.uint32(0xFFFFFFFF) if key >> 31 else np.uint32(0x80000000)
+        buckets[key >> shift] += 1
+    below, bucket = 0, 0
+    while below + buckets[bucket] <= k:
+        below += buckets[bucket]
+        bucket += 1
+    m = 0
+    for i in range(n):  # the bucket's values to the front, in place (m <= i); a branch seldom taken
+        key = keys[i]
+        flipped = key ^ (np.uint32(0xFFFFFFFF) if key >> 31 else np.uint32(0x80000000))
+        if (flipped >> shift) == bucket:
+            keys[m] = key
+            m += 1
+    return _hoare(values, 0, m - 1, k - below)
 
 
 @numba.njit(**JIT)
-def _correct(beta, start, z, w, lag, di, dj, inv_nu, inv_kappa, floor, joint):
+def _times(beta, z, jump, t, waiting, n, offset, inv_nu, joint):
+    """For one edge direction: each inactive edge's time to activate at the rates D beta / nu into t (inf: never;
+    active edges inf too), appended to ``waiting`` from n with inf for the edges that are not jumps. Returns (active
+    jumps, n, the finite times appended)."""
+    channels, size, stride = beta.shape[0], beta[0].size, z[0].size
+    edges = size - offset
+    fb, fz, ft, fj = beta.ravel(), z.ravel(), t.ravel(), jump.ravel()
+    one, zero, inf = np.float32(1.0), np.float32(0.0), np.float32(np.inf)
+    count, finite = 0, 0
+    if not joint:  # written without branches, so that the loop vectorises; 1 / 0 = inf marks edges that never move
+        for c in range(channels):
+            near, far = fb[c * size : c * size + edges], fb[c * size + offset : c * size + offset + edges]
+            lo, hi = c * stride, c * stride + edges
+            zc, tc, jc = fz[lo:hi], ft[lo:hi], fj[lo:hi]
+            wait = waiting[n : n + edges]
+            for k in range(edges):
+                d = far[k] - near[k]
+                zz = zc[k]
+                active = abs(zz) > one
+                sign_d = np.float32(d > zero) - np.float32(d < zero)
+                time = inf if active else (one - sign_d * zz) / (abs(d) * inv_nu)
+                tc[k] = time
+                wait[k] = time if jc[k] else inf
+                count += np.int32(active) & np.int32(jc[k])
+                finite += np.int32(jc[k]) & np.int32(time < inf)
+            n += edges
+        return count, n, finite
+    for k in range(edges):
+        squares, zr, rr = zero, zero, zero
+        for c in range(channels):
+            rate = (fb[c * size + k + offset] - fb[c * size + k]) * inv_nu
+            zz = fz[c * stride + k]
+            squares += zz * zz
+            zr += zz * rate
+            rr += rate * rate
+        time = inf
+        if np.sqrt(squares) > one:
+            count += fj[k]
+        elif rr > zero:  # the positive root of rr t^2 + 2 zr t + squares - 1 = 0, without cancellation
+            gap = one - squares
+            root = np.sqrt(zr * zr + rr * gap)
+            time = gap / (zr + root) if zr >= zero else (root - zr) / rr
+            finite += fj[k]
+        ft[k] = time
+        waiting[n + k] = time if fj[k] else inf
+    return count, n + edges, finite
+
+
+@numba.njit(**JIT)
+def _correct(beta, start, z, w, lag, offset, inv_nu, inv_kappa, floor, joint):
     """For one edge direction, after the solve that ends a step: the inactive edges' z corrected for the change of
     their rates over the ``lag`` since the step's mean entry time (+ lag (D beta - D start) / nu); then every active
     edge (entered by the correction too) at its quasi-steady size, weight 0."""
-    channels, rows, cols = z.shape
+    channels, size, stride = beta.shape[0], beta[0].size, z[0].size
+    edges = size - offset
+    fb, fs, fz, fw = beta.ravel(), start.ravel(), z.ravel(), w.ravel()
     one, zero = np.float32(1.0), np.float32(0.0)
     if not joint:
         for c in range(channels):
-            for i in range(rows):
-                far, near, far0, near0 = beta[c, i + di, dj:], beta[c, i], start[c, i + di, dj:], start[c, i]
-                zi, wi = z[c, i], w[c, i]
-                for j in range(cols):
-                    d = far[j] - near[j]
-                    zz = zi[j]
-                    if abs(zz) <= one:
-                        zz += lag * (d - (far0[j] - near0[j])) * inv_nu
-                    active = abs(zz) > one
-                    sign = np.float32(zz > zero) - np.float32(zz < zero)
-                    zi[j] = sign * (one + max(abs(d) * inv_kappa, floor)) if active else zz
-                    wi[j] = zero if active else wi[j]
+            lo, hi = c * size, c * size + edges
+            near, far, near0, far0 = fb[lo:hi], fb[lo + offset : hi + offset], fs[lo:hi], fs[lo + offset : hi + offset]
+            zc, wc = fz[c * stride : c * stride + edges], fw[lo:hi]
+            for k in range(edges):
+                d = far[k] - near[k]
+                zz = zc[k]
+                if abs(zz) <= one:
+                    zz += lag * (d - (far0[k] - near0[k])) * inv_nu
+                active = abs(zz) > one
+                sign = np.float32(zz > zero) - np.float32(zz < zero)
+                zc[k] = sign * (one + max(abs(d) * inv_kappa, floor)) if active else zz
+                wc[k] = zero if active else wc[k]
         return
-    for i in range(rows):
-        for j in range(cols):
-            squares, dd = zero, zero
+    for k in range(edges):
+        squares, dd = zero, zero
+        for c in range(channels):
+            squares += fz[c * stride + k] * fz[c * stride + k]
+        inactive = np.sqrt(squares) <= one
+        squares = zero
+        for c in range(channels):
+            near, zi = c * size + k, c * stride + k
+            d = fb[near + offset] - fb[near]
+            if inactive:
+                fz[zi] += lag * (d - (fs[near + offset] - fs[near])) * inv_nu
+            squares += fz[zi] * fz[zi]
+            dd += d * d
+        if np.sqrt(squares) > one:
+            factor = (one + max(np.sqrt(dd) * inv_kappa, floor)) / np.sqrt(squares)
             for c in range(channels):
-                squares += z[c, i, j] * z[c, i, j]
-            inactive = np.sqrt(squares) <= one
-            squares = zero
-            for c in range(channels):
-                d = beta[c, i + di, j + dj] - beta[c, i, j]
-                if inactive:
-                    z[c, i, j] += lag * (d - (start[c, i + di, j + dj] - start[c, i, j])) * inv_nu
-                squares += z[c, i, j] * z[c, i, j]
-                dd += d * d
-            if np.sqrt(squares) > one:
-                factor = (one + max(np.sqrt(dd) * inv_kappa, floor)) / np.sqrt(squares)
-                for c in range(channels):
-                    z[c, i, j] *= factor
-                    w[c, i, j] = zero
+                fz[c * stride + k] *= factor
+                fw[c * size + k] = zero
+
+
+@numba.njit(**SUMS)
+def _entry_times(t, dt):
+    """The sum of the times t <= dt, in any order: apart from ``_move``'s loop, which a float sum in order would keep
+    from vectorising (4x slower here)."""
+    total = np.float32(0.0)
+    for k in range(t.size):
+        total += t[k] if t[k] <= dt else np.float32(0.0)
+    return total
 
 
 @numba.njit(**JIT)
-def _move(beta, z, t, w, dt, di, dj, inv_nu, inv_kappa, floor, joint):
+def _move(beta, z, t, w, dt, offset, inv_nu, inv_kappa, floor, joint):
     """For one edge direction: inactive edges z += dt * rate; those whose time is <= dt enter the support at the
     point where |z| reached 1, scaled to their quasi-steady size, weight 0 in the next solve. Returns (the sum of
     the entering edges' times, their number)."""
-    channels, rows, cols = z.shape
+    channels, size, stride = beta.shape[0], beta[0].size, z[0].size
+    edges = size - offset
+    fb, fz, ft, fw = beta.ravel(), z.ravel(), t.ravel(), w.ravel()
     one, zero = np.float32(1.0), np.float32(0.0)
     total, entries = 0.0, 0
     if not joint:
         for c in range(channels):
-            for i in range(rows):
-                far, near, zi, ti, wi = beta[c, i + di, dj:], beta[c, i], z[c, i], t[c, i], w[c, i]
-                row = np.float32(0.0)
-                for j in range(cols):  # without branches, as in _times (active edges have t = inf)
-                    zz = zi[j]
-                    d = far[j] - near[j]
-                    rate = d * inv_nu
-                    time = ti[j]
-                    entering = time <= dt
-                    arrived = zz + time * rate
-                    sign = np.float32(arrived > zero) - np.float32(arrived < zero)
-                    moved = sign * (one + max(abs(d) * inv_kappa, floor)) if entering else zz + dt * rate
-                    zi[j] = zz if abs(zz) > one else moved
-                    wi[j] = zero if entering else wi[j]
-                    row += time if entering else zero
-                    entries += np.int32(entering)
-                total += row
+            lo, hi = c * size, c * size + edges
+            near, far, wc = fb[lo:hi], fb[lo + offset : hi + offset], fw[lo:hi]
+            zc, tc = fz[c * stride : c * stride + edges], ft[c * stride : c * stride + edges]
+            for k in range(edges):  # without branches, as in _times (active edges have t = inf)
+                zz = zc[k]
+                d = far[k] - near[k]
+                rate = d * inv_nu
+                time = tc[k]
+                entering = time <= dt
+                arrived = zz + time * rate
+                sign = np.float32(arrived > zero) - np.float32(arrived < zero)
+                moved = sign * (one + max(abs(d) * inv_kappa, floor)) if entering else zz + dt * rate
+                zc[k] = zz if abs(zz) > one else moved
+                wc[k] = zero if entering else wc[k]
+                entries += np.int32(entering)
+            total += _entry_times(tc, dt)
         return total, entries
-    for i in range(rows):
-        for j in range(cols):
-            squares = zero
+    for k in range(edges):
+        squares = zero
+        for c in range(channels):
+            squares += fz[c * stride + k] * fz[c * stride + k]
+        if np.sqrt(squares) > one:
+            continue
+        time = ft[k]
+        entering = time <= dt
+        moved, dd = zero, zero
+        for c in range(channels):
+            near, zi = c * size + k, c * stride + k
+            d = fb[near + offset] - fb[near]
+            v = fz[zi] + (time if entering else dt) * (d * inv_nu)
+            fz[zi] = v
+            moved += v * v
+            dd += d * d
+        if entering:
+            total += time
+            entries += 1
+            factor = (one + max(np.sqrt(dd) * inv_kappa, floor)) / max(np.sqrt(moved), np.float32(1e-30))
             for c in range(channels):
-                squares += z[c, i, j] * z[c, i, j]
-            if np.sqrt(squares) > one:
-                continue
-            time = t[0, i, j]
-            entering = time <= dt
-            moved, dd = zero, zero
-            for c in range(channels):
-                d = beta[c, i + di, j + dj] - beta[c, i, j]
-                v = z[c, i, j] + (time if entering else dt) * (d * inv_nu)
-                z[c, i, j] = v
-                moved += v * v
-                dd += d * d
-            if entering:
-                total += time
-                entries += 1
-                factor = (one + max(np.sqrt(dd) * inv_kappa, floor)) / max(np.sqrt(moved), np.float32(1e-30))
-                for c in range(channels):
-                    z[c, i, j] *= factor
-                    w[c, i, j] = zero
+                fz[c * stride + k] *= factor
+                fw[c * size + k] = zero
     return total, entries
 
 
 @numba.njit(**JIT)
-def _step(beta, zh, zv, xs, wh, wv, th, tv, waiting, n, count, scratch, inv_nu, inv_kappa, floor, tolerance,
+def _step(beta, zh, zv, xs, wh, wv, th, tv, waiting, n, finite, count, scratch, inv_nu, inv_kappa, floor, tolerance,
           cg_limit, joint):  # fmt: skip
-    """``reference.event_step`` on one image, in place, from the times ``_times`` left in th, tv and waiting[:n]."""
-    diag, r, p, ap, start = scratch
-    dt = _select(waiting, n, min(count, n) - 1)
-    total, entries = _move(beta, zh, th, wh, dt, 0, 1, inv_nu, inv_kappa, floor, joint)
-    total_v, entries_v = _move(beta, zv, tv, wv, dt, 1, 0, inv_nu, inv_kappa, floor, joint)
+    """``reference.event_step`` on one image, in place, from the times ``_times`` left in th, tv and waiting[:n]
+    (``finite`` of them finite; zh, th padded, as in ``_events``)."""
+    r, p, ap, start, buckets = scratch
+    width = beta.shape[2]
+    dt = _select(waiting, n, min(count, finite) - 1, buckets)
+    total, entries = _move(beta, zh, th, wh, dt, 1, inv_nu, inv_kappa, floor, joint)
+    total_v, entries_v = _move(beta, zv, tv, wv, dt, width, inv_nu, inv_kappa, floor, joint)
     lag = np.float32(dt - (total + total_v) / max(entries + entries_v, 1))
     start[:] = beta
-    _diagonal(wh, wv, diag)
-    _solve_beta(beta, xs, diag, wh, wv, r, p, ap, tolerance, cg_limit)
-    _correct(beta, start, zh, wh, lag, 0, 1, inv_nu, inv_kappa, floor, joint)
-    _correct(beta, start, zv, wv, lag, 1, 0, inv_nu, inv_kappa, floor, joint)
+    _solve_beta(beta, xs, wh, wv, r, p, ap, tolerance, cg_limit)
+    _correct(beta, start, zh, wh, lag, 1, inv_nu, inv_kappa, floor, joint)
+    _correct(beta, start, zv, wv, lag, width, inv_nu, inv_kappa, floor, joint)
 
 
 @numba.njit(**JIT)
@@ -588,41 +634,48 @@ def _events(beta, zh, zv, out_beta, out_zh, out_zv, out_iterations, xs, jh, jv, 
     """Each of ``images`` takes grid steps until its rule stops it, or until its target lies within one step: that
     shorter last step is written to the out arrays only (``reference.events_path_image``); the out arrays of the
     other images receive their grid state. Images already stopped do not move."""
+    channels, height, width = beta.shape[1:]
     for b in images:
-        beta_b, zh_b, zv_b, xs_b = beta[b], zh[b], zv[b], xs[b]
+        beta_b, zv_b, xs_b = beta[b], zv[b], xs[b]
+        zh_b = np.full_like(beta_b, 2.0)  # the horizontal edges padded to the pixels' shape: the note above _weights
+        zh_b[:, :, : width - 1] = zh[b]
+        jh_b = np.zeros((jh.shape[1], height, width), np.bool_)
+        jh_b[:, :, : width - 1] = jh[b]
         scratch = (np.empty_like(beta_b), np.empty_like(beta_b), np.empty_like(beta_b), np.empty_like(beta_b),
-                   np.empty_like(beta_b))  # fmt: skip
-        wh, wv, th, tv = np.empty_like(zh_b), np.empty_like(zv_b), np.empty_like(zh_b), np.empty_like(zv_b)
+                   np.empty(_BUCKETS, np.int64))  # fmt: skip
+        wh, wv = np.zeros_like(beta_b), np.zeros_like(beta_b)
+        th, tv = np.empty_like(zh_b), np.empty_like(zv_b)
         waiting = np.empty(zh_b.size + zv_b.size, np.float32)
-        _weights(zh_b, wh, inv_nu, joint)
-        _weights(zv_b, wv, inv_nu, joint)
+        _weights(zh_b, wh, 1, inv_nu, joint)
+        _weights(zv_b, wv, width, inv_nu, joint)
         if iterations[b] == 0 and not beta_b.any():  # a path not started: beta solved for the empty support
             beta_b[:] = xs_b
-            _diagonal(wh, wv, scratch[0])
-            _solve_beta(beta_b, xs_b, scratch[0], wh, wv, scratch[1], scratch[2], scratch[3], tolerance, cg_limit)
-        out_beta[b], out_zh[b], out_zv[b] = beta_b, zh_b, zv_b
-        out_iterations[b] = iterations[b]
+            _solve_beta(beta_b, xs_b, wh, wv, scratch[0], scratch[1], scratch[2], tolerance, cg_limit)
+        last, n, finite, remaining = False, 0, 0, 0
         while iterations[b] < max_iter:
             if noise and _residual_squares(beta_b, xs_b) <= limit[b]:
                 break
-            count, n = _times(beta_b, zh_b, jh[b], th, waiting, 0, 0, 1, inv_nu, joint)
-            count_v, n = _times(beta_b, zv_b, jv[b], tv, waiting, n, 1, 0, inv_nu, joint)
-            remaining = need[b] - count - count_v
+            count, n, finite = _times(beta_b, zh_b, jh_b, th, waiting, 0, 1, inv_nu, joint)
+            count_v, n, finite_v = _times(beta_b, zv_b, jv[b], tv, waiting, n, width, inv_nu, joint)
+            remaining, finite = need[b] - count - count_v, finite + finite_v
             if remaining <= 0:
                 break
-            if n == 0:  # no jump can activate any more: the budget is spent
-                iterations[b] = out_iterations[b] = max_iter
+            if finite == 0:  # no jump can activate any more: the budget is spent
+                iterations[b] = max_iter
                 break
-            if remaining <= per_step[b]:  # the last step, to the output only: the grid does not move
-                _step(out_beta[b], out_zh[b], out_zv[b], xs_b, wh.copy(), wv.copy(), th, tv, waiting, n, remaining,
-                      scratch, inv_nu, inv_kappa, floor, tolerance, cg_limit, joint)  # fmt: skip
-                out_iterations[b] = iterations[b] + 1
+            if remaining <= per_step[b]:  # the target lies within this step: a shorter last step, below
+                last = True
                 break
-            _step(beta_b, zh_b, zv_b, xs_b, wh, wv, th, tv, waiting, n, per_step[b], scratch, inv_nu, inv_kappa, floor,
-                  tolerance, cg_limit, joint)  # fmt: skip
+            _step(beta_b, zh_b, zv_b, xs_b, wh, wv, th, tv, waiting, n, finite, per_step[b], scratch, inv_nu, inv_kappa,
+                  floor, tolerance, cg_limit, joint)  # fmt: skip
             iterations[b] += 1
-            out_beta[b], out_zh[b], out_zv[b] = beta_b, zh_b, zv_b
-            out_iterations[b] = iterations[b]
+        zh[b] = zh_b[:, :, : width - 1]
+        out_beta[b], out_zv[b], out_iterations[b] = beta_b, zv_b, iterations[b]
+        if last:  # taken from the grid state to the output only: the grid does not move
+            _step(out_beta[b], zh_b, out_zv[b], xs_b, wh, wv, th, tv, waiting, n, finite, remaining, scratch, inv_nu,
+                  inv_kappa, floor, tolerance, cg_limit, joint)  # fmt: skip
+            out_iterations[b] += 1
+        out_zh[b] = zh_b[:, :, : width - 1]
 
 
 def _advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool) -> PathState:
