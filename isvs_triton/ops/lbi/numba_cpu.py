@@ -297,12 +297,41 @@ SUMS = dict(JIT, fastmath={"contract", "reassoc"})
 
 
 @numba.njit(**SUMS)
+def _boundary_row(fv, fo, fh, fg, start, width, has_up, has_down):
+    """``_apply`` on the row of flat pixels [start, start + width), the first or the last of its channel (its
+    neighbours above and below exist as said); returns the row's sum(v * out)."""
+    end = start + width
+    x0, o0 = fv[start:end], fo[start:end]
+    for j in range(width):
+        o0[j] = x0[j]
+    x_left, x_right, w_pair = fv[start : end - 1], fv[start + 1 : end], fh[start : end - 1]
+    o_left, o_right = fo[start : end - 1], fo[start + 1 : end]
+    for j in range(width - 1):  # each pixel but the last to its right neighbour
+        o_left[j] += w_pair[j] * (x_left[j] - x_right[j])
+    for j in range(width - 1):  # each pixel but the first to its left neighbour
+        o_right[j] += w_pair[j] * (x_right[j] - x_left[j])
+    if has_down:
+        x_down, w_down = fv[start + width : end + width], fg[start:end]
+        for j in range(width):
+            o0[j] += w_down[j] * (x0[j] - x_down[j])
+    if has_up:
+        x_up, w_up = fv[start - width : end - width], fg[start - width : end - width]
+        for j in range(width):
+            o0[j] += w_up[j] * (x0[j] - x_up[j])
+    row = np.float32(0.0)
+    for j in range(width):
+        row += x0[j] * o0[j]
+    return row
+
+
+@numba.njit(**SUMS)
 def _apply(v, wh, wv, out):
     """out = (I + D^T W D / nu) v = v + each pixel's weighted differences to its neighbours, with ``wh`` and ``wv``
     each pixel's right and lower edge weight (already divided by nu; zero past the last column and row); returns
     sum(v * out) (float64 across channels). The rows between the first and the last are one flat loop over shifted
     views (a neighbour is the same index in another view, which the compiler vectorises; index arithmetic inside
-    the loop stops it, ~10x slower here); the first and last rows check their neighbours."""
+    the loop stops it, ~10x slower here); the first and last rows go term by term, each term a loop of the same
+    kind."""
     channels, height, width = v.shape
     size = height * width
     fv, fo, fh, fg = v.ravel(), out.ravel(), wh.ravel(), wv.ravel()
@@ -325,19 +354,7 @@ def _apply(v, wh, wv, out):
             o0[k] = o
             row += x * o
         for i in range(0, height, max(height - 1, 1)):
-            for k in range(c * size + i * width, c * size + (i + 1) * width):
-                x, j = fv[k], k - c * size - i * width
-                o = x
-                if j < width - 1:
-                    o += fh[k] * (x - fv[k + 1])
-                if j > 0:
-                    o += fh[k - 1] * (x - fv[k - 1])
-                if i < height - 1:
-                    o += fg[k] * (x - fv[k + width])
-                if i > 0:
-                    o += fg[k - width] * (x - fv[k - width])
-                fo[k] = o
-                row += x * o
+            row += _boundary_row(fv, fo, fh, fg, c * size + i * width, width, i > 0, i < height - 1)
         total += row
     return total
 
@@ -453,6 +470,25 @@ def _select(values, n, k, buckets):
     return _hoare(values, 0, m - 1, k - below)
 
 
+@numba.njit(**SUMS)
+def _counts(z, jump, waiting):
+    """(active jumps, finite waiting times) of one channel's edges of one direction: counted apart from the loops that
+    write them, whose vectorisation a count inside stops (1.6x slower here)."""
+    one, inf = np.float32(1.0), np.float32(np.inf)
+    active, finite = np.int32(0), np.int32(0)
+    for k in range(z.size):
+        active += np.int32(jump[k]) * np.int32(abs(z[k]) > one)
+        finite += np.int32(waiting[k] < inf)
+    return active, finite
+
+
+@numba.njit(**JIT)
+def _time_to_activate(d, zz, active, inv_nu):
+    """An independent edge's time until |z| reaches 1 at the rate d / nu (inf when active; 1 / 0 = inf when d = 0)."""
+    sign_d = np.float32(d > 0) - np.float32(d < 0)
+    return np.float32(np.inf) if active else (np.float32(1.0) - sign_d * zz) / (abs(d) * inv_nu)
+
+
 @numba.njit(**JIT)
 def _times(beta, z, jump, t, waiting, n, offset, inv_nu, joint):
     """For one edge direction: each inactive edge's time to activate at the rates D beta / nu into t (inf: never;
@@ -463,23 +499,19 @@ def _times(beta, z, jump, t, waiting, n, offset, inv_nu, joint):
     fb, fz, ft, fj = beta.ravel(), z.ravel(), t.ravel(), jump.ravel()
     one, zero, inf = np.float32(1.0), np.float32(0.0), np.float32(np.inf)
     count, finite = 0, 0
-    if not joint:  # written without branches, so that the loop vectorises; 1 / 0 = inf marks edges that never move
+    if not joint:  # written without branches, so that the loop vectorises
         for c in range(channels):
             near, far = fb[c * size : c * size + edges], fb[c * size + offset : c * size + offset + edges]
             lo, hi = c * stride, c * stride + edges
             zc, tc, jc = fz[lo:hi], ft[lo:hi], fj[lo:hi]
             wait = waiting[n : n + edges]
             for k in range(edges):
-                d = far[k] - near[k]
                 zz = zc[k]
-                active = abs(zz) > one
-                sign_d = np.float32(d > zero) - np.float32(d < zero)
-                time = inf if active else (one - sign_d * zz) / (abs(d) * inv_nu)
+                time = _time_to_activate(far[k] - near[k], zz, abs(zz) > one, inv_nu)
                 tc[k] = time
                 wait[k] = time if jc[k] else inf
-                count += np.int32(active) & np.int32(jc[k])
-                finite += np.int32(jc[k]) & np.int32(time < inf)
-            n += edges
+            active, waiting_now = _counts(zc, jc, wait)
+            count, finite, n = count + active, finite + waiting_now, n + edges
         return count, n, finite
     for k in range(edges):
         squares, zr, rr = zero, zero, zero
@@ -503,19 +535,26 @@ def _times(beta, z, jump, t, waiting, n, offset, inv_nu, joint):
 
 
 @numba.njit(**JIT)
-def _correct(beta, start, z, w, lag, offset, inv_nu, inv_kappa, floor, joint):
+def _correct(beta, start, z, w, lag, jump, t, waiting, n, offset, inv_nu, inv_kappa, floor, joint):
     """For one edge direction, after the solve that ends a step: the inactive edges' z corrected for the change of
     their rates over the ``lag`` since the step's mean entry time (+ lag (D beta - D start) / nu); then every active
-    edge (entered by the correction too) at its quasi-steady size, weight 0."""
+    edge (entered by the correction too) at its quasi-steady size, weight 0; then the next step's times, as
+    ``_times`` (whose result it returns), in the same pass where the edges are independent."""
     channels, size, stride = beta.shape[0], beta[0].size, z[0].size
     edges = size - offset
-    fb, fs, fz, fw = beta.ravel(), start.ravel(), z.ravel(), w.ravel()
-    one, zero = np.float32(1.0), np.float32(0.0)
+    fb, fs, fz, fw, ft, fj = beta.ravel(), start.ravel(), z.ravel(), w.ravel(), t.ravel(), jump.ravel()
+    one, zero, inf = np.float32(1.0), np.float32(0.0), np.float32(np.inf)
     if not joint:
+        count, finite = 0, 0
         for c in range(channels):
             lo, hi = c * size, c * size + edges
             near, far, near0, far0 = fb[lo:hi], fb[lo + offset : hi + offset], fs[lo:hi], fs[lo + offset : hi + offset]
             zc, wc = fz[c * stride : c * stride + edges], fw[lo:hi]
+            tc, jc, wait = (
+                ft[c * stride : c * stride + edges],
+                fj[c * stride : c * stride + edges],
+                waiting[n : n + edges],
+            )
             for k in range(edges):
                 d = far[k] - near[k]
                 zz = zc[k]
@@ -523,9 +562,15 @@ def _correct(beta, start, z, w, lag, offset, inv_nu, inv_kappa, floor, joint):
                     zz += lag * (d - (far0[k] - near0[k])) * inv_nu
                 active = abs(zz) > one
                 sign = np.float32(zz > zero) - np.float32(zz < zero)
-                zc[k] = sign * (one + max(abs(d) * inv_kappa, floor)) if active else zz
+                zz = sign * (one + max(abs(d) * inv_kappa, floor)) if active else zz
+                zc[k] = zz
                 wc[k] = zero if active else wc[k]
-        return
+                time = _time_to_activate(d, zz, active, inv_nu)
+                tc[k] = time
+                wait[k] = time if jc[k] else inf
+            active_now, waiting_now = _counts(zc, jc, wait)
+            count, finite, n = count + active_now, finite + waiting_now, n + edges
+        return count, n, finite
     for k in range(edges):
         squares, dd = zero, zero
         for c in range(channels):
@@ -544,16 +589,18 @@ def _correct(beta, start, z, w, lag, offset, inv_nu, inv_kappa, floor, joint):
             for c in range(channels):
                 fz[c * stride + k] *= factor
                 fw[c * size + k] = zero
+    return _times(beta, z, jump, t, waiting, n, offset, inv_nu, joint)
 
 
 @numba.njit(**SUMS)
 def _entry_times(t, dt):
-    """The sum of the times t <= dt, in any order: apart from ``_move``'s loop, which a float sum in order would keep
-    from vectorising (4x slower here)."""
-    total = np.float32(0.0)
+    """The sum of the times t <= dt (in any order) and their number: apart from ``_move``'s loop, which a float sum in
+    order or a count would keep from vectorising (4x slower here)."""
+    total, count = np.float32(0.0), np.int32(0)
     for k in range(t.size):
         total += t[k] if t[k] <= dt else np.float32(0.0)
-    return total
+        count += np.int32(t[k] <= dt)
+    return total, count
 
 
 @numba.njit(**JIT)
@@ -582,8 +629,8 @@ def _move(beta, z, t, w, dt, offset, inv_nu, inv_kappa, floor, joint):
                 moved = sign * (one + max(abs(d) * inv_kappa, floor)) if entering else zz + dt * rate
                 zc[k] = zz if abs(zz) > one else moved
                 wc[k] = zero if entering else wc[k]
-                entries += np.int32(entering)
-            total += _entry_times(tc, dt)
+            times, count = _entry_times(tc, dt)
+            total, entries = total + times, entries + count
         return total, entries
     for k in range(edges):
         squares = zero
@@ -612,10 +659,11 @@ def _move(beta, z, t, w, dt, offset, inv_nu, inv_kappa, floor, joint):
 
 
 @numba.njit(**JIT)
-def _step(beta, zh, zv, xs, wh, wv, th, tv, waiting, n, finite, count, scratch, inv_nu, inv_kappa, floor, tolerance,
-          cg_limit, joint):  # fmt: skip
+def _step(beta, zh, zv, xs, wh, wv, jh, jv, th, tv, waiting, n, finite, count, scratch, inv_nu, inv_kappa, floor,
+          tolerance, cg_limit, joint):  # fmt: skip
     """``reference.event_step`` on one image, in place, from the times ``_times`` left in th, tv and waiting[:n]
-    (``finite`` of them finite; zh, th padded, as in ``_events``)."""
+    (``finite`` of them finite; zh, th padded, as in ``_events``); leaves the next step's times there and returns
+    what ``_times`` would (active jumps, n, finite times)."""
     r, p, ap, start, buckets = scratch
     width = beta.shape[2]
     dt = _select(waiting, n, min(count, finite) - 1, buckets)
@@ -624,8 +672,11 @@ def _step(beta, zh, zv, xs, wh, wv, th, tv, waiting, n, finite, count, scratch, 
     lag = np.float32(dt - (total + total_v) / max(entries + entries_v, 1))
     start[:] = beta
     _solve_beta(beta, xs, wh, wv, r, p, ap, tolerance, cg_limit)
-    _correct(beta, start, zh, wh, lag, 1, inv_nu, inv_kappa, floor, joint)
-    _correct(beta, start, zv, wv, lag, width, inv_nu, inv_kappa, floor, joint)
+    count, n, finite = _correct(beta, start, zh, wh, lag, jh, th, waiting, 0, 1, inv_nu, inv_kappa, floor, joint)
+    count_v, n, finite_v = _correct(
+        beta, start, zv, wv, lag, jv, tv, waiting, n, width, inv_nu, inv_kappa, floor, joint
+    )
+    return count + count_v, n, finite + finite_v
 
 
 @numba.njit(**JIT)
@@ -651,13 +702,14 @@ def _events(beta, zh, zv, out_beta, out_zh, out_zv, out_iterations, xs, jh, jv, 
         if iterations[b] == 0 and not beta_b.any():  # a path not started: beta solved for the empty support
             beta_b[:] = xs_b
             _solve_beta(beta_b, xs_b, wh, wv, scratch[0], scratch[1], scratch[2], tolerance, cg_limit)
-        last, n, finite, remaining = False, 0, 0, 0
+        count, n, finite = _times(beta_b, zh_b, jh_b, th, waiting, 0, 1, inv_nu, joint)
+        count_v, n, finite_v = _times(beta_b, zv_b, jv[b], tv, waiting, n, width, inv_nu, joint)
+        count, finite = count + count_v, finite + finite_v
+        last, remaining = False, 0
         while iterations[b] < max_iter:
             if noise and _residual_squares(beta_b, xs_b) <= limit[b]:
                 break
-            count, n, finite = _times(beta_b, zh_b, jh_b, th, waiting, 0, 1, inv_nu, joint)
-            count_v, n, finite_v = _times(beta_b, zv_b, jv[b], tv, waiting, n, width, inv_nu, joint)
-            remaining, finite = need[b] - count - count_v, finite + finite_v
+            remaining = need[b] - count
             if remaining <= 0:
                 break
             if finite == 0:  # no jump can activate any more: the budget is spent
@@ -666,14 +718,15 @@ def _events(beta, zh, zv, out_beta, out_zh, out_zv, out_iterations, xs, jh, jv, 
             if remaining <= per_step[b]:  # the target lies within this step: a shorter last step, below
                 last = True
                 break
-            _step(beta_b, zh_b, zv_b, xs_b, wh, wv, th, tv, waiting, n, finite, per_step[b], scratch, inv_nu, inv_kappa,
-                  floor, tolerance, cg_limit, joint)  # fmt: skip
+            count, n, finite = _step(beta_b, zh_b, zv_b, xs_b, wh, wv, jh_b, jv[b], th, tv, waiting, n, finite,
+                                     per_step[b], scratch, inv_nu, inv_kappa, floor, tolerance, cg_limit,
+                                     joint)  # fmt: skip
             iterations[b] += 1
         zh[b] = zh_b[:, :, : width - 1]
         out_beta[b], out_zv[b], out_iterations[b] = beta_b, zv_b, iterations[b]
         if last:  # taken from the grid state to the output only: the grid does not move
-            _step(out_beta[b], zh_b, out_zv[b], xs_b, wh, wv, th, tv, waiting, n, finite, remaining, scratch, inv_nu,
-                  inv_kappa, floor, tolerance, cg_limit, joint)  # fmt: skip
+            _step(out_beta[b], zh_b, out_zv[b], xs_b, wh, wv, jh_b, jv[b], th, tv, waiting, n, finite, remaining,
+                  scratch, inv_nu, inv_kappa, floor, tolerance, cg_limit, joint)  # fmt: skip
             out_iterations[b] += 1
         out_zh[b] = zh_b[:, :, : width - 1]
 
