@@ -136,8 +136,9 @@ def test_numba_equals_torch_on_photographs_with_a_noise_stop(mode):
 
 @pytest.mark.parametrize("height,width", [*SHAPES, (2, 5), (32, 32)], ids=lambda s: str(s))
 def test_numba_operator_is_the_dense_operator(height, width):
-    """The numba solves' operator (flat loops over shifted views, weights padded to the pixels' shape) against
-    I + D_inactive^T D_inactive / nu written as a dense matrix, with random weights on random edges."""
+    """The numba solves' operator (one flat loop per channel over shifted views, in a layout with a zero row above and
+    below each channel) against I + D_inactive^T D_inactive / nu written as a dense matrix, with random weights on
+    random edges."""
     torch.manual_seed(height * 31 + width)
     d = difference_matrix(height, width)
     edges_h = height * (width - 1)
@@ -148,7 +149,11 @@ def test_numba_operator_is_the_dense_operator(height, width):
     wh[1], wv[1] = wh[0].flip(0), wv[0]  # a second channel with other weights: the channels stay apart
     v = torch.rand(2, height, width, dtype=torch.float64)
     out = torch.empty_like(v)
-    total = numba_cpu._apply(v.numpy(), wh.numpy(), wv.numpy(), out.numpy())
+
+    def with_zero_rows(a):
+        return np.pad(a.numpy(), ((0, 0), (1, 1), (0, 0)))
+
+    total = numba_cpu._apply(with_zero_rows(v), with_zero_rows(wh), with_zero_rows(wv), out.numpy())
     for c in range(2):
         w = torch.cat([wh[c, :, : width - 1].flatten(), wv[c, : height - 1].flatten()])
         dense = torch.eye(height * width, dtype=torch.float64) + d.T @ torch.diag(w) @ d

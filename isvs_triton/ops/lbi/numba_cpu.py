@@ -297,77 +297,50 @@ SUMS = dict(JIT, fastmath={"contract", "reassoc"})
 
 
 @numba.njit(**SUMS)
-def _boundary_row(fv, fo, fh, fg, start, width, has_up, has_down):
-    """``_apply`` on the row of flat pixels [start, start + width), the first or the last of its channel (its
-    neighbours above and below exist as said); returns the row's sum(v * out)."""
-    end = start + width
-    x0, o0 = fv[start:end], fo[start:end]
-    for j in range(width):
-        o0[j] = x0[j]
-    x_left, x_right, w_pair = fv[start : end - 1], fv[start + 1 : end], fh[start : end - 1]
-    o_left, o_right = fo[start : end - 1], fo[start + 1 : end]
-    for j in range(width - 1):  # each pixel but the last to its right neighbour
-        o_left[j] += w_pair[j] * (x_left[j] - x_right[j])
-    for j in range(width - 1):  # each pixel but the first to its left neighbour
-        o_right[j] += w_pair[j] * (x_right[j] - x_left[j])
-    if has_down:
-        x_down, w_down = fv[start + width : end + width], fg[start:end]
-        for j in range(width):
-            o0[j] += w_down[j] * (x0[j] - x_down[j])
-    if has_up:
-        x_up, w_up = fv[start - width : end - width], fg[start - width : end - width]
-        for j in range(width):
-            o0[j] += w_up[j] * (x0[j] - x_up[j])
-    row = np.float32(0.0)
-    for j in range(width):
-        row += x0[j] * o0[j]
-    return row
-
-
-@numba.njit(**SUMS)
 def _apply(v, wh, wv, out):
-    """out = (I + D^T W D / nu) v = v + each pixel's weighted differences to its neighbours, with ``wh`` and ``wv``
-    each pixel's right and lower edge weight (already divided by nu; zero past the last column and row); returns
-    sum(v * out) (float64 across channels). The rows between the first and the last are one flat loop over shifted
-    views (a neighbour is the same index in another view, which the compiler vectorises; index arithmetic inside
-    the loop stops it, ~10x slower here); the first and last rows go term by term, each term a loop of the same
-    kind."""
-    channels, height, width = v.shape
-    size = height * width
+    """out = (I + D^T W D / nu) v = v + each pixel's weighted differences to its neighbours; returns sum(v * out)
+    (float64 across channels). ``v``, ``wh`` and ``wv`` (each pixel's right and lower edge weight, already divided by
+    nu) have a zero row above and below each channel, (C, H + 2, W); ``out`` is (C, H, W). The weights are zero past
+    the last column and row, and on the zero rows, so every pixel's four neighbours exist and the whole channel is one
+    flat loop over shifted views: a neighbour is the same index in another view, which the compiler vectorises (index
+    arithmetic inside the loop, or the first and last rows apart, cost 10x and 1.5x here)."""
+    channels, rows, width = v.shape
+    size, stride = (rows - 2) * width, rows * width
     fv, fo, fh, fg = v.ravel(), out.ravel(), wh.ravel(), wv.ravel()
     total = 0.0
     for c in range(channels):
-        lo, hi = c * size + width, (c + 1) * size - width  # the interior rows of channel c
-        x0, o0 = fv[lo:hi], fo[lo:hi]
-        right, left, down, up = (
-            fv[lo + 1 : hi + 1],
-            fv[lo - 1 : hi - 1],
-            fv[lo + width : hi + width],
-            fv[lo - width : hi - width],
-        )
+        lo = c * stride + width
+        hi = lo + size
+        x0, o0 = fv[lo:hi], fo[c * size : (c + 1) * size]
+        right, left = fv[lo + 1 : hi + 1], fv[lo - 1 : hi - 1]
+        down, up = fv[lo + width : hi + width], fv[lo - width : hi - width]
         w_right, w_left, w_down, w_up = fh[lo:hi], fh[lo - 1 : hi - 1], fg[lo:hi], fg[lo - width : hi - width]
         row = np.float32(0.0)
-        for k in range(hi - lo):
+        for k in range(size):
             x = x0[k]
             o = x + w_right[k] * (x - right[k]) + w_left[k] * (x - left[k]) + w_down[k] * (x - down[k])
             o += w_up[k] * (x - up[k])
             o0[k] = o
             row += x * o
-        for i in range(0, height, max(height - 1, 1)):
-            row += _boundary_row(fv, fo, fh, fg, c * size + i * width, width, i > 0, i < height - 1)
         total += row
     return total
 
 
 @numba.njit(**SUMS)
 def _solve_beta(beta, xs, wh, wv, r, p, ap, tolerance, cg_limit):
-    """``reference.solve_beta`` on one image, in place (r, p, ap: scratch of beta's shape; weights as ``_apply``)."""
-    fb, fx, fr, fp, fa = beta.ravel(), xs.ravel(), r.ravel(), p.ravel(), ap.ravel()
-    _apply(beta, wh, wv, ap)
+    """``reference.solve_beta`` on one image, in place (r, ap: scratch of beta's shape; p and the weights in
+    ``_apply``'s layout, p's zero rows left as they are)."""
+    channels, size = beta.shape[0], beta[0].size
+    fb, fx, fr, fa, fp = beta.ravel(), xs.ravel(), r.ravel(), ap.ravel(), p.ravel()
+    rows = p.shape[1] * p.shape[2]  # p's stride per channel
+    for c in range(channels):  # p = beta, for the first residual
+        fp[c * rows + p.shape[2] : c * rows + p.shape[2] + size] = fb[c * size : (c + 1) * size]
+    _apply(p, wh, wv, ap)
     rr, xx = 0.0, 0.0
     for i in range(fb.size):
         fr[i] = fx[i] - fa[i]
-        fp[i] = fr[i]
+    for c in range(channels):
+        fp[c * rows + p.shape[2] : c * rows + p.shape[2] + size] = fr[c * size : (c + 1) * size]
     for i in range(fb.size):
         rr += np.float64(fr[i] * fr[i])
         xx += np.float64(fx[i] * fx[i])
@@ -377,13 +350,18 @@ def _solve_beta(beta, xs, wh, wv, r, p, ap, tolerance, cg_limit):
             break
         a = np.float32(rr / _apply(p, wh, wv, ap))
         rr_new = np.float32(0.0)
-        for i in range(fb.size):
-            fb[i] += a * fp[i]
-            fr[i] -= a * fa[i]
-            rr_new += fr[i] * fr[i]
+        for c in range(channels):
+            bc, rc, ac = fb[c * size : (c + 1) * size], fr[c * size : (c + 1) * size], fa[c * size : (c + 1) * size]
+            pc = fp[c * rows + p.shape[2] : c * rows + p.shape[2] + size]
+            for i in range(size):
+                bc[i] += a * pc[i]
+                rc[i] -= a * ac[i]
+                rr_new += rc[i] * rc[i]
         g = np.float32(rr_new / rr)
-        for i in range(fb.size):
-            fp[i] = fr[i] + g * fp[i]
+        for c in range(channels):
+            rc, pc = fr[c * size : (c + 1) * size], fp[c * rows + p.shape[2] : c * rows + p.shape[2] + size]
+            for i in range(size):
+                pc[i] = rc[i] + g * pc[i]
         rr = np.float64(rr_new)
 
 
@@ -395,10 +373,16 @@ def _solve_beta(beta, xs, wh, wv, r, p, ap, tolerance, cg_limit):
 
 
 @numba.njit(**JIT)
+def _weight_start(w, c):
+    """Where channel c's first pixel lies in flat weights of ``_apply``'s layout (a zero row above and below)."""
+    return c * w[0].size + w.shape[2]
+
+
+@numba.njit(**JIT)
 def _weights(z, w, offset, inv_nu, joint):
-    """w = 1/nu on the inactive edges of one direction, 0 on the active ones (w: the pixels' shape; the entries
+    """w = 1/nu on the inactive edges of one direction, 0 on the active ones (w in ``_apply``'s layout; the entries
     past the direction's last edge are left as they are, zero)."""
-    channels, size, stride = w.shape[0], w[0].size, z[0].size
+    channels, size, stride = w.shape[0], (w.shape[1] - 2) * w.shape[2], z[0].size
     edges = size - offset
     fz, fw = z.ravel(), w.ravel()
     one, zero = np.float32(1.0), np.float32(0.0)
@@ -408,10 +392,10 @@ def _weights(z, w, offset, inv_nu, joint):
             for c in range(channels):
                 squares += fz[c * stride + k] * fz[c * stride + k]
             for c in range(channels):
-                fw[c * size + k] = inv_nu if squares <= one else zero
+                fw[_weight_start(w, c) + k] = inv_nu if squares <= one else zero
         else:
             for c in range(channels):
-                fw[c * size + k] = inv_nu if abs(fz[c * stride + k]) <= one else zero
+                fw[_weight_start(w, c) + k] = inv_nu if abs(fz[c * stride + k]) <= one else zero
 
 
 _BUCKET_BITS = 11  # _select's first pass sorts by a float's sign, exponent and two leading mantissa bits
@@ -549,7 +533,7 @@ def _correct(beta, start, z, w, lag, jump, t, waiting, n, offset, inv_nu, inv_ka
         for c in range(channels):
             lo, hi = c * size, c * size + edges
             near, far, near0, far0 = fb[lo:hi], fb[lo + offset : hi + offset], fs[lo:hi], fs[lo + offset : hi + offset]
-            zc, wc = fz[c * stride : c * stride + edges], fw[lo:hi]
+            zc, wc = fz[c * stride : c * stride + edges], fw[_weight_start(w, c) : _weight_start(w, c) + edges]
             tc, jc, wait = (
                 ft[c * stride : c * stride + edges],
                 fj[c * stride : c * stride + edges],
@@ -588,7 +572,7 @@ def _correct(beta, start, z, w, lag, jump, t, waiting, n, offset, inv_nu, inv_ka
             factor = (one + max(np.sqrt(dd) * inv_kappa, floor)) / np.sqrt(squares)
             for c in range(channels):
                 fz[c * stride + k] *= factor
-                fw[c * size + k] = zero
+                fw[_weight_start(w, c) + k] = zero
     return _times(beta, z, jump, t, waiting, n, offset, inv_nu, joint)
 
 
@@ -616,7 +600,8 @@ def _move(beta, z, t, w, dt, offset, inv_nu, inv_kappa, floor, joint):
     if not joint:
         for c in range(channels):
             lo, hi = c * size, c * size + edges
-            near, far, wc = fb[lo:hi], fb[lo + offset : hi + offset], fw[lo:hi]
+            near, far = fb[lo:hi], fb[lo + offset : hi + offset]
+            wc = fw[_weight_start(w, c) : _weight_start(w, c) + edges]
             zc, tc = fz[c * stride : c * stride + edges], ft[c * stride : c * stride + edges]
             for k in range(edges):  # without branches, as in _times (active edges have t = inf)
                 zz = zc[k]
@@ -654,7 +639,7 @@ def _move(beta, z, t, w, dt, offset, inv_nu, inv_kappa, floor, joint):
             factor = (one + max(np.sqrt(dd) * inv_kappa, floor)) / max(np.sqrt(moved), np.float32(1e-30))
             for c in range(channels):
                 fz[c * stride + k] *= factor
-                fw[c * size + k] = zero
+                fw[_weight_start(w, c) + k] = zero
     return total, entries
 
 
@@ -692,9 +677,9 @@ def _events(beta, zh, zv, out_beta, out_zh, out_zv, out_iterations, xs, jh, jv, 
         zh_b[:, :, : width - 1] = zh[b]
         jh_b = np.zeros((jh.shape[1], height, width), np.bool_)
         jh_b[:, :, : width - 1] = jh[b]
-        scratch = (np.empty_like(beta_b), np.empty_like(beta_b), np.empty_like(beta_b), np.empty_like(beta_b),
-                   np.empty(_BUCKETS, np.int64))  # fmt: skip
-        wh, wv = np.zeros_like(beta_b), np.zeros_like(beta_b)
+        halo = (channels, height + 2, width)  # _apply's layout
+        wh, wv, p = np.zeros(halo, beta_b.dtype), np.zeros(halo, beta_b.dtype), np.zeros(halo, beta_b.dtype)
+        scratch = (np.empty_like(beta_b), p, np.empty_like(beta_b), np.empty_like(beta_b), np.empty(_BUCKETS, np.int64))
         th, tv = np.empty_like(zh_b), np.empty_like(zv_b)
         waiting = np.empty(zh_b.size + zv_b.size, np.float32)
         _weights(zh_b, wh, 1, inv_nu, joint)
