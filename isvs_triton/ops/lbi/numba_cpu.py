@@ -440,7 +440,11 @@ def _select(values, n, k, buckets):
         key = keys[i]
         key ^= np.uint32(0xFFFFFFFF) if key >> 31 else np.uint32(0x80000000)
         buckets[key >> shift] += 1
-    below, bucket = 0, 0
+    below, bucket = 0, _BUCKETS // 2  # the non-negative floats' first bucket: the times are rarely negative
+    for b in range(_BUCKETS // 2):
+        below += buckets[b]
+    if below > k:
+        below, bucket = 0, 0
     while below + buckets[bucket] <= k:
         below += buckets[bucket]
         bucket += 1
