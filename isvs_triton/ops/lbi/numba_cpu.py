@@ -296,6 +296,12 @@ MASKS = Masks(jumps, support)
 SUMS = dict(JIT, fastmath={"contract", "reassoc"})
 
 
+@numba.njit(**JIT)
+def _pixel_start(a, c):
+    """Where channel c's first pixel lies in a flat array of ``_apply``'s layout (a zero row above and below)."""
+    return c * a[0].size + a.shape[2]
+
+
 @numba.njit(**SUMS)
 def _apply(v, wh, wv, out):
     """out = (I + D^T W D / nu) v = v + each pixel's weighted differences to its neighbours; returns sum(v * out)
@@ -305,11 +311,11 @@ def _apply(v, wh, wv, out):
     flat loop over shifted views: a neighbour is the same index in another view, which the compiler vectorises (index
     arithmetic inside the loop, or the first and last rows apart, cost 10x and 1.5x here)."""
     channels, rows, width = v.shape
-    size, stride = (rows - 2) * width, rows * width
+    size = (rows - 2) * width
     fv, fo, fh, fg = v.ravel(), out.ravel(), wh.ravel(), wv.ravel()
     total = 0.0
     for c in range(channels):
-        lo = c * stride + width
+        lo = _pixel_start(v, c)
         hi = lo + size
         x0, o0 = fv[lo:hi], fo[c * size : (c + 1) * size]
         right, left = fv[lo + 1 : hi + 1], fv[lo - 1 : hi - 1]
@@ -332,15 +338,14 @@ def _solve_beta(beta, xs, wh, wv, r, p, ap, tolerance, cg_limit):
     ``_apply``'s layout, p's zero rows left as they are)."""
     channels, size = beta.shape[0], beta[0].size
     fb, fx, fr, fa, fp = beta.ravel(), xs.ravel(), r.ravel(), ap.ravel(), p.ravel()
-    rows = p.shape[1] * p.shape[2]  # p's stride per channel
     for c in range(channels):  # p = beta, for the first residual
-        fp[c * rows + p.shape[2] : c * rows + p.shape[2] + size] = fb[c * size : (c + 1) * size]
+        fp[_pixel_start(p, c) : _pixel_start(p, c) + size] = fb[c * size : (c + 1) * size]
     _apply(p, wh, wv, ap)
     rr, xx = 0.0, 0.0
     for i in range(fb.size):
         fr[i] = fx[i] - fa[i]
     for c in range(channels):
-        fp[c * rows + p.shape[2] : c * rows + p.shape[2] + size] = fr[c * size : (c + 1) * size]
+        fp[_pixel_start(p, c) : _pixel_start(p, c) + size] = fr[c * size : (c + 1) * size]
     for i in range(fb.size):
         rr += np.float64(fr[i] * fr[i])
         xx += np.float64(fx[i] * fx[i])
@@ -352,14 +357,14 @@ def _solve_beta(beta, xs, wh, wv, r, p, ap, tolerance, cg_limit):
         rr_new = np.float32(0.0)
         for c in range(channels):
             bc, rc, ac = fb[c * size : (c + 1) * size], fr[c * size : (c + 1) * size], fa[c * size : (c + 1) * size]
-            pc = fp[c * rows + p.shape[2] : c * rows + p.shape[2] + size]
+            pc = fp[_pixel_start(p, c) : _pixel_start(p, c) + size]
             for i in range(size):
                 bc[i] += a * pc[i]
                 rc[i] -= a * ac[i]
                 rr_new += rc[i] * rc[i]
         g = np.float32(rr_new / rr)
         for c in range(channels):
-            rc, pc = fr[c * size : (c + 1) * size], fp[c * rows + p.shape[2] : c * rows + p.shape[2] + size]
+            rc, pc = fr[c * size : (c + 1) * size], fp[_pixel_start(p, c) : _pixel_start(p, c) + size]
             for i in range(size):
                 pc[i] = rc[i] + g * pc[i]
         rr = np.float64(rr_new)
@@ -370,12 +375,6 @@ def _solve_beta(beta, xs, wh, wv, r, p, ap, tolerance, cg_limit):
 # of beta, a loop the compiler vectorises. z and the activation times of the horizontal edges are padded to the
 # pixels' shape inside the integrator (``_events``): the padding column holds active edges (|z| = 2) that are never
 # jumps, so they weigh 0 in every solve, never enter (their time is inf), are never counted, and are never written out.
-
-
-@numba.njit(**JIT)
-def _weight_start(w, c):
-    """Where channel c's first pixel lies in flat weights of ``_apply``'s layout (a zero row above and below)."""
-    return c * w[0].size + w.shape[2]
 
 
 @numba.njit(**JIT)
@@ -392,10 +391,10 @@ def _weights(z, w, offset, inv_nu, joint):
             for c in range(channels):
                 squares += fz[c * stride + k] * fz[c * stride + k]
             for c in range(channels):
-                fw[_weight_start(w, c) + k] = inv_nu if squares <= one else zero
+                fw[_pixel_start(w, c) + k] = inv_nu if squares <= one else zero
         else:
             for c in range(channels):
-                fw[_weight_start(w, c) + k] = inv_nu if abs(fz[c * stride + k]) <= one else zero
+                fw[_pixel_start(w, c) + k] = inv_nu if abs(fz[c * stride + k]) <= one else zero
 
 
 _BUCKET_BITS = 11  # _select's first pass sorts by a float's sign, exponent and two leading mantissa bits
@@ -537,7 +536,7 @@ def _correct(beta, start, z, w, lag, jump, t, waiting, n, offset, inv_nu, inv_ka
         for c in range(channels):
             lo, hi = c * size, c * size + edges
             near, far, near0, far0 = fb[lo:hi], fb[lo + offset : hi + offset], fs[lo:hi], fs[lo + offset : hi + offset]
-            zc, wc = fz[c * stride : c * stride + edges], fw[_weight_start(w, c) : _weight_start(w, c) + edges]
+            zc, wc = fz[c * stride : c * stride + edges], fw[_pixel_start(w, c) : _pixel_start(w, c) + edges]
             tc, jc, wait = (
                 ft[c * stride : c * stride + edges],
                 fj[c * stride : c * stride + edges],
@@ -576,7 +575,7 @@ def _correct(beta, start, z, w, lag, jump, t, waiting, n, offset, inv_nu, inv_ka
             factor = (one + max(np.sqrt(dd) * inv_kappa, floor)) / np.sqrt(squares)
             for c in range(channels):
                 fz[c * stride + k] *= factor
-                fw[_weight_start(w, c) + k] = zero
+                fw[_pixel_start(w, c) + k] = zero
     return _times(beta, z, jump, t, waiting, n, offset, inv_nu, joint)
 
 
@@ -605,7 +604,7 @@ def _move(beta, z, t, w, dt, offset, inv_nu, inv_kappa, floor, joint):
         for c in range(channels):
             lo, hi = c * size, c * size + edges
             near, far = fb[lo:hi], fb[lo + offset : hi + offset]
-            wc = fw[_weight_start(w, c) : _weight_start(w, c) + edges]
+            wc = fw[_pixel_start(w, c) : _pixel_start(w, c) + edges]
             zc, tc = fz[c * stride : c * stride + edges], ft[c * stride : c * stride + edges]
             for k in range(edges):  # without branches, as in _times (active edges have t = inf)
                 zz = zc[k]
@@ -643,7 +642,7 @@ def _move(beta, z, t, w, dt, offset, inv_nu, inv_kappa, floor, joint):
             factor = (one + max(np.sqrt(dd) * inv_kappa, floor)) / max(np.sqrt(moved), np.float32(1e-30))
             for c in range(channels):
                 fz[c * stride + k] *= factor
-                fw[_weight_start(w, c) + k] = zero
+                fw[_pixel_start(w, c) + k] = zero
     return total, entries
 
 
