@@ -309,7 +309,7 @@ def _apply(v, wh, wv, out):
     nu) have a zero row above and below each channel, (C, H + 2, W); ``out`` is (C, H, W). The weights are zero past
     the last column and row, and on the zero rows, so every pixel's four neighbours exist and the whole channel is one
     flat loop over shifted views: a neighbour is the same index in another view, which the compiler vectorises (index
-    arithmetic inside the loop, or the first and last rows apart, cost 10x and 1.5x here)."""
+    arithmetic inside the loop, or the first and last rows apart, cost 5.8 and 1.5 us against 1.0 at 32x32x3 here)."""
     channels, rows, width = v.shape
     size = (rows - 2) * width
     fv, fo, fh, fg = v.ravel(), out.ravel(), wh.ravel(), wv.ravel()
@@ -582,7 +582,7 @@ def _correct(beta, start, z, w, lag, jump, t, waiting, n, offset, inv_nu, inv_ka
 @numba.njit(**SUMS)
 def _entry_times(t, dt):
     """The sum of the times t <= dt (in any order) and their number: apart from ``_move``'s loop, which a float sum in
-    order or a count would keep from vectorising (4x slower here)."""
+    order or a count would keep from vectorising (11.8 against 5.2 us for both directions at 32x32x3 here)."""
     total, count = np.float32(0.0), np.int32(0)
     for k in range(t.size):
         total += t[k] if t[k] <= dt else np.float32(0.0)
