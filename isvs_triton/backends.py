@@ -13,7 +13,8 @@ and ``project`` (the regions' means):
   union-find projection (``ops/projection/numba_cpu.py``).
 - "triton": the Split LBI kernels of ``ops/lbi/triton_fused.py`` (float32) on CUDA tensors, and on CPU tensors under
   TRITON_INTERPRET=1 (how the kernel tests run), with the block projection of ``ops/projection/triton_block.py``.
-  Explicit integrator only: "auto" runs the events integrator on CUDA with "torch".
+  Both integrators: the explicit one in ``triton_kernels.py``, the events one in ``triton_events.py`` (one program
+  per image for its whole path).
 """
 
 from __future__ import annotations
@@ -93,7 +94,6 @@ try:  # triton has no wheels for some platforms (macOS, Windows); the other back
         triton_block.project,
         devices=("cuda",),
         dtypes=(torch.float32,),
-        integrators=("explicit",),
     )
 except ImportError as error:  # pragma: no cover - depends on the platform
     UNAVAILABLE["triton"] = f"needs the triton package, which cannot be imported here ({error})"

@@ -68,8 +68,8 @@ DEFAULT = SolverConfig(kappa=10.0, nu=3.0, step=1.0, scale=400.0, momentum=0.9, 
 FAITHFUL = SolverConfig(kappa=10.0, nu=1.0, step=1.0, scale=30.0, momentum=0.9, max_iter=2000)
 # The path's large-kappa limit in steps that each activate 5% of an image's jumps (kappa only sizes z on the active
 # edges, scale only sets the time axis, step and momentum do not apply): at sparsity 0.6 on 32x32 crops relative
-# error 0.23-0.24 median and 0.37-0.58 worst over four crop sets, in 12 steps for every image, at 5.5x DEFAULT's CPU
-# time (docs/calibration.md, "Events integrator").
+# error 0.23-0.24 median and 0.37-0.58 worst over four crop sets, in 12 steps for every image, at 2.4-2.8x DEFAULT's
+# CPU time (docs/calibration.md, "Events integrator" and "Faster event steps").
 EVENTS = SolverConfig(nu=1.0, integrator="events", events=0.05, tolerance=1e-3, max_iter=1000)
 # the presets by name (training and evaluation settings name them)
 PRESETS = {"default": DEFAULT, "faithful": FAITHFUL, "events": EVENTS}

@@ -16,13 +16,15 @@ def test_compile_report_has_no_failures_or_spills():
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| _lbi_")]
     assert len(rows) == 32, result.stdout  # 2 kernels x 2 targets x (joint, momentum, noise stop) on/off
+    events = [line for line in result.stdout.splitlines() if line.startswith("| _events_kernel")]
+    assert len(events) == 8, result.stdout  # 2 targets x (joint, noise stop) on/off
     write_back = [line for line in result.stdout.splitlines() if line.startswith("| _write_back_kernel")]
     assert len(write_back) == 4, result.stdout  # 2 targets x joint on/off
     projection = [
         line
         for line in result.stdout.splitlines()
-        if line.startswith("| _") and "_lbi_" not in line and "_write_back_" not in line
+        if line.startswith("| _") and "_lbi_" not in line and "_write_back_" not in line and "_events_" not in line
     ]
     assert len(projection) == 10, result.stdout  # 5 projection kernels x 2 targets
-    assert all(line.split("|")[5].strip() == "0" for line in rows + write_back + projection), result.stdout
+    assert all(line.split("|")[5].strip() == "0" for line in rows + events + write_back + projection), result.stdout
     assert "all kernels compiled without spills" in result.stdout

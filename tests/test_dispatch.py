@@ -55,11 +55,24 @@ def test_without_numba_the_cpu_falls_back_to_torch():
     assert "needs the numba package, which cannot be imported here" in result.stdout
 
 
-def test_triton_refuses_the_events_integrator_and_auto_picks_torch_on_cuda():
+def test_auto_picks_the_kernels_for_both_integrators_on_cuda(monkeypatch):
     cuda = torch.device("cuda")
-    assert backends.auto_name(cuda, torch.float32, "events") == "torch"
     if "triton" not in backends.REGISTRY:
         pytest.skip(backends.UNAVAILABLE["triton"])
     assert backends.auto_name(cuda, torch.float32, "explicit") == "triton"
+    assert backends.auto_name(cuda, torch.float32, "events") == "triton"
+    assert backends.auto_name(cuda, torch.float64, "events") == "torch"
+    # a backend that runs one integrator only is passed over by "auto" and refuses the other by name
+    triton = backends.REGISTRY["triton"]
+    explicit_only = backends.batched(
+        "triton",
+        triton.advance,
+        triton.project,
+        devices=triton.devices,
+        dtypes=triton.dtypes,
+        integrators=("explicit",),
+    )
+    monkeypatch.setitem(backends.REGISTRY, "triton", explicit_only)
+    assert backends.auto_name(cuda, torch.float32, "events") == "torch"
     with pytest.raises(ValueError, match="runs the integrators \\['explicit'\\], not 'events'"):
         backends.resolve("triton", cuda, torch.float32, "events")

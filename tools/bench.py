@@ -95,6 +95,11 @@ def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[st
             lambda: isvs.sparsify(xd, sparsity, backend="torch"),
             len(x),
         )
+        # the events kernel's anchor: the same integrator as batched torch passes with a host check per step
+        table["isvs torch backend on the GPU (events preset)"] = (
+            lambda: isvs.sparsify(xd, sparsity, backend="torch", **PRESETS["events"].kwargs()),
+            len(x),
+        )
         if max(x.shape[-2:]) <= triton_fused.PERSISTENT_MAX_SIDE:
             table["isvs triton, one launch per iteration"] = (per_iteration, len(x))
     table[f"isvs {backend} backend (defaults)"] = (lambda: isvs.sparsify(xd, sparsity, backend=backend), len(x))

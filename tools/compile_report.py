@@ -27,7 +27,7 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.backends.nvidia.compiler import get_ptxas  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from isvs_triton.ops.lbi import triton_kernels, triton_launch  # noqa: E402
+from isvs_triton.ops.lbi import triton_events, triton_kernels, triton_launch  # noqa: E402
 
 
 def launch_configs() -> list[dict]:
@@ -57,6 +57,21 @@ def lbi_sources():
             signature = {**common, **dict.fromkeys(ints, "i32"), **solver, **dict.fromkeys(constexprs, "constexpr")}
             name = f"{kernel.fn.__name__} joint={joint} momentum={momentum} noise={noise} block={block_h}x{block_w}"
             yield name, ASTSource(kernel, signature, constexprs), launch["num_warps"]
+
+
+def events_sources():
+    """(name, ASTSource, num_warps) for the events integrator's kernel, with and without the joint shrinkage and the
+    noise stop."""
+    names = triton_events._events_kernel.arg_names
+    types = {"p_jh": "*i8", "p_jv": "*i8", "p_fresh": "*i8", "p_limit": "*fp64",
+             **dict.fromkeys(("p_need", "p_per_step", "p_iters", "p_out_iters"), "*i32"),
+             **dict.fromkeys(("C", "H", "W", "max_iter", "cg_limit"), "i32"),
+             **dict.fromkeys(("inv_nu", "inv_kappa", "floor", "tolerance"), "fp32")}  # fmt: skip
+    for joint, noise in itertools.product((False, True), (False, True)):
+        constexprs = {"JOINT": joint, "NOISE": noise, "BLOCK": triton_events.BLOCK}
+        signature = {name: "constexpr" if name in constexprs else types.get(name, "*fp32") for name in names}
+        name = f"_events_kernel joint={joint} noise={noise} block={triton_events.BLOCK}"
+        yield name, ASTSource(triton_events._events_kernel, signature, constexprs), triton_events.NUM_WARPS
 
 
 def write_back_sources():
@@ -117,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     print("| kernel | target | warps | registers | spill bytes | shared bytes |\n|---|---|---|---|---|---|")
     for arch in map(int, args.archs.split(",")):
-        for name, source, warps in itertools.chain(lbi_sources(), write_back_sources(), projection_sources()):
+        for name, source, warps in itertools.chain(
+            lbi_sources(), events_sources(), write_back_sources(), projection_sources()
+        ):
             try:
                 compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
                 usage = ptxas_usage(compiled.asm["ptx"], arch)

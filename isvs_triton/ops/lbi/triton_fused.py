@@ -1,6 +1,7 @@
 """Split LBI in Triton, the host side: the state in rotating slots, one launch for all iterations (persistent) or
 one per iteration, the host check, the write-back (the kernels are in ``triton_kernels.py``, their launch
-configurations in ``triton_launch.py``; README.md beside this file)."""
+configurations in ``triton_launch.py``; README.md beside this file). The events integrator has its kernel and host
+side in ``triton_events.py``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import triton
 
 from ...config import SolverConfig
 from .path import PathState, StopRule, running
+from .triton_events import advance_events
 from .triton_kernels import _lbi_persistent_kernel, _lbi_step_kernel, _write_back_kernel
 from .triton_launch import BLOCK, CONFIG_DIR, DEFAULT_LAUNCH, config_file, config_key, launch_config, tuned_configs
 
@@ -47,14 +49,17 @@ def _solver_args(cfg: SolverConfig) -> tuple[float, ...]:
 
 def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool,
             persistent: bool | None = None, launch: dict | None = None,
-            index_limit: int = INDEX_LIMIT) -> None:  # fmt: skip
+            index_limit: int = INDEX_LIMIT) -> PathState | None:  # fmt: skip
     """``path.Advance`` on the kernels: run every image until its ``rule`` stops it or ``cfg.max_iter``.
 
     ``persistent``: one launch for all iterations (default for images up to PERSISTENT_MAX_SIDE, or as tuned) or
     one launch per iteration (``functools.partial(advance, persistent=False)`` is the per-iteration backend that the
     tests and the bench run). ``launch`` ({"BLOCK_H", "BLOCK_W", "num_warps"}) defaults to the tuned configuration
     of this GPU and size. ``index_limit``: the largest index of the slots in one launch (a batch past it runs in
-    chunks)."""
+    chunks). The events integrator runs in its own kernel (``triton_events.py``), which takes none of these options.
+    """
+    if cfg.integrator == "events":
+        return advance_events(state, xs, rule, cfg, joint)
     go, active, squares = running(state, xs, rule, cfg, joint)
     index = go.nonzero().squeeze(1)
     if not index.numel():
