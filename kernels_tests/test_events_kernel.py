@@ -111,3 +111,23 @@ def test_kernel_path_and_state_continue_exactly():
         assert_close(f"path at {name}", got, alone, 1e-6)
         assert_close(f"continued state at {name}", continued, alone, 1e-6)
     assert_close("against torch", outs[1], isvs.sparsify(x, 0.6, backend="torch", **EVENTS.kwargs()), 1e-5)
+
+
+def test_kernel_advances_a_state_that_views_larger_buffers():
+    """A saved path state that views every other image of larger buffers (a slice of a training cache): the kernel
+    writes the grid state back into those buffers, as the torch backend moves its own state, and leaves the other
+    images untouched."""
+    x = torch.rand(3, 3, 9, 11)
+    wide = isvs.PathState.zeros(torch.rand(6, 3, 9, 11), momentum=False)
+    view = isvs.PathState(*(t[::2] for t in (wide.beta, wide.zh, wide.zv)), None, wide.iterations[::2])
+    assert not view.beta.is_contiguous()
+    expected_state = isvs.PathState.zeros(x, momentum=False)
+    for sparsity in (0.3, 0.6):  # the second continues the first
+        got = isvs.sparsify(x, sparsity, backend="triton", state=view, **EVENTS.kwargs())
+        expected = isvs.sparsify(x, sparsity, backend="torch", state=expected_state, **EVENTS.kwargs())
+        assert_close(f"output at {sparsity}", got, expected, 1e-5)
+    assert torch.equal(wide.iterations[::2], expected_state.iterations) and (wide.iterations[1::2] == 0).all()
+    for name, got, want in zip(("beta", "zh", "zv"), (wide.beta[::2], wide.zh[::2], wide.zv[::2]),
+                               expected_state.tensors()):  # fmt: skip
+        assert_close(name, got, want, 1e-4)
+    assert not any(t[1::2].any() for t in (wide.beta, wide.zh, wide.zv))
