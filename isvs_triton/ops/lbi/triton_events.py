@@ -515,7 +515,8 @@ def _residual_squares(p_beta, p_xs, n, BLOCK: tl.constexpr):
 
 # ------------------------------------------------------------------------------------------ the host side
 def _arg(t: torch.Tensor) -> torch.Tensor:
-    # a tensor with no elements (H = 1 has no vertical edges) is never read or written, but needs a valid pointer
+    # a tensor with no elements (W = 1 has no horizontal edges in the explicit kernels, H = 1 no vertical ones) is
+    # never read or written, but needs a valid pointer (triton_fused.py launches with it too)
     return t if t.numel() else t.new_empty(1)
 
 

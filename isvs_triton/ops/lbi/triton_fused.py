@@ -10,7 +10,7 @@ import triton
 
 from ...config import SolverConfig
 from .path import PathState, StopRule, running
-from .triton_events import advance_events
+from .triton_events import _arg, advance_events
 from .triton_kernels import _lbi_persistent_kernel, _lbi_step_kernel, _write_back_kernel
 from .triton_launch import BLOCK, CONFIG_DIR, DEFAULT_LAUNCH, config_file, config_key, launch_config, tuned_configs
 
@@ -19,11 +19,6 @@ __all__ = ["BLOCK", "CONFIG_DIR", "DEFAULT_LAUNCH", "advance", "config_file", "c
 PERSISTENT_MAX_SIDE = 64  # images up to this size per channel run in the persistent kernel, larger ones per iteration
 CHECK_EVERY = 8  # launches of the step kernel between host checks for "every image has stopped"
 INDEX_LIMIT = 2**31 - 1  # the kernels index the three slots with int32: larger batches run in chunks
-
-
-def _arg(t: torch.Tensor) -> torch.Tensor:
-    # a tensor with no elements (W = 1 has no horizontal edges) is never read or written, but needs a valid pointer
-    return t if t.numel() else t.new_empty(1)
 
 
 def to_slots(state: PathState, index: torch.Tensor) -> list[torch.Tensor]:
