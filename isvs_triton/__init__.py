@@ -1,7 +1,7 @@
 """isvs_triton: robust image classifiers by inverse scale space sparsification (Split LBI), with fused kernels."""
 
 from .api import estimate_noise, path, sparsify
-from .config import DEFAULT, EVENTS, FAITHFUL, REFERENCE, SolverConfig
+from .config import DEFAULT, EVENTS, FAITHFUL, FAST, REFERENCE, SolverConfig
 from .info import SparsifyInfo
 from .ops.lbi.path import PathState
 from .transforms import Sparsify, SparsifyLayer
@@ -11,6 +11,7 @@ __all__ = [
     "DEFAULT",
     "EVENTS",
     "FAITHFUL",
+    "FAST",
     "REFERENCE",
     "PathState",
     "SolverConfig",

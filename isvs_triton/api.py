@@ -54,8 +54,8 @@ def _solver_config(
     events=None,
     tolerance=None,
 ) -> SolverConfig:
-    """The SolverConfig of these options (None: the default's). ``integrator="events"`` alone takes the EVENTS
-    preset's constants."""
+    """The SolverConfig of these options (None: the default's, ``DEFAULT`` = ``EVENTS``). An integrator alone takes
+    its preset's constants: ``EVENTS`` for "events", ``FAST`` for "explicit"."""
     inf = math.inf
     if kappa is not None:
         _real("kappa", kappa, 0.0, inf, True, True)
@@ -77,13 +77,11 @@ def _solver_config(
         isinstance(max_iter, bool) or not isinstance(max_iter, Integral) or not 0 <= max_iter <= MAX_ITER
     ):
         raise ValueError(f"max_iter must be an integer in [0, {MAX_ITER}], got {max_iter!r}")
-    if integrator in (None, DEFAULT.integrator):
-        base = DEFAULT
-        # DEFAULT's budget is sized for DEFAULT's constants; other constants get SolverConfig's generous one
-        if DEFAULT.integrator == "explicit" and any(v is not None for v in (kappa, nu, step, scale, momentum)):
-            base = DEFAULT.replace(max_iter=SolverConfig.max_iter)
-    else:
-        base = PRESETS["events"] if integrator == "events" else SolverConfig()
+    # no integrator: the default preset's; an integrator alone: its preset (EVENTS, or FAST for "explicit"). FAST's
+    # budget is sized for FAST's constants: other explicit constants get SolverConfig's generous one
+    base = DEFAULT if integrator is None else PRESETS["events" if integrator == "events" else "fast"]
+    if base.integrator == "explicit" and any(v is not None for v in (kappa, nu, step, scale, momentum)):
+        base = base.replace(max_iter=SolverConfig.max_iter)
     config = base.replace(
         kappa=kappa,
         nu=nu,
@@ -96,7 +94,10 @@ def _solver_config(
         tolerance=tolerance,
     )
     if config.integrator == "events" and (momentum or step is not None):
-        raise ValueError("step= and momentum= apply to the explicit integrator only, not to integrator='events'")
+        raise ValueError(
+            "step= and momentum= apply to the explicit integrator only, not to integrator='events' (the default): "
+            "pass integrator='explicit' too"
+        )
     if config.integrator == "explicit" and (events is not None or tolerance is not None):
         raise ValueError("events= and tolerance= apply to the events integrator only: pass integrator='events' too")
     return config
@@ -387,9 +388,11 @@ def sparsify(
             (H, W), (H, W, C) or (B, H, W, C) (uint8 or float); or a PIL image (L, LA, RGB, RGBA).
         sparsity: target fraction of the image's jumps (edges whose two pixels differ) that are active at the stop,
             in (0, 1], or a (B,) tensor of one target per image. Higher keeps finer detail; 1 returns the input.
-        kappa, nu, step, scale, momentum: Split LBI constants (``isvs_triton.config``); None takes the default.
-        integrator: "explicit" (the Split LBI iteration) or "events" (its large-kappa limit, stepped between
-            batches of activation events: ``isvs_triton.EVENTS``); None takes the default's.
+        kappa, nu, step, scale, momentum: Split LBI constants (``isvs_triton.config``); None takes the preset's.
+            step and momentum apply to the explicit integrator only (pass ``integrator="explicit"`` with them).
+        integrator: "events" (the default: the path's large-kappa limit, stepped between batches of activation
+            events, ``isvs_triton.EVENTS``) or "explicit" (the Split LBI iteration; alone it takes the
+            ``isvs_triton.FAST`` constants); None takes the default's.
         events, tolerance: the events integrator's fraction of the image's jumps activated per step, and the
             relative residual of each step's solve (``isvs_triton.config``); None takes EVENTS'.
         projection: "input" (mean of x over each region), "beta" (mean of beta / scale), "none" (beta / scale), or
@@ -398,8 +401,8 @@ def sparsify(
         channels: "independent" (a segmentation per channel) or "joint" (one shared by all channels).
         max_iter: iteration budget per image, a safety net: an image that has stopped neither by ``sparsity`` nor
             by ``noise`` stops there (``info.stopped_by == "budget"``); the events integrator counts steps. None:
-            DEFAULT.max_iter with the default constants, EVENTS.max_iter with ``integrator="events"``,
-            SolverConfig.max_iter (200,000) with any other.
+            EVENTS.max_iter (1,000) with the events integrator, FAST.max_iter (128) with ``integrator="explicit"``
+            alone, SolverConfig.max_iter (200,000) with any other explicit constants.
         backend: "auto", "reference", "torch", "numba" or "triton"; "auto" honours the ISVS_BACKEND environment
             variable, then takes "triton" for float32 math on CUDA, "numba" for float32 math on the CPU, and "torch"
             otherwise (float64, other devices, or where numba / triton cannot be imported).

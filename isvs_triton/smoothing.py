@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from .api import NOISE_MODES, sparsify
-from .config import PRESETS
+from .config import DEFAULT_PRESET, PRESETS, saved_preset
 
 
 def check_noise(value: Any, where: str) -> float | str | None:
@@ -32,7 +32,7 @@ class SmoothingSpec:
     are the keyword options of ``sparsify`` it stands for."""
 
     sparsity: float
-    solver: str = "default"  # a name of config.PRESETS
+    solver: str = DEFAULT_PRESET  # a name of config.PRESETS
     channels: str = "independent"
     backend: str = "auto"
     noise: float | str | None = None  # the noise stop: None, "auto" or sigma in [0, 1] units
@@ -77,13 +77,13 @@ class SmoothingSpec:
     def from_run(smoothing: dict, where: str = "run.json") -> SmoothingSpec:
         """The test-time smoothing recorded in a run's ``run.json`` "smoothing" entry. Runs written before the noise
         stop and the backend were recorded smoothed without a noise stop on the "auto" backend: those are the
-        defaults here."""
+        defaults here; runs that name their solver "default" (before 2026-12-04) smoothed with what is now "fast"."""
         missing = [key for key in ("test_sparsity", "solver", "channels") if key not in smoothing]
         if missing:
             raise ValueError(f"{where}: the 'smoothing' entry lacks {missing}; it has {sorted(smoothing)}")
         return SmoothingSpec(
             sparsity=smoothing["test_sparsity"],
-            solver=smoothing["solver"],
+            solver=saved_preset(smoothing["solver"]),
             channels=smoothing["channels"],
             backend=smoothing.get("backend", "auto"),
             noise=smoothing.get("noise"),

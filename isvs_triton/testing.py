@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from .config import DEFAULT, SolverConfig
+from .config import FAST, SolverConfig
 
-# Fast but genuine paths for tests: the reference constants with a larger intensity scale (iterations ~ 1/scale),
+# Short but genuine paths for tests: the reference constants with a larger intensity scale (iterations ~ 1/scale),
 # and the same with Nesterov momentum. Every backend runs the same equations whatever the constants.
-FAST = SolverConfig(scale=60.0, max_iter=20_000)
-FAST_MOMENTUM = SolverConfig(scale=60.0, nu=2.0, momentum=0.8, max_iter=20_000)
+SHORT = SolverConfig(scale=60.0, max_iter=20_000)
+SHORT_MOMENTUM = SolverConfig(scale=60.0, nu=2.0, momentum=0.8, max_iter=20_000)
 
 
 def with_trained_like_batch_norm(model: torch.nn.Module, seed: int = 3) -> torch.nn.Module:
@@ -69,11 +69,9 @@ def assert_state_view_advances_in_place(backend: str) -> None:
         *(t[::2] for t in (wide.beta, wide.zh, wide.zv)), tuple(t[::2] for t in wide.prev), wide.iterations[::2]
     )
     assert not view.beta.is_contiguous()
-    ((out, info),) = resolve(backend, x.device, x.dtype)(x, [0.5], DEFAULT, "independent", "input", state=view)
+    ((out, info),) = resolve(backend, x.device, x.dtype)(x, [0.5], FAST, "independent", "input", state=view)
     expected_state = PathState.zeros(x, momentum=True)
-    ((expected, expected_info),) = REGISTRY["torch"].solve(
-        x, [0.5], DEFAULT, "independent", "input", state=expected_state
-    )
+    ((expected, expected_info),) = REGISTRY["torch"].solve(x, [0.5], FAST, "independent", "input", state=expected_state)
     assert torch.equal(info.iterations, expected_info.iterations)
     assert torch.equal(wide.iterations[::2], expected_info.iterations) and (wide.iterations[1::2] == 0).all()
     for name, got, want in zip(
@@ -93,7 +91,7 @@ def assert_state_view_advances_in_place(backend: str) -> None:
 # with ISVS_TEST_GPU=1); a new backend runs it the same way.
 CONFORMANCE_SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (16, 32), (17, 33), (15, 31), (35, 5)]  # cut 16x32 tiles
 # momentum and none, few iterations each (the kernels' interpreter)
-CONFORMANCE_CONFIGS = {"default": DEFAULT, "plain": SolverConfig(scale=1000.0, max_iter=200)}
+CONFORMANCE_CONFIGS = {"fast": FAST, "plain": SolverConfig(scale=1000.0, max_iter=200)}
 
 
 def conformance_cases() -> list[tuple[str, object]]:
@@ -164,7 +162,7 @@ def _ties(height, width, mode):
     def case(backend):
         """Sparsity counts jumps: on images of four grey levels most neighbours tie, and the backend must skip them."""
         x = (torch.rand(3, 3, height, width) * 3).round() / 3
-        assert_backend_agrees(backend, x, 0.7, channels=mode, **DEFAULT.kwargs())
+        assert_backend_agrees(backend, x, 0.7, channels=mode, **FAST.kwargs())
 
     return case
 
@@ -186,7 +184,7 @@ def _noise_stop(height, width, mode, config):
 
 def _projection(projection):
     def case(backend):
-        assert_backend_agrees(backend, torch.rand(2, 3, 9, 10), 0.4, projection=projection, **DEFAULT.kwargs())
+        assert_backend_agrees(backend, torch.rand(2, 3, 9, 10), 0.4, projection=projection, **FAST.kwargs())
 
     return case
 
@@ -195,7 +193,7 @@ def _far_apart(mode):
     def case(backend):
         """A noisy image stops within a few iterations, a smooth ramp much later, a nearly flat one at max_iter."""
         info = assert_backend_agrees(
-            backend, images_stopping_far_apart(), 0.6, channels=mode, **{**DEFAULT.kwargs(), "max_iter": 30}
+            backend, images_stopping_far_apart(), 0.6, channels=mode, **{**FAST.kwargs(), "max_iter": 30}
         )
         assert info.reached.tolist() == [True, True, False]
         assert int(info.iterations[1]) > 3 * int(info.iterations[0]) and int(info.iterations[2]) == 30
@@ -207,6 +205,6 @@ def _path_continues(backend):
     from .api import path, sparsify
 
     x = torch.rand(2, 3, 8, 9)
-    outs = path(x, [0.2, 0.5], backend=backend, **DEFAULT.kwargs())
+    outs = path(x, [0.2, 0.5], backend=backend, **FAST.kwargs())
     for s, out in zip([0.2, 0.5], outs):
-        assert_close(f"path at {s}", out, sparsify(x, s, backend="torch", **DEFAULT.kwargs()), 1e-5)
+        assert_close(f"path at {s}", out, sparsify(x, s, backend="torch", **FAST.kwargs()), 1e-5)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from isvs_triton.config import DEFAULT  # noqa: E402
+from isvs_triton.config import FAST  # noqa: E402
 from isvs_triton.ops.lbi import triton_fused, triton_launch  # noqa: E402
 from isvs_triton.ops.lbi.path import PathState, stop_rule  # noqa: E402
 from tools import autotune
@@ -58,14 +58,14 @@ def test_every_tile_shape_gives_the_same_iterations(launch, persistent):
     start = PathState.zeros(x, momentum=True)
     for t in start.tensors():  # z straddling the threshold
         t.normal_(0, 1)
-    never = stop_rule(x * DEFAULT.scale, 0.6, False, None)
+    never = stop_rule(x * FAST.scale, 0.6, False, None)
     never.need += 10**6  # never reached: every image runs to max_iter
     ends = []
     for cfg in (triton_fused.DEFAULT_LAUNCH, launch):
         state = PathState(
             *(t.clone() for t in start.tensors()[:3]), tuple(t.clone() for t in start.prev), start.iterations.clone()
         )
-        triton_fused.advance(state, x * DEFAULT.scale, never, DEFAULT.replace(max_iter=3), False, persistent, cfg)
+        triton_fused.advance(state, x * FAST.scale, never, FAST.replace(max_iter=3), False, persistent, cfg)
         ends.append(state)
     assert ends[0].iterations.tolist() == [3, 3]
     for a, b in zip(ends[0].tensors(), ends[1].tensors()):

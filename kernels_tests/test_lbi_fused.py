@@ -13,7 +13,7 @@ import torch
 
 import isvs_triton as isvs
 from isvs_triton import backends
-from isvs_triton.config import DEFAULT
+from isvs_triton.config import FAST
 from isvs_triton.ops.lbi import triton_fused
 from isvs_triton.testing import assert_backend_agrees, conformance_cases
 
@@ -56,7 +56,7 @@ def test_conformance(case):
 def test_batches_past_the_index_limit_run_in_chunks(monkeypatch, kernel):
     x = torch.rand(5, 3, 9, 10)
     advance_with(monkeypatch, persistent=kernel == "persistent", index_limit=3 * 2 * x[0].numel())  # 2 per chunk
-    assert_backend_agrees("triton", x, 0.5, **DEFAULT.kwargs())
+    assert_backend_agrees("triton", x, 0.5, **FAST.kwargs())
 
 
 def test_triton_backend_refuses_what_it_cannot_run(monkeypatch):

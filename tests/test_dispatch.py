@@ -10,9 +10,9 @@ import torch
 
 import isvs_triton as isvs
 from isvs_triton import backends
-from isvs_triton.testing import FAST
+from isvs_triton.testing import SHORT
 
-FASTKW = FAST.kwargs()
+FASTKW = SHORT.kwargs()
 
 
 def test_backend_environment_variable(monkeypatch):

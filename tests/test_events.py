@@ -216,10 +216,16 @@ def test_options_are_checked_where_they_are_given():
     x = torch.rand(2, 3, 8, 8)
     y, info = isvs.sparsify(x, 0.6, integrator="events", return_info=True)
     assert torch.equal(y, isvs.sparsify(x, 0.6, **EVENTS.kwargs())), "integrator='events' alone is the EVENTS preset"
+    assert torch.equal(y, isvs.sparsify(x, 0.6)), "the events integrator is the default"
+    assert torch.equal(isvs.sparsify(x, 0.6, events=0.1), isvs.sparsify(x, 0.6, integrator="events", events=0.1))
     with pytest.raises(ValueError, match="events integrator only"):
-        isvs.sparsify(x, 0.6, events=0.1)
+        isvs.sparsify(x, 0.6, integrator="explicit", events=0.1)
     with pytest.raises(ValueError, match="explicit integrator only"):
         isvs.sparsify(x, 0.6, integrator="events", momentum=0.5)
+    with pytest.raises(ValueError, match="explicit integrator only.*pass integrator='explicit' too"):
+        isvs.sparsify(x, 0.6, momentum=0.5)  # the default integrator is "events"
+    explicit, info = isvs.sparsify(x, 0.6, integrator="explicit", return_info=True)
+    assert torch.equal(explicit, isvs.sparsify(x, 0.6, **isvs.FAST.kwargs())), "integrator='explicit' alone is FAST"
     with pytest.raises(ValueError, match="unknown integrator"):
         isvs.sparsify(x, 0.6, integrator="rk4")
     with pytest.raises(ValueError, match=r"events must lie in \(0.0, 1.0\]"):

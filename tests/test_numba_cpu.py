@@ -10,7 +10,7 @@ from isvs_triton.ops.lbi import path as lbi_path
 from isvs_triton.ops.projection import numba_cpu as projection_numba
 from isvs_triton.ops.projection import torch_path as projection_torch
 from isvs_triton.samples import crops
-from isvs_triton.testing import FAST_MOMENTUM, assert_backend_agrees, conformance_cases, projection_conformance_cases
+from isvs_triton.testing import SHORT_MOMENTUM, assert_backend_agrees, conformance_cases, projection_conformance_cases
 
 CASES = conformance_cases()
 SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (16, 32), (33, 17)]
@@ -27,7 +27,9 @@ def test_conformance(case):
 @pytest.mark.parametrize("mode", ["independent", "joint"])
 def test_numba_equals_torch_with_momentum_over_long_paths(height, width, channels, mode):
     """Beyond the suite (whose paths stay short for the kernels' interpreter): hundreds of iterations."""
-    assert_backend_agrees("numba", torch.rand(3, channels, height, width), 0.5, channels=mode, **FAST_MOMENTUM.kwargs())
+    assert_backend_agrees(
+        "numba", torch.rand(3, channels, height, width), 0.5, channels=mode, **SHORT_MOMENTUM.kwargs()
+    )
 
 
 @pytest.mark.parametrize("projection", ["input", "beta", "none"])

@@ -8,10 +8,10 @@ from isvs_triton.config import edge_count
 from isvs_triton.ops.lbi import path as lbi_path
 from isvs_triton.ops.lbi import torch_path
 from isvs_triton.samples import crops
-from isvs_triton.testing import FAST, FAST_MOMENTUM, assert_close
+from isvs_triton.testing import SHORT, SHORT_MOMENTUM, assert_close
 
 
-@pytest.mark.parametrize("config", [FAST, FAST_MOMENTUM], ids=["fast", "momentum"])
+@pytest.mark.parametrize("config", [SHORT, SHORT_MOMENTUM], ids=["fast", "momentum"])
 @pytest.mark.parametrize("channels", ["independent", "joint"])
 def test_sparsity_grows_along_the_path(config, channels):
     """Coarse to fine: the support grows from empty to almost every edge.
@@ -43,7 +43,7 @@ def square_image(size=16, low=0.1, high=0.9, noise=0.01):
 
 
 @pytest.mark.parametrize("backend", ["reference", "torch"])
-@pytest.mark.parametrize("config", [FAST, FAST_MOMENTUM], ids=["fast", "momentum"])
+@pytest.mark.parametrize("config", [SHORT, SHORT_MOMENTUM], ids=["fast", "momentum"])
 def test_square_comes_back_as_two_flat_regions(backend, config):
     """At the sparsity of its contour, a noisy square gives two regions: exactly the 32 contour edges are active."""
     x = square_image()
@@ -65,7 +65,7 @@ def test_full_sparsity_returns_the_input(backend, channels):
     i, j = torch.meshgrid(torch.arange(9), torch.arange(7), indexing="ij")
     checker = ((i + j) % 2).double()
     x = (0.2 + 0.5 * checker + 0.1 * torch.rand(3, 9, 7, dtype=torch.float64)).clamp(0, 1)
-    y, info = isvs.sparsify(x, 1.0, backend=backend, channels=channels, return_info=True, **FAST.kwargs())
+    y, info = isvs.sparsify(x, 1.0, backend=backend, channels=channels, return_info=True, **SHORT.kwargs())
     assert bool(info.reached) and float(info.sparsity) == 1.0
     assert int(info.regions) == (1 if channels == "joint" else 3) * 9 * 7
     assert_close("output at sparsity 1", y, x, 1e-12)
@@ -74,7 +74,7 @@ def test_full_sparsity_returns_the_input(backend, channels):
 def test_coarse_before_fine_regions_shrink_with_sparsity():
     """Fewer active edges, fewer (larger) regions: the path goes from one region towards one per pixel."""
     x = crops(32, 3, seed=5)
-    _, infos = isvs.path(x, [0.1, 0.2, 0.3, 0.4], return_info=True, **FAST.kwargs())
+    _, infos = isvs.path(x, [0.1, 0.2, 0.3, 0.4], return_info=True, **SHORT.kwargs())
     assert all(bool(info.reached.all()) for info in infos)
     regions = torch.stack([info.regions for info in infos])
     assert bool((regions[1:] > regions[:-1]).all()), regions

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from isvs_triton.config import DEFAULT, REFERENCE, edge_count
+from isvs_triton.config import FAST, REFERENCE, edge_count
 from isvs_triton.ops.graph import grad, grad_adjoint
 from isvs_triton.ops.lbi import reference
 from isvs_triton.ops.projection import reference as projection_reference
 from isvs_triton.ops.projection import torch_path as projection_torch
-from isvs_triton.testing import FAST, FAST_MOMENTUM, assert_close
+from isvs_triton.testing import SHORT, SHORT_MOMENTUM, assert_close
 
 SIZES = [(1, 1), (1, 5), (5, 1), (2, 2), (4, 4), (5, 3), (3, 7)]
 
@@ -132,7 +132,7 @@ def dense_lbi(x: np.ndarray, target: float, cfg, joint: bool, projection: str):
 @pytest.mark.parametrize("height,width", [(1, 5), (4, 4), (5, 3), (6, 6)], ids=lambda s: str(s))
 @pytest.mark.parametrize("channels,joint", [(1, False), (3, False), (3, True)], ids=["c1", "c3", "c3-joint"])
 @pytest.mark.parametrize(
-    "config", [FAST, FAST_MOMENTUM, REFERENCE, DEFAULT], ids=["fast", "momentum", "reference", "default"]
+    "config", [SHORT, SHORT_MOMENTUM, REFERENCE, FAST], ids=["short", "momentum", "reference", "fast"]
 )
 @pytest.mark.parametrize("projection", ["input", "beta", "none"])
 def test_reference_lbi_equals_dense_math(height, width, channels, joint, config, projection):

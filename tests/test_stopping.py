@@ -8,9 +8,9 @@ from PIL import Image
 
 import isvs_triton as isvs
 from isvs_triton import backends
-from isvs_triton.config import DEFAULT, PROJECTIONS
+from isvs_triton.config import FAST, PROJECTIONS
 from isvs_triton.samples import crops
-from isvs_triton.testing import FAST, FAST_MOMENTUM, assert_backend_agrees, assert_close
+from isvs_triton.testing import SHORT, SHORT_MOMENTUM, assert_backend_agrees, assert_close
 
 CPU_BACKENDS = [name for name in ("reference", "torch", "numba") if name in backends.BACKENDS]
 
@@ -34,7 +34,7 @@ def test_tied_images_reach_every_target_below_one(backend, channels, target):
     x = torch.stack([tied_image(seed) for seed in range(3)])
     assert float((x[..., 1:] == x[..., :-1]).double().mean()) > 0.7, "most horizontal neighbours tie"
     _, info = isvs.sparsify(
-        x, target, backend=backend, channels=channels, return_info=True, **DEFAULT.replace(max_iter=5000).kwargs()
+        x, target, backend=backend, channels=channels, return_info=True, **FAST.replace(max_iter=5000).kwargs()
     )
     assert info.reached.all() and info.stopped_by == ["sparsity"] * 3
     assert (info.sparsity >= target).all() and (info.active_fraction < info.sparsity).all()
@@ -43,7 +43,7 @@ def test_tied_images_reach_every_target_below_one(backend, channels, target):
 def test_sparsity_counts_jumps_by_hand():
     """A 1x4 image [0, 0, 1, 1] has one jump among three edges: any target up to 1/1 needs exactly that edge."""
     x = torch.tensor([[[0.0, 0.0, 1.0, 1.0]]], dtype=torch.float64)
-    y, info = isvs.sparsify(x, 0.5, backend="reference", return_info=True, **FAST.kwargs())
+    y, info = isvs.sparsify(x, 0.5, backend="reference", return_info=True, **SHORT.kwargs())
     assert float(info.sparsity) == 1.0 and abs(float(info.active_fraction) - 1 / 3) < 1e-12
     assert int(info.regions) == 2 and torch.equal(y, x)
 
@@ -82,7 +82,7 @@ def piecewise_constant_plus_noise(sigma: float, seed: int = 0) -> torch.Tensor:
     return (x + sigma * torch.randn(x.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
 
 
-@pytest.mark.parametrize("config", [FAST, FAST_MOMENTUM], ids=["fast", "momentum"])
+@pytest.mark.parametrize("config", [SHORT, SHORT_MOMENTUM], ids=["fast", "momentum"])
 def test_noise_stop_is_the_first_iteration_at_the_noise_level(config):
     """Iteration by iteration on the reference backend: the noise stop is the first k at which
     RMS(beta_k / s - x) <= discrepancy * sigma, and its output is the path's output at that k."""
@@ -111,11 +111,11 @@ def test_noise_stop_is_the_first_iteration_at_the_noise_level(config):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-@pytest.mark.parametrize("config", [DEFAULT, FAST_MOMENTUM], ids=["default", "momentum"])
+@pytest.mark.parametrize("config", [FAST, SHORT_MOMENTUM], ids=["fast", "momentum"])
 def test_an_image_stopped_by_its_sparsity_is_projected_as_without_a_noise_stop(backend, config):
     """With a noise stop the default projection ("auto") decides per image: one stopped by its target gets the
     region means of x exactly as without the stop (so the image's mean is kept), one stopped by its noise level
-    beta / scale. Before, every image got beta / scale, which DEFAULT's momentum had carried 21 % (median) past the
+    beta / scale. Before, every image got beta / scale, which FAST's momentum had carried 21 % (median) past the
     input's mean on Fashion-MNIST shot-noise images (docs/calibration.md, "The projection decides per image")."""
     clean = crops(16, 3, seed=5)
     noisy = (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
@@ -151,7 +151,7 @@ def test_backends_agree_on_the_noise_stop(against, backend, channels, projection
         noise=sigma,
         channels=channels,
         projection=projection,
-        **FAST_MOMENTUM.kwargs(),
+        **SHORT_MOMENTUM.kwargs(),
     )
     assert "noise" in info.stopped_by and "sparsity" in info.stopped_by
 
@@ -161,7 +161,7 @@ def test_path_continues_across_a_noise_stop(backend):
     """An image that stops by its noise level keeps that output at every later target; the others go on."""
     clean = crops(16, 3, seed=4)
     x = torch.cat([(clean + 0.1 * torch.randn_like(clean)).clamp(0, 1), clean])
-    targets, options = [0.2, 0.5, 0.9], dict(backend=backend, noise="auto", **FAST_MOMENTUM.kwargs())
+    targets, options = [0.2, 0.5, 0.9], dict(backend=backend, noise="auto", **SHORT_MOMENTUM.kwargs())
     outs, infos = isvs.path(x, targets, return_info=True, **options)
     for target, out, info in zip(targets, outs, infos):
         y, alone = isvs.sparsify(x, target, return_info=True, **options)
@@ -174,14 +174,14 @@ def test_path_continues_across_a_noise_stop(backend):
 def test_noise_given_per_image_and_in_the_inputs_units(backend):
     x = piecewise_constant_plus_noise(0.05).float().expand(3, 3, 16, 16).contiguous()
     sigma = torch.tensor([0.0, 0.05, 1.0])  # 0: never by noise; 1: the residual is below it at the start
-    _, info = isvs.sparsify(x, 0.9, noise=sigma, backend=backend, return_info=True, **FAST_MOMENTUM.kwargs())
+    _, info = isvs.sparsify(x, 0.9, noise=sigma, backend=backend, return_info=True, **SHORT_MOMENTUM.kwargs())
     assert info.stopped_by[1:] == ["noise", "noise"] and info.stopped_by[0] != "noise"
     assert int(info.iterations[2]) == 0 and torch.equal(info.noise.float(), sigma)
     # uint8: sigma in grey levels gives the same stops as sigma / 255 on the float image
     x8 = (x * 255).round().to(torch.uint8)
-    _, info8 = isvs.sparsify(x8, 0.9, noise=sigma * 255, backend=backend, return_info=True, **FAST_MOMENTUM.kwargs())
+    _, info8 = isvs.sparsify(x8, 0.9, noise=sigma * 255, backend=backend, return_info=True, **SHORT_MOMENTUM.kwargs())
     _, info01 = isvs.sparsify(
-        x8.float() / 255, 0.9, noise=sigma, backend=backend, return_info=True, **FAST_MOMENTUM.kwargs()
+        x8.float() / 255, 0.9, noise=sigma, backend=backend, return_info=True, **SHORT_MOMENTUM.kwargs()
     )
     assert torch.equal(info8.iterations, info01.iterations)
     assert torch.allclose(info8.noise, sigma.double() * 255)

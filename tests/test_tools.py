@@ -32,9 +32,9 @@ def test_calibrate_writes_table_with_baselines(tmp_path, capsys):
     identity = rows[0]
     assert identity["rel"] == 1.0 and identity["rel_worst"] == 1.0
     assert any("scale=30" in n for n in names) and any("scale=100" in n for n in names)
-    assert "events, nu=1, events=0.05, tolerance=0.001" in names, "the presets are measured too"
+    assert "events, nu=1, events=0.045, tolerance=0.001" in names, "the presets are measured too"
     table = output.with_suffix(".md").read_text()
-    assert "(events preset)" in table and "(faithful preset)" in table
+    assert "(events preset)" in table and "(fast preset)" in table and "(faithful preset)" in table
     assert "denoise σ 0.08" in table and "chambolle at its best weight" in table
     assert all(len(r["denoise"]) == 3 for r in rows[2:]), "every candidate's denoising, at the three sigmas"
     assert table.count("\n| ") >= 5 and output.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
@@ -52,7 +52,7 @@ def test_bench_prints_every_provider(tmp_path, capsys):
         "skimage denoise_tv_chambolle (100 it)",
         "isvs torch backend (defaults)",
         "of which projection",
-        "isvs numba backend (events preset)",
+        "isvs numba backend (fast preset)",
     } <= providers
     assert all(r["images_per_s"] > 0 for r in rows)
     assert csv_path.read_text().count("\n") == len(rows) + 1
@@ -133,16 +133,16 @@ def test_fashion_mnist_copy_loads_like_the_hub_dataset(tmp_path):
 
 
 def test_denoise_bench_prints_its_tables(capsys):
-    denoise_bench.main(["--size", "8", "--count", "3", "--noises", "gaussian:0.1,clean", "--presets", "default",
+    denoise_bench.main(["--size", "8", "--count", "3", "--noises", "gaussian:0.1,clean", "--presets", "fast",
                         "--projections", "none", "--discrepancy", "1.0", "--no-chambolle"])  # fmt: skip
     out = capsys.readouterr().out
-    assert "| 0.1 |" in out and "gaussian:0.1: noisy input" in out and "| default | none |" in out
+    assert "| 0.1 |" in out and "gaussian:0.1: noisy input" in out and "| fast | none |" in out
 
 
 def test_denoise_bench_on_test_images_at_a_training_sparsity(capsys):
     denoise_bench.main(["--dataset", "photo-patches", "--count", "4", "--noises", "gaussian:0.1", "--presets",
-                        "default", "--projections", "auto", "--sparsity", "0.4", "--discrepancy", "1.0",
+                        "fast", "--projections", "auto", "--sparsity", "0.4", "--discrepancy", "1.0",
                         "--no-chambolle"])  # fmt: skip
     out = capsys.readouterr().out
     assert "4 test images of photo-patches (32 px)" in out and "sparsity 0.4, no noise stop" in out
-    assert "| default | auto |" in out and "by noise)" in out
+    assert "| fast | auto |" in out and "by noise)" in out

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 import isvs_triton as isvs
-from isvs_triton.config import DEFAULT
+from isvs_triton.config import FAST
 from isvs_triton.samples import crops
-from isvs_triton.testing import FAST, FAST_MOMENTUM, assert_close
+from isvs_triton.testing import SHORT, SHORT_MOMENTUM, assert_close
 
 SHAPES = [(1, 1), (1, 5), (7, 3), (32, 32), (64, 48)]
-CONFIGS = {"fast": FAST, "momentum": FAST_MOMENTUM, "default": DEFAULT}
+CONFIGS = {"short": SHORT, "momentum": SHORT_MOMENTUM, "fast": FAST}
 
 
 def images(batch: int, channels: int, height: int, width: int, dtype=torch.float64) -> torch.Tensor:
@@ -47,7 +47,7 @@ def test_torch_equals_reference_float64(height, width, channels, mode, projectio
 @pytest.mark.parametrize("mode", ["independent", "joint"])
 def test_torch_equals_reference_batch_17(height, width, mode):
     x = images(17, 3, height, width)
-    (ref, ref_info), (out, info) = both(x, 0.6, channels=mode, **FAST.kwargs())
+    (ref, ref_info), (out, info) = both(x, 0.6, channels=mode, **SHORT.kwargs())
     assert torch.equal(info.iterations, ref_info.iterations)
     assert torch.equal(info.regions, ref_info.regions)
     assert_close("output", out, ref, 1e-12)
@@ -58,7 +58,7 @@ def test_torch_equals_reference_batch_17(height, width, mode):
 def test_torch_float32_close_to_reference_float64(height, width, projection):
     """float32 math (what users get) stays within 1e-5 of the float64 oracle, with the same stops."""
     x64 = images(4, 3, height, width)
-    options = dict(projection=projection, **FAST.kwargs())
+    options = dict(projection=projection, **SHORT.kwargs())
     ref, ref_info = isvs.sparsify(x64, 0.5, backend="reference", return_info=True, **options)
     out, info = isvs.sparsify(x64.float(), 0.5, backend="torch", return_info=True, **options)
     assert out.dtype == torch.float32
@@ -97,7 +97,7 @@ def test_path_equals_separate_calls(backend, config):
 
 def test_max_iter_stops_and_reports():
     x = images(2, 3, 16, 16)
-    options = {**FAST.kwargs(), "max_iter": 5}
+    options = {**SHORT.kwargs(), "max_iter": 5}
     y, info = isvs.sparsify(x, 0.9, return_info=True, **options)
     assert info.iterations.tolist() == [5, 5]
     assert not bool(info.reached.any())

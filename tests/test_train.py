@@ -17,8 +17,8 @@ from isvs_triton.data import Images, load_data
 from isvs_triton.samples import crops
 from isvs_triton.smoothing import RunInfo, SmoothingSpec
 from isvs_triton.train import evaluate, load_run, main, parse_args, train
-from isvs_triton.train.config import BASELINES
-from isvs_triton.train.loop import KILL_ENV
+from isvs_triton.train.config import BASELINES, TrainConfig, save_yaml
+from isvs_triton.train.loop import KILL_ENV, _check_resumed_settings
 from isvs_triton.train.procedures import Smoother, smooth_dataset
 
 TINY = ["--model", "resnet8", "--limit-train", "128", "--limit-test", "64", "-b", "32", "--lr", "0.05",
@@ -117,7 +117,7 @@ def test_cached_smoothing_equals_on_the_fly():
     assert (stored - x).abs().max() > 0.05, "the cached images are smoothed"
 
 
-@pytest.mark.parametrize("solver", ["default", "events"])
+@pytest.mark.parametrize("solver", ["fast", "events"])
 def test_iterative_continued_path_equals_restarted_path(solver):
     x = crops(16, 12, seed=3)
     index = torch.arange(12)
@@ -154,7 +154,7 @@ def test_noise_stop_reaches_training_and_the_run_record():
 def test_every_flag_has_a_help_line_with_its_default(capsys):
     import dataclasses
 
-    from isvs_triton.train.config import TrainConfig, field_help
+    from isvs_triton.train.config import field_help
 
     helps = field_help()
     assert set(helps) == {f.name for f in dataclasses.fields(TrainConfig)}, "a setting without its comment"
@@ -171,8 +171,9 @@ def test_every_flag_has_a_help_line_with_its_default(capsys):
 def test_smoothing_spec_reads_old_and_new_run_records():
     old = {"procedure": "fixed", "test_sparsity": 0.6, "schedule": [0.6], "solver": "default", "channels": "joint"}
     spec = SmoothingSpec.from_run(old)
-    assert spec == SmoothingSpec(0.6, "default", "joint", "auto", None, 1.0)
-    new = {**old, "backend": "torch", "noise": "auto", "discrepancy": 0.8}
+    # "default" named FAST's constants before the events solver became the default: an old run smooths as trained
+    assert spec == SmoothingSpec(0.6, "fast", "joint", "auto", None, 1.0)
+    new = {**old, "solver": "events", "backend": "torch", "noise": "auto", "discrepancy": 0.8}
     assert SmoothingSpec.from_run(new).kwargs()["noise"] == "auto"
     written = SmoothingSpec.from_run(new).to_run("fixed", [0.6])
     assert written == new and SmoothingSpec.from_run(written) == SmoothingSpec.from_run(new)
@@ -355,3 +356,16 @@ def test_local_copies_load_like_the_original(tmp_path):
         images = sorted(Images(data.train, 32)[i][1].sum().item() for i in range(30))
         assert images == sorted(Images(original.train, 32)[i][1].sum().item() for i in range(30)), kind
         assert data.num_classes == (10 if kind != "folder" else len({r for r in original.train["label"]})), kind
+
+
+def test_resume_refuses_changed_settings_and_reads_old_solver_names(tmp_path):
+    save_yaml(TrainConfig(solver="fast", lr=0.05), tmp_path / "args.yaml")
+    _check_resumed_settings(TrainConfig(solver="fast", lr=0.05, workers=3), tmp_path)  # workers may change
+    with pytest.raises(ValueError, match=r"lr \(run: 0.05, now: 0.1\)"):
+        _check_resumed_settings(TrainConfig(solver="fast"), tmp_path)
+    # a run begun before the events solver became the default saved solver "default", meaning FAST's constants
+    text = (tmp_path / "args.yaml").read_text()
+    (tmp_path / "args.yaml").write_text(text.replace("solver: fast", "solver: default"))
+    _check_resumed_settings(TrainConfig(solver="fast", lr=0.05), tmp_path)
+    with pytest.raises(ValueError, match=r"solver \(run: 'fast', now: 'events'\)"):
+        _check_resumed_settings(TrainConfig(lr=0.05), tmp_path)

@@ -23,7 +23,7 @@ import sys
 
 import torch
 
-from isvs_triton.config import DEFAULT
+from isvs_triton.config import FAST
 from isvs_triton.ops.lbi import triton_fused
 from isvs_triton.ops.lbi.path import PathState, stop_rule
 
@@ -53,7 +53,7 @@ def tune_one(size: int, batch: int, joint: bool, momentum: bool) -> tuple[dict, 
     limit = torch.full((batch,), -1.0, dtype=torch.float64, device="cuda")  # no noise stop
     iters, counts = torch.zeros_like(need), torch.zeros(3, batch, dtype=torch.int32, device="cuda")
     resids = torch.zeros(3, batch, dtype=torch.float64, device="cuda")
-    config = DEFAULT.replace(momentum=DEFAULT.momentum if momentum else 0.0)
+    config = FAST.replace(momentum=FAST.momentum if momentum else 0.0)
     best, best_ms = None, float("inf")
     for launch in search_space():
         ms = do_bench(
@@ -71,7 +71,7 @@ def persistent_is_faster(size: int, batch: int, joint: bool, momentum: bool) -> 
     from triton.testing import do_bench
 
     x = torch.rand(batch, 3, size, size, device="cuda")
-    config = DEFAULT.replace(momentum=DEFAULT.momentum if momentum else 0.0)
+    config = FAST.replace(momentum=FAST.momentum if momentum else 0.0)
     xs = x * config.scale
     rule = stop_rule(xs, 0.6, joint, None)
 

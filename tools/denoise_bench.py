@@ -1,6 +1,6 @@
 """Denoising along the path: the noise-adaptive stop against the best stop an oracle could pick, on photograph crops.
 
-    python tools/denoise_bench.py                              # 64 crops 32x32, seed 11, both presets
+    python tools/denoise_bench.py                              # 64 crops 32x32, seed 11, the events and fast presets
     python tools/denoise_bench.py --size 224 --count 8 --noises gaussian:0.08
     python tools/denoise_bench.py --dataset zalando-datasets/fashion_mnist --data-dir ~/fashion_mnist/fashion_mnist \
         --count 256 --sparsity 0.4 --projections auto,none,input    # test images, stopped as in training
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         default=",".join(NOISES),
         help="comma-separated noises: gaussian:SIGMA, CORRUPTION:SEVERITY or clean",
     )
-    parser.add_argument("--presets", default="default,faithful", help=f"solver presets, of {list(PRESETS)}")
+    parser.add_argument("--presets", default="events,fast", help=f"solver presets, of {list(PRESETS)}")
     parser.add_argument("--projections", default="input,none", help="projections to measure")
     parser.add_argument("--discrepancy", default="0.7,0.8,1.0", help="discrepancy factors of the noise stop")
     parser.add_argument("--no-chambolle", action="store_true", help="skip the scikit-image oracle (slow at 224)")

@@ -15,7 +15,7 @@ import time
 import torch
 
 import isvs_triton as isvs
-from isvs_triton.config import DEFAULT
+from isvs_triton.config import FAST
 from isvs_triton.samples import add_crop_arguments, crops
 
 
@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> dict:
     add_crop_arguments(parser)
     parser.add_argument("--backend", default="torch", choices=["torch", "reference"])
     for name in ("kappa", "nu", "step", "scale", "momentum"):
-        parser.add_argument(f"--{name}", type=float, default=getattr(DEFAULT, name))
-    parser.add_argument("--max-iter", type=int, default=DEFAULT.max_iter)
+        parser.add_argument(f"--{name}", type=float, default=getattr(FAST, name))
+    parser.add_argument("--max-iter", type=int, default=FAST.max_iter)
     args = parser.parse_args(argv)
 
     x = crops(args.size, args.count, seed=args.seed)

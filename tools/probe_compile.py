@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from isvs_triton.config import DEFAULT
+from isvs_triton.config import FAST
 from isvs_triton.ops.lbi import path as lbi_path
 from isvs_triton.ops.lbi import torch_path
 from isvs_triton.samples import crops
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--chunks", default="16,32,64")
     args = parser.parse_args(argv)
-    cfg = DEFAULT
+    cfg = FAST
     x = crops(32, args.batch, seed=0)
     compiled = torch.compile(fused_step, dynamic=True)
     print(f"32x32x3, {torch.get_num_threads()} threads, momentum {cfg.momentum}")

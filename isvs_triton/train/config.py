@@ -18,7 +18,7 @@ import yaml
 
 from .. import backends
 from ..api import NOISE_MODES
-from ..config import CHANNEL_MODES, PRESETS
+from ..config import CHANNEL_MODES, DEFAULT_PRESET, PRESETS
 from ..data import EMBEDDED
 from ..models import list_models
 from ..smoothing import SmoothingSpec, check_noise
@@ -68,7 +68,7 @@ class TrainConfig:
     lowpass_radius: float = 0.5  # lowpass: keep spatial frequencies up to this fraction of Nyquist (radial FFT mask)
     tv_weight: float = 0.1  # tv: scikit-image denoise_tv_chambolle weight (100 iterations)
     noise_sigma: float = 0.1  # noise: Gaussian-noise augmentation, sigma uniform in [0, noise_sigma] per image
-    solver: str = "default"  # solver preset: default, faithful or events (isvs_triton.config.PRESETS)
+    solver: str = DEFAULT_PRESET  # solver preset: events (the default), fast or faithful (isvs_triton.config.PRESETS)
     channels: str = "independent"  # independent (a segmentation per channel) or joint (one shared)
     backend: str = "auto"  # sparsifier backend (isvs_triton.backends.names())
     noise: str | None = None  # noise stop of every smoothing (training and test time): "auto" or a sigma in [0, 1]

@@ -28,6 +28,7 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from ..config import saved_preset
 from ..data import AUGMENT_DRAWS, EpochSampler, Images, augment, check_images, load_data, sample_uniform
 from ..models import create_model
 from ..smoothing import RunInfo
@@ -193,6 +194,8 @@ def _check_resumed_settings(config: TrainConfig, run: Path) -> None:
     if not saved_file.exists():
         return  # killed before its first checkpoint: nothing recorded to continue
     saved = yaml.safe_load(saved_file.read_text()) or {}
+    if "solver" in saved:
+        saved["solver"] = saved_preset(saved["solver"])  # "default" in runs begun before 2026-12-04: now "fast"
     now = dataclasses.asdict(config)
     differences = [
         f"{key} (run: {saved.get(key)!r}, now: {value!r})"
