@@ -136,3 +136,21 @@ def test_paired_tool_agrees_with_the_committed_table(capsys):
     assert all(line.endswith("+0.0 [+0.0, +0.0] n.s.") for line in capsys.readouterr().out.splitlines())
     with pytest.raises(SystemExit, match="accepted"):
         paired.main([str(path), "no such family", "standard"])
+
+
+def test_paired_tool_reads_row_b_from_another_run_of_the_same_protocol(tmp_path, capsys):
+    from pathlib import Path
+
+    from tools import paired
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "results" / "fashion" / "results.json"
+    paired.main([str(path), "isvs fixed", "standard"])
+    alone = capsys.readouterr().out
+    results = json.loads(path.read_text())
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"protocol": results["protocol"], "runs": {"baseline": results["runs"]["standard"]}}))
+    paired.main([str(path), "isvs fixed", "baseline", "--b-results", str(other)])
+    assert capsys.readouterr().out == alone
+    other.write_text(json.dumps({**results, "protocol": {**results["protocol"], "seeds": [0, 1, 3]}}))
+    with pytest.raises(SystemExit, match=r"--b-results ran seeds \[0, 1, 3\]"):
+        paired.main([str(path), "isvs fixed", "standard", "--b-results", str(other)])

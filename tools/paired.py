@@ -2,9 +2,12 @@
 
     python tools/paired.py docs/results/fashion/results.json "isvs fixed, events solver" "isvs fixed"
     python tools/paired.py docs/results/fashion/results.json "isvs fixed:smoothed" "isvs fixed:plain"
+    python tools/paired.py docs/results/fashion-events/results.json "isvs fixed" "isvs fixed" \
+        --b-results docs/results/fashion-wider/results.json      # row b from another run of the same protocol
 
 A row is ``family[:pipeline]`` (pipeline ``plain`` by default), as in the comparison's tables; both rows need the same
-seeds.
+seeds (with --b-results: the same seeds of the same setting, so that each seed's validation split, training subset
+and test images are the same in both runs).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from recipes.compare import _columns, difference  # noqa: E402
 
 
 def _row(runs: dict, name: str) -> list[dict]:
+    """The row's pipeline results, one per seed (in the order of the protocol's seeds)."""
     family, _, pipeline = name.partition(":")
     if family not in runs or (pipeline or "plain") not in runs[family][0]["pipelines"]:
         accepted = [f"{f}:{p}" for f, seeds in runs.items() for p in seeds[0]["pipelines"]]
@@ -31,10 +35,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("results", help="a comparison's results.json")
     parser.add_argument("a", help="family[:pipeline]")
     parser.add_argument("b", help="family[:pipeline], subtracted")
+    parser.add_argument("--b-results", help="read row b from this results.json (another run of the same setting)")
     args = parser.parse_args(argv)
-    runs = json.loads(Path(args.results).read_text())["runs"]
-    a, b = _row(runs, args.a), _row(runs, args.b)
-    for column, read in _columns(runs):
+    results = json.loads(Path(args.results).read_text())
+    other = json.loads(Path(args.b_results).read_text()) if args.b_results else results
+    for key in ("setting", "seeds", "train"):  # the same protocol, so that seed k means the same split in both
+        if other["protocol"][key] != results["protocol"][key]:
+            raise SystemExit(f"--b-results ran {key} {other['protocol'][key]!r}, not {results['protocol'][key]!r}")
+    a, b = _row(results["runs"], args.a), _row(other["runs"], args.b)
+    for column, read in _columns(results["runs"]):
         cell = difference(a, b, read)
         if cell:  # a column with a missing value (an attack not run) is left out
             print(f"{column:>22}: {cell}")
