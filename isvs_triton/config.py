@@ -75,9 +75,9 @@ FAITHFUL = SolverConfig(kappa=10.0, nu=1.0, step=1.0, scale=30.0, momentum=0.9, 
 EVENTS = SolverConfig(nu=1.0, integrator="events", events=0.045, tolerance=1e-3, max_iter=1000)
 # What sparsify / Sparsify / training use when no solver option is given.
 DEFAULT = EVENTS
-# the presets by name (training and evaluation settings name them); DEFAULT_PRESET is DEFAULT's name
+# the presets by name (training and evaluation settings name them); DEFAULT_PRESET is DEFAULT's name among them
 PRESETS = {"events": EVENTS, "fast": FAST, "faithful": FAITHFUL}
-DEFAULT_PRESET = "events"
+DEFAULT_PRESET = next(name for name, preset in PRESETS.items() if preset is DEFAULT)
 # Saved runs before 2026-12-04 name their solver "default", which then meant FAST's constants: they load as "fast".
 LEGACY_PRESETS = {"default": "fast"}
 
