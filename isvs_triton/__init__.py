@@ -3,7 +3,7 @@
 from .api import estimate_noise, path, sparsify
 from .config import DEFAULT, EVENTS, FAITHFUL, FAST, REFERENCE, SolverConfig
 from .info import SparsifyInfo
-from .ops.lbi.path import PathState
+from .ops.lbi.path import PathState, StateRecord
 from .transforms import Sparsify, SparsifyLayer
 
 __version__ = "0.1.0"
@@ -18,6 +18,7 @@ __all__ = [
     "Sparsify",
     "SparsifyLayer",
     "SparsifyInfo",
+    "StateRecord",
     "estimate_noise",
     "path",
     "sparsify",

@@ -15,7 +15,7 @@ from . import backends
 from .config import CHANNEL_MODES, DEFAULT, INTEGRATORS, PRESETS, PROJECTIONS, SolverConfig
 from .info import SparsifyInfo
 from .ops import noise as ops_noise
-from .ops.lbi.path import PathState
+from .ops.lbi.path import PathState, StateRecord, describe, fingerprint
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 MAX_ITER = 2**31 - 1  # the kernels count iterations in int32
@@ -131,6 +131,8 @@ def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[
         )
     if x.dim() not in (3, 4):
         raise ValueError(f"expected a (C, H, W) image or a (B, C, H, W) batch, got shape {tuple(x.shape)}")
+    if x.device.type == "meta":
+        raise ValueError("the images are on the meta device, which holds shapes but no values: nothing to smooth")
     if (x.dim() == 3 or x.shape[0] > 0) and min(x.shape[-3:]) == 0:
         raise ValueError(f"channels, height and width must be >= 1, got shape {tuple(x.shape)}")
     unbatched = x.dim() == 3
@@ -218,6 +220,8 @@ def _per_image(
     """An option given as a tensor of one ``what`` per image: shape (B,) (or () for a single image), floating point
     (or, unless ``floating``, any real dtype); returned as float64 (B,) on the batch's device."""
     expected = () if unbatched else (batch.shape[0],)
+    if value.device.type == "meta":
+        raise ValueError(f"{name} as a tensor holds no values on the meta device: give it on the CPU or the batch's")
     kind_ok = value.is_floating_point() if floating else not (value.is_complex() or value.dtype == torch.bool)
     if tuple(value.shape) not in (expected, (batch.shape[0],)) or not kind_ok:
         kind = "floating point" if floating else "real"
@@ -247,12 +251,16 @@ def _noise_levels(noise, batch: torch.Tensor, unbatched: bool, width: float) -> 
     if isinstance(noise, str):
         _check_choice("noise", noise, NOISE_MODES)
         return ops_noise.estimate(batch)
+    # a standard deviation larger than the width of the value range cannot be the noise of images in that range
+    accepted = f"a standard deviation in [0, {width:g}] (the input's units: at most the width of its value range)"
     if isinstance(noise, torch.Tensor):
         levels = _per_image(noise, "noise", "standard deviation", batch, unbatched, floating=False)
-        if not bool(torch.isfinite(levels).all()) or bool((levels < 0).any()):
-            raise ValueError(f"noise must be finite and >= 0, got {noise.tolist()}")
+        if not bool(((levels >= 0) & (levels <= width)).all()):  # NaN fails too
+            raise ValueError(f"noise must be {accepted} for every image, got {noise.tolist()}")
         return (levels / width).to(batch.dtype)
     value = _real("noise", noise, 0.0, math.inf, False, True)
+    if value > width:
+        raise ValueError(f"noise must be {accepted}, got {noise!r}")
     return torch.full((batch.shape[0],), value / width, dtype=batch.dtype, device=batch.device)
 
 
@@ -304,23 +312,100 @@ def check_options(options: dict, where: str) -> dict:
     return {**OPTIONS, **options}
 
 
+NEW_STATE = "start a new one with isvs_triton.PathState.zeros(x, momentum)"
+
+
 def _check_state(state, batch: torch.Tensor, momentum: bool) -> None:
-    """A ``PathState`` to continue must describe this batch: same shape, device and math dtype."""
+    """A ``PathState`` to continue must describe this batch, field by field, before any backend reads it: the same
+    shape, device and math dtype, finite values, and iteration counts in [0, MAX_ITER]."""
     if not isinstance(state, PathState):
         raise TypeError(f"state must be an isvs_triton.PathState (PathState.zeros(x, momentum)), got {type(state)}")
     b, c, h, w = batch.shape
     shapes = {"beta": (b, c, h, w), "zh": (b, c, h, w - 1), "zv": (b, c, h - 1, w)}
-    for name, shape in shapes.items():
-        t = getattr(state, name)
-        if tuple(t.shape) != shape or t.dtype != batch.dtype or t.device != batch.device:
+    fields = {name: getattr(state, name) for name in shapes}
+    if state.prev is not None:
+        if not isinstance(state.prev, tuple) or len(state.prev) != 3:
             raise ValueError(
-                f"state.{name} must be {batch.dtype} of shape {shape} on {batch.device} (the batch's "
-                f"float math), got {t.dtype} of shape {tuple(t.shape)} on {t.device}"
+                f"state.prev must be None or a tuple (beta, zh, zv) of the previous iterate, got {describe(state.prev)}"
             )
-    if momentum and state.prev is None:
+        fields.update({f"prev[{i}]": t for i, t in enumerate(state.prev)})
+        shapes.update({f"prev[{i}]": shape for i, shape in enumerate(list(shapes.values()))})
+    elif momentum:
         raise ValueError(
             "this solver uses momentum: the state must keep the previous iterate (PathState.zeros(x, momentum=True))"
         )
+    for name, t in fields.items():
+        if (
+            not isinstance(t, torch.Tensor)
+            or tuple(t.shape) != shapes[name]
+            or t.dtype != batch.dtype
+            or (t.device != batch.device)
+        ):
+            raise ValueError(
+                f"state.{name} must be {batch.dtype} of shape {shapes[name]} on {batch.device} (the batch's "
+                f"float math), got {describe(t)}"
+            )
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"state.{name} holds NaN or Inf values: {NEW_STATE}")
+    iterations = state.iterations
+    if (
+        not isinstance(iterations, torch.Tensor)
+        or tuple(iterations.shape) != (b,)
+        or (iterations.dtype != torch.int64 or iterations.device != batch.device)
+    ):
+        raise ValueError(
+            f"state.iterations must be torch.int64 of shape ({b},) on {batch.device} (one count per image), "
+            f"got {describe(iterations)}"
+        )
+    if b and not (0 <= int(iterations.min()) and int(iterations.max()) <= MAX_ITER):
+        raise ValueError(f"state.iterations must lie in [0, {MAX_ITER}], got {iterations.tolist()}")
+
+
+def _state_record(state: PathState, batch: torch.Tensor, config: SolverConfig, channels: str, lowest) -> StateRecord:
+    """The record of ``state`` checked against this call (``lowest``: each image's lowest target in it), refused
+    when the state was built for other constants, another channel mode or other images, or has been advanced past
+    a target of this call: continuing it would return the output of its own path, not of the one asked for."""
+    b = batch.shape[0]
+    record = state.record
+    if record is None:  # built by hand: only a state at the path's start carries no history to check
+        if bool(state.iterations.any()):
+            raise ValueError(
+                "state has advanced (iterations > 0) but carries no record (state.record) of what it was built "
+                f"for, so it cannot be checked against this call: {NEW_STATE}"
+            )
+        record = StateRecord.blank(b, batch.device)
+    if not isinstance(record, StateRecord):
+        raise TypeError(f"state.record must be an isvs_triton StateRecord or None, got {describe(record)}")
+    for name in ("fingerprints", "targets"):
+        t, dtype = getattr(record, name), torch.int64 if name == "fingerprints" else torch.float64
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (b,) or t.dtype != dtype:
+            raise ValueError(f"state.record.{name} must be {dtype} of shape ({b},), got {describe(t)}")
+    solver = config.replace(max_iter=0)  # a budget does not change the path: continuing with another one is fine
+    if record.solver is not None:
+        built = {**record.solver.kwargs(), "channels": record.channels}
+        asked = {**solver.kwargs(), "channels": channels}
+        differences = [f"{k}={built.get(k)!r} (this call: {asked.get(k)!r})" for k in {**built, **asked}
+                       if k != "max_iter" and built.get(k) != asked.get(k)]  # fmt: skip
+        if differences:
+            raise ValueError(
+                f"state was built for {', '.join(differences)}: continue it with its own settings, or {NEW_STATE}"
+            )
+    fingerprints, known = fingerprint(batch), record.targets.to(batch.device)
+    other = ((known > 0) & (fingerprints != record.fingerprints.to(batch.device))).nonzero()[:, 0]
+    if other.numel():
+        raise ValueError(
+            f"state was built for other images: image(s) {other.tolist()[:8]} of this batch differ from those "
+            f"it has advanced: {NEW_STATE} for these images"
+        )
+    passed = (lowest < known).nonzero()[:, 0]
+    if passed.numel():
+        i = int(passed[0])
+        raise ValueError(
+            f"state has advanced image {i} to sparsity {float(known[i]):g}, past this call's target "
+            f"{float(lowest[i]):g} (the path only moves forward; continuing would return the "
+            f"{float(known[i]):g} output): {NEW_STATE} for a lower target"
+        )
+    return StateRecord(solver, channels, fingerprints, known.clone())
 
 
 def _run(
@@ -349,8 +434,15 @@ def _run(
                     f"backend {solve.name!r} runs each image on its own and cannot continue a saved "
                     f"state: use one of {list(backends.CONTINUING)}"
                 )
+            asked = torch.stack([torch.as_tensor(t, dtype=torch.float64, device=batch.device).expand(len(batch))
+                                 for t in targets])  # fmt: skip
+            record = _state_record(state, batch, config, channels, asked.amin(0))
+            reached = asked.masked_fill(asked >= 1, 0).amax(0)  # a target of 1 returns the input: the path stays
             extra["state"] = state
         ascending = solve(batch, [targets[i] for i in order], config, channels, projection, **extra)
+        if state is not None:
+            record.targets = torch.maximum(record.targets, reached.to(record.targets))
+            state.record = record
         results = [None] * len(targets)
         for rank, i in enumerate(order):
             out, info = ascending[rank]

@@ -11,8 +11,13 @@ from typing import Any
 
 import torch
 
+from . import backends
 from .api import NOISE_MODES, sparsify
-from .config import DEFAULT_PRESET, PRESETS, saved_preset
+from .config import CHANNEL_MODES, DEFAULT_PRESET, PRESETS, saved_preset
+from .models import list_models
+
+MAX_CLASSES = 1_000_000  # a classifier's head beyond this is a damaged record, not a model (10^12 asked for 512 TB)
+MAX_IMAGE_SIZE = 8192  # as training accepts (--image-size)
 
 
 def check_noise(value: Any, where: str) -> float | str | None:
@@ -75,20 +80,35 @@ class SmoothingSpec:
 
     @staticmethod
     def from_run(smoothing: dict, where: str = "run.json") -> SmoothingSpec:
-        """The test-time smoothing recorded in a run's ``run.json`` "smoothing" entry. Runs written before the noise
-        stop and the backend were recorded smoothed without a noise stop on the "auto" backend: those are the
-        defaults here; runs that name their solver "default" (before 2026-12-04) smoothed with what is now "fast"."""
+        """The test-time smoothing recorded in a run's ``run.json`` "smoothing" entry, every field checked. Runs
+        written before the noise stop and the backend were recorded smoothed without a noise stop on the "auto"
+        backend: those are the defaults here; runs that name their solver "default" smoothed with what is now
+        "fast" (``config.LEGACY_PRESETS``)."""
         missing = [key for key in ("test_sparsity", "solver", "channels") if key not in smoothing]
         if missing:
             raise ValueError(f"{where}: the 'smoothing' entry lacks {missing}; it has {sorted(smoothing)}")
+        sparsity, discrepancy = smoothing["test_sparsity"], smoothing.get("discrepancy", 1.0)
+        if not (_is_number(sparsity) and 0 < sparsity <= 1):
+            raise ValueError(f"{where}: smoothing.test_sparsity must be a number in (0, 1], got {sparsity!r}")
+        if not (_is_number(discrepancy) and 0 < discrepancy < float("inf")):
+            raise ValueError(f"{where}: smoothing.discrepancy must be a finite number > 0, got {discrepancy!r}")
+        choices = {"solver": (saved_preset(str(smoothing["solver"])), PRESETS), "channels": (smoothing["channels"],
+                   CHANNEL_MODES), "backend": (smoothing.get("backend", "auto"), backends.names())}  # fmt: skip
+        for key, (value, accepted) in choices.items():
+            if value not in accepted:
+                raise ValueError(f"{where}: smoothing.{key} must be one of {list(accepted)}, got {value!r}")
         return SmoothingSpec(
-            sparsity=smoothing["test_sparsity"],
-            solver=saved_preset(smoothing["solver"]),
+            sparsity=float(sparsity),
+            solver=choices["solver"][0],
             channels=smoothing["channels"],
-            backend=smoothing.get("backend", "auto"),
-            noise=smoothing.get("noise"),
-            discrepancy=smoothing.get("discrepancy", 1.0),
+            backend=choices["backend"][0],
+            noise=check_noise(smoothing.get("noise"), f"{where}: smoothing.noise"),
+            discrepancy=float(discrepancy),
         )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -142,26 +162,49 @@ class RunInfo:
         for key, (kind, words) in kinds.items():
             if not isinstance(description[key], kind) or isinstance(description[key], bool):
                 raise ValueError(f"{where}: {key} must be {words}, got {description[key]!r}")
+        for key, high in (("num_classes", MAX_CLASSES), ("image_size", MAX_IMAGE_SIZE)):
+            if not 1 <= description[key] <= high:
+                raise ValueError(f"{where}: {key} must lie in [1, {high:,}], got {description[key]!r}")
+        if description["model"].replace("-", "_") not in list_models():
+            raise ValueError(f"{where}: model must be one of {list_models()}, got {description['model']!r}")
+        classes = description.get("classes")
+        if classes is not None and not (
+            isinstance(classes, list)
+            and len(classes) == description["num_classes"]
+            and all(isinstance(c, str) for c in classes)
+        ):
+            raise ValueError(f"{where}: classes must be null or {description['num_classes']} names, got {classes!r}")
+        schedule = smoothing.get("schedule", config.get("schedule", ()))
+        if not (isinstance(schedule, (list, tuple)) and all(_is_number(v) and 0 < v <= 1 for v in schedule)):
+            raise ValueError(f"{where}: smoothing.schedule must be a list of sparsities in (0, 1], got {schedule!r}")
+        procedure = smoothing.get("procedure", config.get("procedure", "standard"))
+        if not isinstance(procedure, str):
+            raise ValueError(f"{where}: smoothing.procedure must be a procedure's name, got {procedure!r}")
         return RunInfo(
             model=description["model"],
             num_classes=description["num_classes"],
             image_size=description["image_size"],
             dataset=description["dataset"],
             smoothing=SmoothingSpec.from_run(smoothing, where),
-            procedure=smoothing.get("procedure", config.get("procedure", "standard")),
-            schedule=tuple(smoothing.get("schedule", config.get("schedule", ()))),
+            procedure=procedure,
+            schedule=tuple(schedule),
             config=config,
-            classes=description.get("classes"),
+            classes=classes,
         )
 
     @staticmethod
     def read(path: str | Path) -> RunInfo:
-        """``from_json`` of the file at ``path`` (a damaged file is refused with its name)."""
+        """``from_json`` of the file at ``path`` (a damaged file, a folder or one that is not UTF-8 text is refused
+        with its name)."""
         import json
 
         path = Path(path)
         try:
-            return RunInfo.from_json(json.loads(path.read_text()), str(path))
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} cannot be read as a run description ({error})") from None
+        try:
+            return RunInfo.from_json(json.loads(text), str(path))
         except json.JSONDecodeError as error:
             raise ValueError(f"{path} is not valid JSON ({error}): the file is damaged") from None
 

@@ -151,6 +151,15 @@ class SparsifyLayer(torch.nn.Module):
         self._max_iter = config.max_iter
 
     def forward(self, x: torch.Tensor, sparsity: torch.Tensor | None = None) -> torch.Tensor:
+        """x: a float (B, C, H, W) batch in [0, 1], or one (C, H, W) image (as torch.nn's layers take); sparsity: a
+        (B,) tensor of one target per image (() or (1,) for one image), None: the layer's."""
+        if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"SparsifyLayer takes a (B, C, H, W) batch or a (C, H, W) image, got {shape}")
+        if x.dim() == 3:  # one image: the batch of it, back to (C, H, W) after
+            if isinstance(sparsity, torch.Tensor) and sparsity.dim() == 0:
+                sparsity = sparsity.reshape(1)
+            return self.forward(x.unsqueeze(0), sparsity)[0]
         if sparsity is None:
             sparsity = torch.full((x.shape[0],), self.sparsity, dtype=torch.float64, device=x.device)
         noise = self.options["noise"]

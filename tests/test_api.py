@@ -94,6 +94,25 @@ def test_empty_batch_returns_empty_batch():
     assert [o.shape for o in outs] == [(0, 1, 4, 4)] * 2
 
 
+def test_empty_batch_with_the_noise_estimate_returns_empty():
+    """noise="auto" on an empty batch raised "cannot reshape tensor of 0 elements" in every entry point."""
+    x = torch.rand(0, 3, 8, 8)
+    assert isvs.sparsify(x, 0.5, noise="auto").shape == x.shape
+    assert isvs.path(x, [0.3, 0.6], noise="auto")[1].shape == x.shape
+    assert isvs.SparsifyLayer(0.5, noise="auto")(x).shape == x.shape
+    assert isvs.estimate_noise(x).shape == (0,) and isvs.estimate_noise(x, per_channel=True).shape == (0, 3)
+
+
+def test_meta_tensors_are_refused_by_name():
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="sparsity as a tensor holds no values on the meta device"):
+        isvs.sparsify(x, torch.full((2,), 0.5, dtype=torch.float64, device="meta"))
+    with pytest.raises(ValueError, match="noise as a tensor holds no values on the meta device"):
+        isvs.sparsify(x, 0.5, noise=torch.full((2,), 0.1, device="meta"))
+    with pytest.raises(ValueError, match="the images are on the meta device"):
+        isvs.sparsify(x.to("meta"), 0.5)
+
+
 CPU_BACKENDS = [name for name in ("reference", "torch", "numba") if name in backends.BACKENDS]
 
 

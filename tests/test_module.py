@@ -115,3 +115,13 @@ def test_bad_options_are_refused_at_construction(kwargs, error, message):
     with pytest.raises(error) as info:
         isvs.SparsifyLayer(**kwargs)
     assert message in str(info.value)
+
+
+def test_the_module_takes_one_image_as_torch_nn_layers_do():
+    """(C, H, W) was read as a batch of C images and refused with a sparsity-shape error the user never made."""
+    x = crops(12, 2, seed=4)
+    layer = isvs.SparsifyLayer(0.5)
+    assert torch.equal(layer(x[1]), isvs.sparsify(x[1], 0.5))
+    assert torch.equal(layer(x[1], torch.tensor(0.3, dtype=torch.float64)), isvs.sparsify(x[1], 0.3))
+    with pytest.raises(ValueError, match=r"takes a \(B, C, H, W\) batch or a \(C, H, W\) image, got \(12, 12\)"):
+        layer(x[0, 0])

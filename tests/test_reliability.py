@@ -237,7 +237,7 @@ def test_a_damaged_run_folder_is_one_clear_error(two_epoch_run, tmp_path, capsys
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
     description = json.loads((copy / "run.json").read_text())
-    (copy / "run.json").write_text(json.dumps({**description, "num_classes": 7}))
+    (copy / "run.json").write_text(json.dumps({**description, "num_classes": 7, "classes": None}))
     assert "does not fit run.json (resnet8, 7 classes" in evaluation_error(capsys, [str(copy)])
     (copy / "run.json").write_text(json.dumps(description))
     weights = copy / "model.safetensors"
@@ -279,3 +279,162 @@ def test_a_validation_split_is_held_out_of_training_and_the_test_split_left_unre
                                   "--no-progress", "--output", str(tmp_path / "eval")])  # fmt: skip
     assert results["split"] == "validation" and results["test_images"] == round(0.1 * len(full.train))
     assert results["pipelines"]["plain"]["clean"] == pytest.approx(float(rows[-1]["val_acc"]), abs=1e-6)
+
+
+# ------------------------------------------------------------------------------- a run folder belongs to its run
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["new", "resume"])
+def test_output_holding_the_users_own_files_is_refused_and_left_as_it_was(tmp_path, capsys, resume):
+    """The review's row: --output at a folder of the user's own args.yaml / run.json / summary.csv (without an epoch
+    column) / checkpoints/incomplete overwrote them, deleted the last, or crashed with KeyError: 'epoch'."""
+    mine = tmp_path / "mine"
+    for name, text in {"args.yaml": "my settings\n", "run.json": "{}", "summary.csv": "step,loss\n1,2\n",
+                       "checkpoints/incomplete/notes.txt": "a draft"}.items():  # fmt: skip
+        (mine / name).parent.mkdir(parents=True, exist_ok=True)
+        (mine / name).write_text(text)
+    before = _snapshot(mine)
+    err = cli_error(capsys, [*QUICK, "--output", str(mine), *(["--resume"] if resume else [])])
+    assert "holds files that no training run wrote (args.yaml, checkpoints, run.json, summary.csv)" in err
+    assert _snapshot(mine) == before
+
+
+def test_an_empty_folder_becomes_the_runs_and_its_lock_is_released(tmp_path):
+    run = tmp_path / "empty"
+    run.mkdir()
+    main(argv=[*QUICK, "--limit-train", "16", "--limit-test", "8", "--output", str(run)])
+    assert (run / ".isvs-run").is_file() and (run / "run.json").is_file() and not (run / "run.lock").exists()
+
+
+def test_a_folder_locked_by_a_live_training_is_refused_naming_it_and_a_stale_lock_is_taken_over(tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".isvs-run").write_text("{}")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock = {"pid": holder.pid, "host": socket.gethostname(), "started": time.time()}
+        (run / "run.lock").write_text(json.dumps(lock))
+        err = cli_error(capsys, [*QUICK, "--output", str(run)])
+        assert f"is being written by another training: process {holder.pid} on host" in err
+        assert f"delete {run / 'run.lock'}" in err and sorted(p.name for p in run.iterdir()) == [
+            ".isvs-run",
+            "run.lock",
+        ]
+        (run / "run.lock").write_text(json.dumps({**lock, "host": "elsewhere"}))  # not checkable from here: refused
+        assert "process" in cli_error(capsys, [*QUICK, "--output", str(run)])
+        (run / "run.lock").write_text(json.dumps(lock))
+    finally:
+        holder.kill()
+        holder.wait()
+    # its process has ended (as after SIGKILL): the lock is stale, taken over, and released at the end
+    main(argv=[*QUICK, "--limit-train", "16", "--limit-test", "8", "--output", str(run)])
+    assert (run / "run.json").is_file() and not (run / "run.lock").exists()
+
+
+@pytest.mark.slow
+def test_two_trainings_started_at_once_on_one_folder_never_both_write(tmp_path):
+    """Both exited 0 and left a mixed folder. Now one trains; the other is refused (by the lock while the first
+    runs, or because the folder already holds a finished run), and the folder is the winner's alone."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    argv = [*QUICK, "--limit-train", "48", "--limit-test", "8", "--output", str(run)]
+    command = [sys.executable, "-m", "isvs_triton.train", *argv, "--seed"]
+    starts = [subprocess.Popen([*command, str(seed)], stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    done = [(p.wait(timeout=600), p.stderr.read()) for p in starts]
+    codes = sorted(code for code, _ in done)
+    assert codes == [0, 2], done
+    loser = next(err for code, err in done if code == 2)
+    assert "is being written by another training" in loser or "already holds a run" in loser, loser
+    seed = json.loads((run / "run.json").read_text())["config"]["seed"]
+    assert f"seed: {seed}" in (run / "args.yaml").read_text()
+    rows = (run / "summary.csv").read_text().splitlines()
+    assert len(rows) == 2, rows  # the header and the winner's one epoch
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs on a CUDA GPU: this checks the CPU's refusal")
+def test_fp16_on_a_cpu_is_refused_rather_than_recorded(tmp_path):
+    """Accelerate keeps the name fp16 on a CPU but trains in float32: run.json would have recorded fp16."""
+    import subprocess
+    import sys
+
+    argv = [*QUICK, "--amp-dtype", "fp16", "--output", str(tmp_path / "run")]  # a fresh process: a fresh Accelerate
+    done = subprocess.run([sys.executable, "-m", "isvs_triton.train", *argv], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "--amp-dtype fp16 (given here or by accelerate config) does not run on cpu" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------ the evaluation refuses bad runs first
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda d: d["smoothing"].update(test_sparsity="0.6"), "smoothing.test_sparsity must be a number in (0, 1]"),
+        (lambda d: d["config"].update(val_fraction="0.1"), "config: --val-fraction must be a finite number, got '0.1'"),
+        (lambda d: d["config"].pop("dataset"), "config lacks ['dataset']"),
+        (lambda d: d["config"].pop("seed"), "config lacks ['seed']"),
+        (lambda d: d.update(num_classes=10**12), "num_classes must lie in [1, 1,000,000], got 1000000000000"),
+        (lambda d: d.update(num_classes=2**70), "num_classes must lie in [1, 1,000,000]"),
+        (lambda d: d["config"].update(lr=1e308), "config: --lr must lie in (0, 1000]"),
+    ],
+    ids=["sparsity-string", "val-fraction-string", "no-dataset", "no-seed", "classes-1e12", "classes-2^70", "lr"],
+)
+def test_a_hand_edited_run_json_is_refused_by_field(two_epoch_run, tmp_path, capsys, edit, message):
+    run, _, _ = two_epoch_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    description = json.loads((copy / "run.json").read_text())
+    edit(description)
+    (copy / "run.json").write_text(json.dumps(description))
+    err = evaluation_error(capsys, [str(copy)])
+    assert f"{copy / 'run.json'}: " in err and message in err
+
+
+def test_a_run_json_that_is_a_folder_or_not_utf8_is_named(two_epoch_run, tmp_path, capsys):
+    run, _, _ = two_epoch_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "run.json").write_bytes(b'{"model": "r\xe9snet8"}')
+    assert f"{copy / 'run.json'} cannot be read as a run description" in evaluation_error(capsys, [str(copy)])
+    (copy / "run.json").unlink()
+    (copy / "run.json").mkdir()
+    assert f"{copy / 'run.json'} cannot be read as a run description" in evaluation_error(capsys, [str(copy)])
+
+
+def test_the_evaluations_output_is_checked_before_the_first_image(two_epoch_run, tmp_path, capsys, monkeypatch):
+    """An existing file as --output ran the whole evaluation, then lost it to a FileExistsError."""
+    from isvs_triton.robustness import evaluate as evaluate_module
+
+    run, _, _ = two_epoch_run
+    monkeypatch.setattr(evaluate_module, "load_run", lambda *a, **k: pytest.fail("the run was loaded first"))
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    assert "is a file; the report needs a folder" in evaluation_error(capsys, [str(run), "--output", str(taken)])
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "plan.txt").write_text("mine")
+    assert "holds files of its own (plan.txt)" in evaluation_error(capsys, [str(run), "--output", str(folder)])
+    assert taken.read_text() == "mine" and (folder / "plan.txt").read_text() == "mine"
+
+
+def test_a_model_with_non_finite_weights_or_logits_is_refused(two_epoch_run, tmp_path, capsys):
+    """It was evaluated silently (clean = robust = 0.0625, exit 0)."""
+    from safetensors.torch import save_file
+
+    run, weights, _ = two_epoch_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    name = next(n for n, t in weights.items() if t.is_floating_point() and t.dim() == 2)  # the classifier's
+    save_file({**weights, name: torch.full_like(weights[name], float("nan"))}, copy / "model.safetensors")
+    err = evaluation_error(capsys, [str(copy)])
+    assert f"holds NaN or Inf in ['{name}']" in err and "the training diverged" in err
+    save_file({**weights, name: torch.full_like(weights[name], 3e38)}, copy / "model.safetensors")  # finite
+    assert "gives NaN or Inf logits on test images" in evaluation_error(capsys, [str(copy)])

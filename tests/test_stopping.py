@@ -216,6 +216,14 @@ def test_estimate_noise_on_every_input_form():
     assert isvs.estimate_noise(noisy.double()).dtype == torch.float64
 
 
+def test_noise_is_bounded_by_the_inputs_value_range_not_by_float32():
+    """1e39 overflowed float32 inside api.py; the bound is the width of the value range, in the input's units."""
+    x = (torch.rand(2, 3, 8, 8) * 255).to(torch.uint8)
+    isvs.sparsify(x, 0.6, noise=200.0)  # uint8: standard deviations up to 255
+    with pytest.raises(ValueError, match=r"in \[0, 255\]"):
+        isvs.sparsify(x, 0.6, noise=300.0)
+
+
 def test_noise_auto_uses_the_estimate():
     x = (crops(32, 4, seed=1) + 0.08 * torch.randn(4, 3, 32, 32)).clamp(0, 1)
     _, info = isvs.sparsify(x, 0.9, noise="auto", return_info=True)
@@ -230,8 +238,10 @@ def test_noise_auto_uses_the_estimate():
         (float("inf"), 1.0, ValueError, "noise must be finite"),
         ("loud", 1.0, ValueError, r"unknown noise 'loud'; accepted: \['auto'\]"),
         (torch.tensor([0.1, 0.1]), 1.0, ValueError, r"shape \(3,\)"),
-        (torch.tensor([0.1, -1.0, 0.1]), 1.0, ValueError, "finite and >= 0"),
-        (torch.tensor([0.1, float("nan"), 0.1]), 1.0, ValueError, "finite and >= 0"),
+        (torch.tensor([0.1, -1.0, 0.1]), 1.0, ValueError, r"standard deviation in \[0, 1\].*for every image"),
+        (torch.tensor([0.1, float("nan"), 0.1]), 1.0, ValueError, r"in \[0, 1\].*for every image"),
+        (1e39, 1.0, ValueError, r"noise must be a standard deviation in \[0, 1\] \(the input's units"),
+        (torch.tensor([0.1, 1e39, 0.1], dtype=torch.float64), 1.0, ValueError, r"in \[0, 1\].*for every image"),
         (0.1, 0.0, ValueError, r"discrepancy must lie in \(0.0, inf\)"),
         (0.1, -2.0, ValueError, "discrepancy must lie in"),
         (0.1, "1", TypeError, "discrepancy must be a real number"),
@@ -245,6 +255,8 @@ def test_noise_auto_uses_the_estimate():
         "wrong-length",
         "negative-entry",
         "nan-entry",
+        "beyond-the-range",
+        "beyond-the-range-entry",
         "tau-zero",
         "tau-negative",
         "tau-string",

@@ -191,7 +191,7 @@ def test_run_info_round_trips_and_refuses_what_it_cannot_read(tmp_path):
         "iterative",
         (0.2, 0.4, 0.6),
         {"seed": 3},
-        ["a", "b"],
+        [f"class {i}" for i in range(10)],
     )
     info.write(tmp_path / "run.json")
     assert RunInfo.read(tmp_path / "run.json") == info
@@ -210,6 +210,26 @@ def test_run_info_round_trips_and_refuses_what_it_cannot_read(tmp_path):
         RunInfo.from_json({k: v for k, v in description.items() if k != "config"})
     with pytest.raises(ValueError, match="num_classes must be an integer"):
         RunInfo.from_json({**description, "num_classes": "10"})
+    smoothing = description["smoothing"]
+    for change, message in [
+        ({"num_classes": 10**12}, r"num_classes must lie in \[1, 1,000,000\], got 1000000000000"),
+        ({"num_classes": 2**70}, "num_classes must lie in"),
+        ({"image_size": 0}, "image_size must lie in"),
+        ({"model": "resnet7"}, "model must be one of"),
+        ({"classes": ["a", "b"]}, "classes must be null or 10 names"),
+        ({"smoothing": {**smoothing, "test_sparsity": "0.6"}}, "smoothing.test_sparsity must be a number in"),
+        ({"smoothing": {**smoothing, "solver": "quick"}}, "smoothing.solver must be one of"),
+        ({"smoothing": {**smoothing, "noise": -1}}, "smoothing.noise must be"),
+        ({"smoothing": {**smoothing, "schedule": "0.2"}}, "smoothing.schedule must be a list"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            RunInfo.from_json({**description, **change})
+    (tmp_path / "folder.json").mkdir()
+    with pytest.raises(ValueError, match="folder.json cannot be read as a run description"):
+        RunInfo.read(tmp_path / "folder.json")
+    (tmp_path / "latin1.json").write_bytes(b'{"model": "r\xe9snet"}')
+    with pytest.raises(ValueError, match="latin1.json cannot be read as a run description"):
+        RunInfo.read(tmp_path / "latin1.json")
 
 
 @pytest.mark.slow
@@ -275,7 +295,7 @@ def test_embedded_real_data_is_learned(tmp_path):
 
 def test_yaml_then_flags_override_recipe_defaults(tmp_path):
     config_file = tmp_path / "c.yaml"
-    config_file.write_text("epochs: 7\nbatch-size: 16\nschedule: [0.1, 0.3]\n")
+    config_file.write_text("epochs: 7\nbatch-size: 16\nschedule: [0.1, 0.3]\nprocedure: iterative\n")
     defaults = dict(epochs=3, batch_size=8, model="resnet8", lr=0.2)
     config = parse_args(["-c", str(config_file), "--batch-size", "4"], defaults)
     assert (config.epochs, config.batch_size, config.model, config.lr, config.schedule) == (
@@ -296,9 +316,15 @@ def test_yaml_then_flags_override_recipe_defaults(tmp_path):
         (["--procedure", "iterative", "--schedule", "0.6,0.4"], "--schedule must rise"),
         (["--procedure", "iterative", "--epochs", "2"], "at least the number of stages"),
         (["--procedure", "iterative", "--backend", "reference"], "cannot continue a path"),
-        (["--procedure", "standard", "--cache-smoothed"], "--cache-smoothed applies to --procedure fixed only"),
-        (["--sparsity", "1.5"], "--sparsity must be in (0, 1]"),
-        (["--path-state-budget", "lots"], "a size like 512MiB"),
+        (["--procedure", "standard", "--cache-smoothed"], "--cache-smoothed does not apply to --procedure standard"),
+        (["--procedure", "standard", "--finetune-epochs", "2"], "--finetune-epochs does not apply"),
+        (["--procedure", "iterative", "--sparsity", "0.3"], "which reads ['--schedule', '--path-state-budget']"),
+        (["--procedure", "fixed", "--noise-sigma", "0.3"], "--noise-sigma does not apply to --procedure fixed"),
+        (["--lr", "1e308"], "--lr must lie in (0, 1000], got 1e+308"),
+        (["--output", ""], "--output must name a folder, got ''"),
+        (["--blur-sigma", "1e9", "--procedure", "blur"], "--blur-sigma must lie in (0, 100]"),
+        (["--sparsity", "1.5"], "--sparsity must lie in (0, 1], got 1.5"),
+        (["--procedure", "iterative", "--epochs", "3", "--path-state-budget", "lots"], "a size like 512MiB"),
         (["--image-column", "pixels"], "image column 'pixels' not in the dataset; its columns: ['image', 'label']"),
         (["--test-split", "dev"], "split 'dev' not in the dataset; its splits: ['train', 'test']"),
         (["--dataset", "uoft-cs/cifar10"], "--data-dir DIR"),
@@ -306,7 +332,7 @@ def test_yaml_then_flags_override_recipe_defaults(tmp_path):
         (["--limit-train", "16"], "no full batch"),
         (["--noise", "loud"], "--noise must be 'auto' or a number >= 0, got 'loud'"),
         (["--noise", "-0.1"], "--noise must be 'auto' or a number >= 0, got -0.1"),
-        (["--discrepancy", "0"], "--discrepancy must be > 0"),
+        (["--discrepancy", "0"], "--discrepancy must lie in (0, 100], got 0.0"),
         (["--backend", "fpga"], "accepted: ['auto', 'reference', 'torch'"),
     ],
 )
@@ -369,3 +395,10 @@ def test_resume_refuses_changed_settings_and_reads_old_solver_names(tmp_path):
     _check_resumed_settings(TrainConfig(solver="fast", lr=0.05), tmp_path)
     with pytest.raises(ValueError, match=r"solver \(run: 'fast', now: 'events'\)"):
         _check_resumed_settings(TrainConfig(lr=0.05), tmp_path)
+
+
+def test_a_recipes_own_procedure_settings_do_not_follow_the_user_to_another_procedure():
+    recipe = {"procedure": "iterative", "schedule": [0.1, 0.2, 0.3], "model": "resnet8"}
+    assert parse_args(["--procedure", "fixed"], recipe).schedule == TrainConfig().schedule
+    with pytest.raises(ValueError, match="--schedule does not apply to --procedure fixed"):
+        parse_args(["--procedure", "fixed", "--schedule", "0.2,0.5"], recipe)

@@ -21,9 +21,9 @@ _MASK = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
 def estimate(x: torch.Tensor, per_channel: bool = False) -> torch.Tensor:
     """Noise standard deviation of each image of x (B, C, H, W), (B,) or (B, C) with ``per_channel``, in x's units.
 
-    Images smaller than 3x3 have no interior pixel and get 0."""
+    Images smaller than 3x3 have no interior pixel and get 0; an empty batch gives an empty result."""
     b, c, h, w = x.shape
-    if h < 3 or w < 3:
+    if h < 3 or w < 3 or b == 0:
         return x.new_zeros((b, c) if per_channel else (b,))
     mask = _MASK.to(x.device, x.dtype).view(1, 1, 3, 3)
     response = F.conv2d(x.reshape(b * c, 1, h, w), mask).abs()

@@ -24,6 +24,7 @@ from ..data import SMALL_SIDE, Images, load_data, sample_uniform
 from ..filters import bilateral, gaussian_blur, median_filter, nl_means
 from ..models import for_inference
 from ..train import registry as procedures
+from ..train import run_folder
 from ..train.loop import load_run
 from .attacks import ATTACK_GRADS, Pipeline, robust, suite_names
 from .corruptions import BENCHMARK, CORRUPTIONS, EXTRAS, GROUPS, constants_for, corrupt, low_resolution
@@ -174,6 +175,8 @@ def evaluate_run(
             raise ValueError(f"{flag} must be a number > 0, got {value!r}")
     if smoothing_sparsity is not None and not 0 < smoothing_sparsity <= 1:
         raise ValueError(f"--smoothing-sparsity must be in (0, 1], got {smoothing_sparsity}")
+    if output is not None:
+        check_output(Path(output))
     accelerator = Accelerator()
     model, info = load_run(run, accelerator.device)
     model = for_inference(model)  # batch norm folded, the same function: 1.3x forward, 1.8x input gradient
@@ -249,7 +252,14 @@ def evaluate_run(
                 inputs = x
             with torch.no_grad():
                 for name in pipelines:
-                    hits[name].append(models[name](inputs).argmax(1) == labels)
+                    logits = models[name](inputs)
+                    if kind == "clean" and not bool(torch.isfinite(logits).all()):
+                        bad = index[~torch.isfinite(logits).all(1).to(index.device)].tolist()
+                        raise ValueError(
+                            f"the model of {run} gives NaN or Inf logits on test images {bad[:5]} ({name} "
+                            "pipeline): its accuracy would be an artefact of argmax over them"
+                        )
+                    hits[name].append(logits.argmax(1) == labels)
         # attacked images: 1 / 0 per column; the others NaN, left out of the attack means
         c = (
             (index < attack_limit).nonzero()[:, 0]
@@ -406,6 +416,21 @@ def markdown(results: dict) -> str:
             values = " | ".join(_pct(v) for v in r["corruptions"][corruption])
             lines.append(f"| {corruption} | {name} | {values} | {_pct(r['corruption_means'][corruption])} |")
     return "\n".join(lines) + "\n"
+
+
+REPORT_FILES = ("results.json", "results.csv", "results.md", "corruptions.png", "adversarial.png")
+
+
+def check_output(folder: Path) -> None:
+    """The report's folder, checked before the first image: new, empty, or an earlier report (whose files are
+    replaced); never a file, a folder under a file, a read-only place or a folder of other files."""
+    run_folder.check_writable(folder, "the report")
+    others = sorted(p.name for p in folder.iterdir() if p.name not in REPORT_FILES) if folder.is_dir() else []
+    if others and not (folder / "results.json").is_file():
+        raise ValueError(
+            f"--output {str(folder)!r} holds files of its own ({', '.join(others[:5])}): the report writes into a "
+            "new or empty folder, or replaces an earlier report; choose another --output"
+        )
 
 
 def write_report(results: dict, folder: Path) -> None:

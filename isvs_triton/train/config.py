@@ -18,7 +18,7 @@ import yaml
 
 from .. import backends
 from ..api import NOISE_MODES
-from ..config import CHANNEL_MODES, DEFAULT_PRESET, PRESETS
+from ..config import CHANNEL_MODES, DEFAULT_PRESET, PRESETS, saved_preset
 from ..data import EMBEDDED
 from ..models import list_models
 from ..smoothing import SmoothingSpec, check_noise
@@ -56,7 +56,7 @@ class TrainConfig:
     channels_last: bool = False  # weights and activations in channels_last (NHWC): faster convs, other rounding
     # smoothing
     procedure: str = "standard"  # standard, fixed, iterative, finetune, fixed-noise, blur, lowpass, tv, noise
-    sparsity: float = 0.6  # fixed / finetune / test-time smoothing
+    sparsity: float = 0.6  # fixed / finetune / fixed-noise train at it; all but iterative: the test-time smoothing's
     schedule: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6])  # iterative: one stage per sparsity
     finetune_epochs: int = 0  # finetune: epochs on smoothed images after `epochs` of standard training
     finetune_lr: float | None = None  # None: lr / 10
@@ -110,16 +110,14 @@ class TrainConfig:
         }
         for name, (value, accepted) in choices.items():
             check(value in accepted, f"unknown --{name.replace('_', '-')} {value!r}; accepted: {list(accepted)}")
-        for name in ("epochs", "batch_size", "grad_accum", "keep_checkpoints"):
-            check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("finetune_epochs", "checkpoint_every", "workers", "warmup_epochs", "weight_decay"):
-            value = getattr(self, name)
-            check(value is None or value >= 0, f"--{name.replace('_', '-')} must be >= 0, got {value}")
-        for name in ("lr", "blur_sigma", "lowpass_radius", "tv_weight", "noise_sigma", "discrepancy"):
-            check(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        check(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        check(0 <= self.val_fraction < 1, f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        check(0 < self.sparsity <= 1, f"--sparsity must be in (0, 1], got {self.sparsity}")
+        for name, interval in RANGES.items():
+            value, (low_bracket, low, high, high_bracket) = getattr(self, name), interval
+            above_low = value is None or (low < value if low_bracket == "(" else low <= value)
+            below_high = value is None or (value < high if high_bracket == ")" else value <= high)
+            check(
+                above_low and below_high,
+                f"--{name.replace('_', '-')} must lie in {low_bracket}{low:g}, {high:g}{high_bracket}, got {value!r}",
+            )
         check(
             len(self.schedule) >= 1 and all(0 < s <= 1 for s in self.schedule),
             f"--schedule must be sparsities in (0, 1], got {self.schedule}",
@@ -129,17 +127,17 @@ class TrainConfig:
             f"--schedule must rise (the path only moves forward), got {self.schedule}",
         )
         procedure = registry.get(self.procedure)
+        unread = [n for n in registry.PROCEDURE_SETTINGS if n not in procedure.settings and self._changed(n)]
+        check(
+            not unread,
+            f"{', '.join(map(_flag, unread))} {'does' if len(unread) == 1 else 'do'} not apply to --procedure "
+            f"{self.procedure}, which reads {list(map(_flag, procedure.settings))} of the procedure-specific "
+            "settings: leave it out, or choose the procedure it belongs to",
+        )
         problem = procedure.problem(self)
         check(problem is None, problem)
-        cacheable = [name for name, p in registry.REGISTRY.items() if p.can_cache]
-        check(
-            not self.cache_smoothed or procedure.can_cache,
-            f"--cache-smoothed applies to --procedure {' / '.join(cacheable)} only",
-        )
+        check(self.output is None or self.output.strip() != "", f"--output must name a folder, got {self.output!r}")
         parse_bytes(self.path_state_budget)
-        for name in ("image_size", "limit_train", "limit_test"):
-            value = getattr(self, name)
-            check(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1, got {value}")
         check(
             self.resume is None or self.resume == "latest" or Path(self.resume).is_dir(),
             f"--resume must be 'latest' or an existing checkpoint folder, got {self.resume!r}",
@@ -176,6 +174,37 @@ class TrainConfig:
                 }[kind] + (" (or null)" if optional else "")
                 raise ValueError(f"{flag} must be {what}, got {value!r} ({type(value).__name__})")
 
+    def _changed(self, name: str) -> bool:
+        """Whether setting ``name`` differs from TrainConfig's default."""
+        f = next(f for f in dataclasses.fields(self) if f.name == name)
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        return getattr(self, name) != default
+
+    @staticmethod
+    def from_record(settings: object, where: str) -> TrainConfig:
+        """The settings a run recorded (run.json's "config"), checked as training checks them, with the names of
+        the fields in every message. ``dataset`` and ``seed`` must be there; settings this version does not know
+        are left out; ``resume`` and ``output`` (where it ran, not what it computed) and the settings its procedure
+        does not read (they did not act) take their defaults."""
+        if not isinstance(settings, dict):
+            raise ValueError(f"{where}: config must be a mapping of settings, got {type(settings).__name__}")
+        missing = [key for key in ("dataset", "seed") if key not in settings]
+        if missing:
+            raise ValueError(f"{where}: config lacks {missing}, which the evaluation reads: not a run's record")
+        known = {f.name for f in dataclasses.fields(TrainConfig)} - {"resume", "output"}
+        values = {key: value for key, value in settings.items() if key in known}
+        if isinstance(values.get("solver"), str):
+            values["solver"] = saved_preset(values["solver"])
+        procedure = registry.REGISTRY.get(values.get("procedure", "standard"))
+        if procedure is not None:
+            values = {
+                k: v for k, v in values.items() if k not in registry.PROCEDURE_SETTINGS or k in procedure.settings
+            }
+        try:
+            return TrainConfig(**values)
+        except ValueError as error:
+            raise ValueError(f"{where}: config: {error}") from None
+
     @property
     def total_epochs(self) -> int:
         return self.epochs + registry.get(self.procedure).extra_epochs(self)
@@ -195,6 +224,39 @@ class TrainConfig:
     def run_dir(self) -> Path:
         name = f"{self.dataset.split('/')[-1]}-{self.model}-{self.procedure}-s{self.seed}"
         return Path(self.output) if self.output else Path("runs") / name
+
+
+# the accepted interval of each numeric setting, as its brackets read ("(": excluded, "[": included). The upper ends
+# keep every value the optimiser, the filters and the allocator can take (--lr 1e308 overflowed inside the optimiser,
+# --blur-sigma 1e9 asked for a kernel of that size); they lie far beyond any useful setting
+RANGES = {
+    "epochs": ("[", 1, 10**6, "]"),
+    "batch_size": ("[", 1, 2**20, "]"),
+    "grad_accum": ("[", 1, 2**20, "]"),
+    "keep_checkpoints": ("[", 1, 10**6, "]"),
+    "finetune_epochs": ("[", 0, 10**6, "]"),
+    "checkpoint_every": ("[", 0, 2**62, "]"),
+    "workers": ("[", 0, 256, "]"),
+    "image_size": ("[", 1, 8192, "]"),
+    "limit_train": ("[", 1, 2**62, "]"),
+    "limit_test": ("[", 1, 2**62, "]"),
+    "warmup_epochs": ("[", 0, 10**6, "]"),
+    "weight_decay": ("[", 0, 10, "]"),
+    "lr": ("(", 0, 1000, "]"),
+    "finetune_lr": ("(", 0, 1000, "]"),
+    "blur_sigma": ("(", 0, 100, "]"),
+    "lowpass_radius": ("(", 0, 2, "]"),  # a fraction of Nyquist: from √2 on every frequency is kept
+    "tv_weight": ("(", 0, 100, "]"),
+    "noise_sigma": ("(", 0, 1, "]"),  # a standard deviation in [0, 1] units
+    "discrepancy": ("(", 0, 100, "]"),
+    "label_smoothing": ("[", 0, 1, ")"),
+    "val_fraction": ("[", 0, 1, ")"),
+    "sparsity": ("(", 0, 1, "]"),
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def parse_bytes(text: str) -> int:
@@ -262,10 +324,13 @@ def _yaml_settings(path: str) -> dict:
 def parse_args(argv: list[str] | None = None, defaults: dict | None = None) -> TrainConfig:
     """TrainConfig from ``defaults`` (a recipe's), then ``-c`` YAML, then the flags in ``argv``."""
     args = _parser().parse_args(argv)
-    settings = dict(defaults or {})
-    if args.config:
-        settings.update(_yaml_settings(args.config))
-    settings.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
+    given = _yaml_settings(args.config) if args.config else {}
+    given.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
+    settings = {**(defaults or {}), **given}
+    procedure = registry.REGISTRY.get(settings.get("procedure", "standard"))
+    if procedure is not None:  # a recipe's setting for its own procedure does not follow the user to another one
+        settings = {k: v for k, v in settings.items()
+                    if k in given or k not in registry.PROCEDURE_SETTINGS or k in procedure.settings}  # fmt: skip
     if isinstance(settings.get("schedule"), str):
         settings["schedule"] = _floats(settings["schedule"])
     return TrainConfig(**settings)

@@ -3,10 +3,11 @@ training images: smoothing at a sparsity, a baseline's filter or noise, or nothi
 
 Per batch, on the device: uint8 -> float [0, 1] -> ``Smoother.train_batch`` -> augmentation -> step.
 Runs as is under ``python``, ``accelerate launch`` (DDP on GPUs or nodes, several CPU processes), with mixed precision
-and gradient accumulation. A run folder holds ``args.yaml``, ``summary.csv``, TensorBoard logs, ``checkpoints/`` (one
-``save_state`` per epoch and every ``--checkpoint-every`` steps, written to a temporary folder and renamed, so a run
-killed at any moment resumes from its last complete checkpoint, mid-epoch too) and, at the end, ``model.safetensors``
-with ``run.json`` (what ``load_run`` needs).
+and gradient accumulation. A run folder (new, empty or the run's own, locked while a training writes: run_folder.py)
+holds ``args.yaml``, ``summary.csv``, TensorBoard logs, ``checkpoints/`` (one ``save_state`` per epoch and every
+``--checkpoint-every`` steps, written to a temporary folder and renamed, so a run killed at any moment resumes from
+its last complete checkpoint, mid-epoch too) and, at the end, ``model.safetensors`` with ``run.json`` (what
+``load_run`` needs).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
@@ -32,6 +33,7 @@ from ..config import saved_preset
 from ..data import AUGMENT_DRAWS, EpochSampler, Images, augment, check_images, load_data, sample_uniform
 from ..models import create_model
 from ..smoothing import RunInfo
+from . import run_folder
 from .config import TrainConfig, save_yaml
 from .procedures import Smoother, smooth_dataset
 
@@ -162,6 +164,8 @@ def _resume(accelerator: Accelerator, config: TrainConfig, run: Path, progress: 
 
 def _write_summary(path: Path, row: dict | None, keep_epochs: int | None = None) -> None:
     rows = list(csv.DictReader(path.open())) if path.exists() else []
+    if any(not str(r.get("epoch") or "").isdigit() for r in rows):
+        raise ValueError(f"{path} is not this run's summary (a row without an epoch number): move it away to go on")
     if keep_epochs is not None:  # a resumed run rewrites the epochs after its checkpoint
         rows = [r for r in rows if int(r["epoch"]) <= keep_epochs]
     rows += [row] if row else []
@@ -173,19 +177,6 @@ def _write_summary(path: Path, row: dict | None, keep_epochs: int | None = None)
 
 # settings a resumed run may change: they decide how it runs, not what it computes
 RESUMABLE_CHANGES = ("resume", "output", "progress", "log_with", "workers", "checkpoint_every", "keep_checkpoints")
-
-
-def _check_output(run: Path) -> None:
-    """The run folder can be made and written, checked before any data is loaded."""
-    if run.exists() and not run.is_dir():
-        raise ValueError(f"--output {str(run)!r} is a file; a run needs a folder there")
-    existing = run
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"--output {str(run)!r} lies under {str(existing)!r}, which is a file")
-    if not os.access(existing, os.W_OK):
-        raise ValueError(f"--output {str(run)!r}: {str(existing)!r} is not writable")
 
 
 def _check_resumed_settings(config: TrainConfig, run: Path) -> None:
@@ -221,11 +212,41 @@ def train(config: TrainConfig) -> Path:
         log_with=None if config.log_with == "none" else config.log_with,
         project_dir=str(run),
     )
+    if accelerator.mixed_precision != "no" and not accelerator.native_amp:
+        # Accelerate keeps the name but trains in float32 (fp16 on a CPU): run.json would record what did not run
+        raise ValueError(
+            f"--amp-dtype {accelerator.mixed_precision} (given here or by accelerate config) does not run on "
+            f"{accelerator.device.type}: Accelerate would train in float32; use bf16 or no there"
+        )
+    run_folder.check_writable(run, "a run")
     if config.resume is None and (_checkpoints(run) or (run / "model.safetensors").exists()):
         raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --output")
-    _check_output(run)
-    if config.resume is not None:
-        _check_resumed_settings(config, run)
+    lock = _on_main_process(accelerator, lambda: (run_folder.claim(run), run_folder.Lock(run))[1])
+    try:
+        if config.resume is not None:
+            _check_resumed_settings(config, run)
+        return _train(config, accelerator, run)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _on_main_process(accelerator: Accelerator, action):
+    """``action()`` on the main process (None on the others); a ValueError it raises is raised on every process."""
+    result, error = None, None
+    if accelerator.is_main_process:
+        try:
+            result = action()
+        except ValueError as raised:
+            error = str(raised)
+    if accelerator.num_processes > 1:
+        error = broadcast_object_list([error])[0]
+    if error is not None:
+        raise ValueError(error)
+    return result
+
+
+def _train(config: TrainConfig, accelerator: Accelerator, run: Path) -> Path:
     set_seed(config.seed)
     with accelerator.main_process_first():  # the main process builds the datasets caches, the others read them
         data = load_data(
@@ -383,6 +404,8 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tup
     if not (run / "model.safetensors").exists() or not (run / "run.json").exists():
         raise FileNotFoundError(f"{run} holds no finished run (model.safetensors and run.json are written at the end)")
     info = RunInfo.read(run / "run.json")
+    settings = TrainConfig.from_record(info.config, str(run / "run.json"))  # every field's type and range
+    info = dataclasses.replace(info, config=dataclasses.asdict(settings))
     model = create_model(info.model, num_classes=info.num_classes, image_size=info.image_size)
     try:
         weights = load_file(str(run / "model.safetensors"), device=str(device))
@@ -390,6 +413,12 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tup
         raise ValueError(
             f"{run / 'model.safetensors'} cannot be read ({error}): the file is damaged or incomplete"
         ) from None
+    broken = [name for name, t in weights.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if broken:
+        raise ValueError(
+            f"{run / 'model.safetensors'} holds NaN or Inf in {broken[:5]}{' ...' if len(broken) > 5 else ''}: "
+            "the training diverged (a lower --lr, or --amp-dtype bf16 instead of fp16), or the file is damaged"
+        )
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..config import PRESETS
 from ..data import to_tensor
-from ..ops.lbi.path import PathState
+from ..ops.lbi.path import PathState, StateRecord
 from . import registry
 from .config import TrainConfig, parse_bytes
 
@@ -28,23 +28,36 @@ def path_state_bytes(channels: int, height: int, width: int, momentum: bool) -> 
 
 
 class PathCache:
-    """Per-instance path states of a whole training set, in host memory, zero (= the path's start) until visited."""
+    """Per-instance path states of a whole training set, in host memory, zero (= the path's start) until visited,
+    with their records (``StateRecord``: each image's fingerprint and the sparsity it has reached), so that every
+    visit is checked to continue the same image's path."""
 
     def __init__(self, size: int, image_shape: tuple[int, int, int], momentum: bool):
         c, h, w = image_shape
         shapes = [(c, h, w), (c, h, w - 1), (c, h - 1, w)] * (2 if momentum else 1)
         self.tensors = [torch.zeros(size, *shape) for shape in shapes]
         self.iterations = torch.zeros(size, dtype=torch.int64)
+        self.record = StateRecord.blank(size, torch.device("cpu"))  # solver and channels: those of the first visit
         self.momentum = momentum
 
     def take(self, index: torch.Tensor, device: torch.device) -> PathState:
         t = [x[index].to(device) for x in self.tensors]
-        return PathState(t[0], t[1], t[2], tuple(t[3:]) if self.momentum else None, self.iterations[index].to(device))
+        record = StateRecord(
+            self.record.solver,
+            self.record.channels,
+            self.record.fingerprints[index].to(device),
+            self.record.targets[index].to(device),
+        )
+        prev = tuple(t[3:]) if self.momentum else None
+        return PathState(t[0], t[1], t[2], prev, self.iterations[index].to(device), record)
 
     def put(self, index: torch.Tensor, state: PathState) -> None:
         for dst, src in zip(self.tensors, state.tensors()):
             dst[index] = src.cpu()
         self.iterations[index] = state.iterations.cpu()
+        self.record.solver, self.record.channels = state.record.solver, state.record.channels
+        self.record.fingerprints[index] = state.record.fingerprints.cpu()
+        self.record.targets[index] = state.record.targets.cpu()
 
 
 class Smoother:

@@ -35,14 +35,16 @@ class Procedure:
     """One way of training. ``sparsity_at(config, epoch)``: the sparsity the epoch's images are smoothed at (None:
     not smoothed); ``transform(config, x, epoch, index)``: what a baseline does to a batch instead (None: nothing),
     or, for a procedure that also smooths, to the batch before its smoothing;
-    ``problem(config)``: why the settings do not fit it (None: they do); ``extra_epochs``: epochs after
+    ``settings``: the settings of ``PROCEDURE_SETTINGS`` it reads (any other one changed from its default is
+    refused: it would act on nothing); ``problem(config)``: why the settings do not fit it (None: they do);
+    ``extra_epochs``: epochs after
     ``config.epochs``; ``test_sparsity``: the sparsity its test-time smoothing uses; ``smoothed_at_test``: whether
     the comparison also evaluates it with test-time smoothing; ``epoch_split``: how the comparison divides an epoch
-    budget (settings dict -> settings dict); ``can_cache``: whether its smoothed training set can be computed once
-    (``--cache-smoothed``)."""
+    budget (settings dict -> settings dict)."""
 
     name: str
     help: str
+    settings: tuple[str, ...] = ("sparsity",)  # sparsity: the test-time smoothing's, unless the procedure says
     sparsity_at: Callable[[TrainConfig, int], float | None] = _never
     transform: Transform | None = None
     problem: Callable[[TrainConfig], str | None] = _no_problem
@@ -50,7 +52,6 @@ class Procedure:
     test_sparsity: Callable[[TrainConfig], float] = lambda config: config.sparsity
     smoothed_at_test: bool = True
     epoch_split: Callable[[dict], dict] = lambda settings: settings
-    can_cache: bool = False  # its smoothed training set can be computed once (--cache-smoothed)
     # a baseline's filter at test time, from the run's settings: (filter of a [0, 1] batch, whether the attacks can
     # differentiate it exactly); None: it has none (noise augmentation, the ISVS procedures: their smoothing instead)
     test_filter: Callable[[dict], tuple[Callable[[torch.Tensor], torch.Tensor], bool]] | None = None
@@ -83,8 +84,8 @@ register(
     Procedure(
         "fixed",
         "every epoch smoothed at --sparsity",
+        settings=("sparsity", "cache_smoothed"),
         sparsity_at=lambda config, epoch: config.sparsity,
-        can_cache=True,
     )
 )
 
@@ -111,6 +112,7 @@ register(
     Procedure(
         "iterative",
         "coarse to fine: one stage of epochs per --schedule sparsity, each image's path continued",
+        settings=("schedule", "path_state_budget"),  # its test-time sparsity is the last stage's
         sparsity_at=_stage,
         problem=_iterative_problem,
         test_sparsity=lambda config: config.schedule[-1],
@@ -131,6 +133,7 @@ register(
     Procedure(
         "finetune",
         "--epochs standard, then --finetune-epochs smoothed at --sparsity",
+        settings=("sparsity", "finetune_epochs", "finetune_lr"),
         sparsity_at=lambda config, epoch: config.sparsity if epoch >= config.epochs else None,
         problem=_finetune_problem,
         extra_epochs=lambda config: config.finetune_epochs,
@@ -163,23 +166,40 @@ def _filter(function, setting: str, differentiable: bool):
     return lambda settings: (lambda x: function(x, settings[setting]), differentiable)
 
 
-for _name, _help, _transform, _test_filter in (
-    ("blur", "Gaussian blur of --blur-sigma pixels", _blur, _filter(gaussian_blur, "blur_sigma", True)),
+for _name, _help, _setting, _transform, _test_filter in (
+    ("blur", "Gaussian blur of --blur-sigma pixels", "blur_sigma", _blur, _filter(gaussian_blur, "blur_sigma", True)),
     (
         "lowpass",
         "spatial frequencies up to --lowpass-radius of Nyquist",
+        "lowpass_radius",
         _lowpass,
         _filter(lowpass, "lowpass_radius", True),
     ),
-    ("tv", "TV-Chambolle denoising at --tv-weight", _tv, _filter(tv_chambolle, "tv_weight", False)),
-    ("noise", "Gaussian-noise augmentation, sigma uniform in [0, --noise-sigma] per image", _noise, None),
+    ("tv", "TV-Chambolle denoising at --tv-weight", "tv_weight", _tv, _filter(tv_chambolle, "tv_weight", False)),
+    (
+        "noise",
+        "Gaussian-noise augmentation, sigma uniform in [0, --noise-sigma] per image",
+        "noise_sigma",
+        _noise,
+        None,
+    ),
 ):
-    register(Procedure(_name, _help, transform=_transform, smoothed_at_test=False, test_filter=_test_filter))
+    register(
+        Procedure(
+            _name,
+            _help,
+            settings=("sparsity", _setting),
+            transform=_transform,
+            smoothed_at_test=False,
+            test_filter=_test_filter,
+        )
+    )
 
 register(
     Procedure(
         "fixed-noise",
         "ISVS with noise augmentation: Gaussian noise as --procedure noise, then smoothed at --sparsity",
+        settings=("sparsity", "noise_sigma"),
         sparsity_at=lambda config, epoch: config.sparsity,
         transform=_noise,
     )
@@ -187,3 +207,5 @@ register(
 
 PROCEDURES = tuple(name for name, p in REGISTRY.items() if not p.baseline)  # the ISVS procedures
 BASELINES = tuple(name for name, p in REGISTRY.items() if p.baseline)  # the alternatives, applied like `fixed`
+# the settings that belong to some procedures only: TrainConfig refuses one set for a procedure that does not read it
+PROCEDURE_SETTINGS = tuple(dict.fromkeys(name for p in REGISTRY.values() for name in p.settings))

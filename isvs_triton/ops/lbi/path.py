@@ -11,8 +11,9 @@ support, each with its counts) in its own loops; the torch versions here serve t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import torch
@@ -24,25 +25,84 @@ NO_LIMIT = -1.0  # residual limit of an image without a noise stop: a sum of squ
 
 
 @dataclass
+class StateRecord:
+    """What a ``PathState`` was built for, so that it is continued only along the same path: the solver constants
+    (its iteration budget aside), the channel mode, each image's ``fingerprint`` and the highest sparsity each image
+    has been advanced to (0: not yet). ``sparsify(..., state=)`` fills it at the first call and refuses, at every
+    later one, other constants, another channel mode, other images or a lower target. ``solver`` and ``channels``
+    are None until the first call."""
+
+    solver: SolverConfig | None  # with max_iter = 0: a budget does not change the path
+    channels: str | None
+    fingerprints: torch.Tensor  # (B,) int64
+    targets: torch.Tensor  # (B,) float64
+
+    @staticmethod
+    def blank(batch: int, device: torch.device) -> StateRecord:
+        return StateRecord(
+            None,
+            None,
+            torch.zeros(batch, dtype=torch.int64, device=device),
+            torch.zeros(batch, dtype=torch.float64, device=device),
+        )
+
+
+@dataclass
 class PathState:
-    """Split LBI state of a batch; z is split into horizontal (B, C, H, W-1) and vertical (B, C, H-1, W) edges."""
+    """Split LBI state of a batch; z is split into horizontal (B, C, H, W-1) and vertical (B, C, H-1, W) edges.
+
+    ``record`` says what the state was built for (``StateRecord``); the backends' internal copies carry None."""
 
     beta: torch.Tensor  # (B, C, H, W), on the scaled image scale * x
     zh: torch.Tensor
     zv: torch.Tensor
     prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # (beta, zh, zv) one iteration back, momentum only
     iterations: torch.Tensor  # (B,) int64
+    record: StateRecord | None = field(default=None, compare=False)
 
     @staticmethod
     def zeros(x: torch.Tensor, momentum: bool) -> PathState:
+        """The path's start for the (B, C, H, W) batch x (a blank image); ``momentum``: keep the previous iterate
+        too, as the explicit presets with momentum (``FAST``, ``FAITHFUL``) need."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            raise ValueError(f"PathState.zeros takes a (B, C, H, W) tensor, got {describe(x)}")
+        if not isinstance(momentum, bool):
+            raise TypeError(f"momentum must be a bool, got {momentum!r}")
+        dtype = x.dtype if x.dtype == torch.float64 else torch.float32  # the math's dtype (float32 for uint8 and half)
         b, c, h, w = x.shape
         shapes = (b, c, h, w), (b, c, h, w - 1), (b, c, h - 1, w)
-        beta, zh, zv = (x.new_zeros(shape) for shape in shapes)
-        prev = tuple(x.new_zeros(shape) for shape in shapes) if momentum else None  # zeros: cheaper than clones
-        return PathState(beta, zh, zv, prev, torch.zeros(b, dtype=torch.int64, device=x.device))
+        beta, zh, zv = (torch.zeros(shape, dtype=dtype, device=x.device) for shape in shapes)
+        prev = tuple(torch.zeros_like(t) for t in (beta, zh, zv)) if momentum else None  # zeros: cheaper than clones
+        iterations = torch.zeros(b, dtype=torch.int64, device=x.device)
+        return PathState(beta, zh, zv, prev, iterations, StateRecord.blank(b, x.device))
 
     def tensors(self) -> list[torch.Tensor]:
         return [self.beta, self.zh, self.zv, *(self.prev or ())]
+
+
+def describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} of shape {tuple(value.shape)} on {value.device}"
+    return type(value).__name__
+
+
+FINGERPRINT_LEVELS = 4095  # 12 bits per pixel value: every uint8 value apart, float images to ~1e-4
+
+
+def fingerprint(x: torch.Tensor) -> torch.Tensor:
+    """(B,) int64: a weighted sum of each image's values quantised to 12 bits, summed in integers, so that the same
+    image gives the same number in any batch and on any device. What a ``StateRecord`` knows its images by."""
+    flat = x.reshape(x.shape[0], -1)
+    levels = (flat * FINGERPRINT_LEVELS).round_().to(torch.int32)
+    weights = _fingerprint_weights(flat.shape[1], str(flat.device))
+    return (levels * weights).sum(1, dtype=torch.int64)  # < 2^28 per product: no int32 overflow before the sum
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint_weights(n: int, device: str) -> torch.Tensor:
+    # a fixed pseudo-random weight in [1, 65521] per position (Knuth's multiplicative hash): a permutation of the
+    # pixels, or a change that keeps the sum, changes the fingerprint
+    return ((torch.arange(n, dtype=torch.int64) * 2654435761) % 65521 + 1).to(device, torch.int32)
 
 
 @dataclass
