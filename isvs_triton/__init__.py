@@ -7,6 +7,17 @@ from .ops.lbi.path import PathState, StateRecord
 from .transforms import Sparsify, SparsifyLayer
 
 __version__ = "0.1.0"
+SUBPACKAGES = ("data", "models", "robustness", "train")  # imported on first use: ``isvs_triton.train.load_run``
+
+
+def __getattr__(name: str):
+    if name in SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT",
     "EVENTS",

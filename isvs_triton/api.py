@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import backends
-from .config import CHANNEL_MODES, DEFAULT, INTEGRATORS, PRESETS, PROJECTIONS, SolverConfig
+from .config import CHANNEL_MODES, DEFAULT, INTEGRATORS, NOISE_MODES, PRESETS, PROJECTIONS, SolverConfig
 from .info import SparsifyInfo
 from .ops import noise as ops_noise
 from .ops.lbi.path import PathState, StateRecord, describe, fingerprint
@@ -147,8 +147,8 @@ def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[
     xf = x.to(math_dtype)
     inside = True  # whether the values lie in [lo, hi] already (then [0, 1] needs no clamp)
     if xf.numel():
-        # one pass for both checks: min and max propagate NaN and show an Inf (torch.isfinite(xf).all() took ~1.5 ms
-        # of a ~30 ms call at 32x32, B=256, on the 2-core CPU)
+        # one pass for both checks: min and max propagate NaN and show an Inf (a separate isfinite pass is a
+        # noticeable share of a small batch's call)
         low, high = (float(v) for v in torch.aminmax(xf))
         if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError("the images contain NaN or Inf values")
@@ -166,7 +166,7 @@ def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[
         xf = ((xf - lo) / (hi - lo)).clamp_(0, 1)
     elif not inside:  # within the tolerance: a new tensor, x itself stays as given
         xf = xf.clamp(0, 1)
-    # else float images in [0, 1]: the batch is x itself, which no backend writes to (a copy took ~1 ms at 32x32)
+    # else float images in [0, 1]: the batch is x itself, which no backend writes to (no copy per call)
 
     def restore(y: torch.Tensor) -> torch.Tensor:
         y = y.clamp(0, 1) if unit else y.clamp(0, 1) * (hi - lo) + lo
@@ -241,7 +241,6 @@ def _per_image_sparsity(sparsity: torch.Tensor, batch: torch.Tensor, unbatched: 
 
 
 # --------------------------------------------------------------------------------------------------- noise
-NOISE_MODES = ("auto",)  # the named values of ``noise=`` besides None, a number and a (B,) tensor
 
 
 def _noise_levels(noise, batch: torch.Tensor, unbatched: bool, width: float) -> torch.Tensor | None:
@@ -269,7 +268,7 @@ def estimate_noise(x, *, per_channel: bool = False, value_range: tuple[float, fl
 
     The median absolute response of Immerkær's Laplacian-difference mask, scaled to a Gaussian's sigma
     (``isvs_triton/ops/noise.py``): O(H W), on the input's device. Texture and edges bias it upward a little on
-    clean images (docs/calibration.md, "Noise estimate"); images smaller than 3x3 get 0.
+    clean images (docs/notes/calibration.md, "Noise estimate"); images smaller than 3x3 get 0.
 
     Args:
         x: any input ``sparsify`` accepts (tensor (C, H, W) / (B, C, H, W), numpy array, PIL image).

@@ -98,7 +98,6 @@ try:  # triton has no wheels for some platforms (macOS, Windows); the other back
 except ImportError as error:  # pragma: no cover - depends on the platform
     UNAVAILABLE["triton"] = f"needs the triton package, which cannot be imported here ({error})"
 
-BACKENDS = REGISTRY  # name -> Backend (callable as its solve)
 CONTINUING = tuple(name for name, backend in REGISTRY.items() if backend.can_continue)
 
 

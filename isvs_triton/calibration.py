@@ -1,4 +1,4 @@
-"""Fidelity of a solver configuration to the reference path (docs/calibration.md), used by tools/calibrate.py and
+"""Fidelity of a solver configuration to the reference path (docs/notes/calibration.md), used by tools/calibrate.py and
 the tests.
 
 Fidelity compares a configuration's output with the reference-constants output at the same target sparsity on the
@@ -10,7 +10,7 @@ same images. Three measures per image:
   (0 = the reference output, 1 = as far from it as the unsmoothed input).
 
 The last one exists because PSNR alone flatters: at sparsity 0.6 on 32x32 crops the reference changes the image
-only slightly, so returning the input unchanged already scores ~43 dB (docs/calibration.md).
+only slightly, so returning the input unchanged already scores ~43 dB (docs/notes/calibration.md).
 
 And what the path is for, denoising: ``oracle_denoising`` (the best stop of a sparsity grid per image, chosen knowing
 the clean image) against ``chambolle_oracle`` (scikit-image's TV denoiser at its best weight, chosen the same way).

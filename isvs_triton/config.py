@@ -23,12 +23,14 @@ import torch
 CHANNEL_MODES = ("independent", "joint")
 # what an image's output is at its stop: "input" (the mean of x over each region), "beta" (the mean of beta / scale),
 # "none" (beta / scale itself), or "auto" (the default): "input" for an image stopped by its sparsity target or the
-# budget, "none" for one stopped by its noise level, where the support has barely formed (docs/calibration.md)
+# budget, "none" for one stopped by its noise level, where the support has barely formed (docs/notes/calibration.md)
 PROJECTIONS = ("auto", "input", "beta", "none")
 # why an image stopped (SparsifyInfo.stopped_by): its target sparsity, its noise level, or the iteration budget
 STOP_RULES = ("sparsity", "noise", "budget")
 # how the path is integrated: the Split LBI step (the definition), or its large-kappa limit between activation events
 INTEGRATORS = ("explicit", "events")
+# the named values of ``noise=`` besides None, a number and a (B,) tensor: "auto", each image's estimated sigma
+NOISE_MODES = ("auto",)
 
 
 @dataclass(frozen=True)
@@ -60,25 +62,28 @@ class SolverConfig:
 
 # The definition of the path: faithful by construction, but ~20,000 iterations per 32x32 image (docs/performance.md).
 REFERENCE = SolverConfig()
-# The fastest explicit preset (tools/calibrate.py, docs/calibration.md), the default until 2026-12-04: on 32x32
-# crops at sparsity 0.6, median 12 / max 23 iterations, but relative error 0.67 mean / 0.91 worst to the reference
-# output. Since a path with (kappa, scale) equals the path with (kappa / scale, scale 1), a large scale is a small
-# effective kappa: fast, and further from the reference path.
+# The fastest explicit preset (tools/calibrate.py; docs/solver.md has its iterations and its distance to the
+# reference output). Since a path with (kappa, scale) equals the path with (kappa / scale, scale 1), a large scale is
+# a small effective kappa: fast, and further from the reference path.
 FAST = SolverConfig(kappa=10.0, nu=3.0, step=1.0, scale=400.0, momentum=0.9, max_iter=128)
-# Closer to the reference (relative error 0.32 instead of 0.67) at ~8x the iterations.
+# Closer to the reference than FAST, at several times its iterations (docs/solver.md).
 FAITHFUL = SolverConfig(kappa=10.0, nu=1.0, step=1.0, scale=30.0, momentum=0.9, max_iter=2000)
 # The path's large-kappa limit in steps that each activate 4.5% of an image's jumps (kappa only sizes z on the active
-# edges, scale only sets the time axis, step and momentum do not apply): at sparsity 0.6 on 32x32 crops relative
-# error 0.23-0.25 median and 0.31-0.55 worst over four crop sets, in 13 steps for (almost) every image, at 2.8-3.1x
-# FAST's CPU time at 32x32 and 2.4-3.2x at 224x224 (five bench runs; docs/calibration.md, "The events integrator
-# becomes the default"): the fidelity targets, and the 3x time bound at the median run, so it is the default.
+# edges, scale only sets the time axis, step and momentum do not apply): the closest preset to the reference path,
+# in the same number of steps for (almost) every image; why it is the default, and what it costs against FAST, is in
+# docs/solver.md.
 EVENTS = SolverConfig(nu=1.0, integrator="events", events=0.045, tolerance=1e-3, max_iter=1000)
 # What sparsify / Sparsify / training use when no solver option is given.
 DEFAULT = EVENTS
 # the presets by name (training and evaluation settings name them); DEFAULT_PRESET is DEFAULT's name among them
 PRESETS = {"events": EVENTS, "fast": FAST, "faithful": FAITHFUL}
 DEFAULT_PRESET = next(name for name, preset in PRESETS.items() if preset is DEFAULT)
-# Saved runs before 2026-12-04 name their solver "default", which then meant FAST's constants: they load as "fast".
+# What training smooths with unless told otherwise: the cheapest preset on the devices training runs on, among those
+# that train models as robust as the default's (FAST: no significant difference to EVENTS on Fashion-MNIST, a third
+# of its CPU time, and the GPU kernels that have been measured; docs/solver.md). sparsify keeps DEFAULT, the faithful
+# path; training moves to it once a GPU measurement puts it within 1.5x of FAST at the recipes' sizes.
+TRAINING_PRESET = "fast"
+# Older saved runs name their solver "default", which meant FAST's constants: they load as "fast" (CHANGELOG.md).
 LEGACY_PRESETS = {"default": "fast"}
 
 

@@ -1,39 +1,22 @@
 """Image classification data through Hugging Face ``datasets``: Hub ids, local copies, and an embedded default.
 
-``load_data`` returns the train and test splits with their columns renamed to ``image`` / ``label``;
-``Images`` turns a split into uint8 (C, H, W) tensors of one size for a ``DataLoader``; ``augment`` is the standard
-augmentation, applied on the device to a whole batch (after smoothing, so that every epoch smooths the same image).
+``load_data`` returns the train and test splits with their columns renamed to ``image`` / ``label``; ``Images``
+turns a split into uint8 (C, H, W) tensors of one size for a ``DataLoader``; ``EpochSampler`` orders an epoch.
 
-The embedded default, ``photo-patches``, needs no network: 32x32 patches of ten photographs that ship inside
-scikit-image's wheel, one class per photograph. Training patches come from the left three quarters of each photograph
-and test patches from the right quarter, so no test pixel was ever seen in training.
+The embedded default, ``photo-patches`` (``samples.photo_patches``), needs no network: 32x32 patches of ten
+photographs that ship inside scikit-image's wheel, one class per photograph.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 EMBEDDED = "photo-patches"
-# skimage.data functions: the colour photographs and three grey textures bundled in its wheel, one class each
-_PHOTO_CLASSES = (
-    "astronaut",
-    "coffee",
-    "chelsea",
-    "rocket",
-    "immunohistochemistry",
-    "hubble_deep_field",
-    "retina",
-    "brick",
-    "grass",
-    "gravel",
-)
 _IMAGE_COLUMNS = ("image", "img", "picture")
 _LABEL_COLUMNS = ("label", "labels", "fine_label", "class")
 _TEST_SPLITS = ("validation", "valid", "val", "test")
@@ -56,43 +39,6 @@ class Data:
     image_size: int
     name: str
     validation: object = None  # held out of the training split (``val_fraction``), or None
-
-
-# ------------------------------------------------------------------------------------------------- embedded data
-@functools.lru_cache(maxsize=2)  # ~2 s to build; datasets are immutable (select/rename return new ones)
-def photo_patches(size: int = 32, train_per_class: int = 320, test_per_class: int = 80, seed: int = 0):
-    """The embedded dataset as a ``datasets.DatasetDict`` (train / test), identical on every machine for a seed.
-
-    Patches flatter than std 0.02 (black sky, retina background) are redrawn: they carry no class."""
-    import datasets
-    import skimage.data
-
-    generator = np.random.default_rng(seed)
-    splits = {"train": ([], []), "test": ([], [])}
-    for label, name in enumerate(_PHOTO_CLASSES):
-        photo = getattr(skimage.data, name)()
-        photo = np.repeat(photo[..., None], 3, axis=2) if photo.ndim == 2 else photo
-        boundary = photo.shape[1] * 3 // 4
-        for split, (lo, hi), count in (
-            ("train", (0, boundary), train_per_class),
-            ("test", (boundary, None), test_per_class),
-        ):
-            region = photo[:, lo:hi]
-            images, labels = splits[split]
-            while len(labels) < count * (label + 1):
-                top = generator.integers(0, region.shape[0] - size + 1)
-                left = generator.integers(0, region.shape[1] - size + 1)
-                patch = region[top : top + size, left : left + size]
-                if patch.std() / 255 >= 0.02:
-                    images.append(patch)
-                    labels.append(label)
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(_PHOTO_CLASSES))})
-    return datasets.DatasetDict(
-        {
-            split: datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
-            for split, (images, labels) in splits.items()
-        }
-    )
 
 
 # ------------------------------------------------------------------------------------------------------- loading
@@ -120,16 +66,44 @@ def _load(name: str, data_dir: str | None):
                 "save_to_disk folder, a folder of parquet or arrow files, or an imagefolder (class sub-folders)"
             ) from None
     if name == EMBEDDED:
+        from .samples import photo_patches
+
         return photo_patches()
+    offline = bool(datasets.config.HF_HUB_OFFLINE)
+    unreachable = None if offline else _hub_unreachable()
+    if unreachable:  # datasets would retry for half a minute before saying so
+        raise DataError(
+            f"cannot reach the Hugging Face Hub ({unreachable}) to load {name!r}: pass --data-dir DIR with a local "
+            "copy, or set HF_HUB_OFFLINE=1 to load it from the datasets cache"
+        )
     try:
         return datasets.load_dataset(name)
     except Exception as error:  # noqa: BLE001
+        first = str(error).splitlines()[0][:200] if str(error) else ""
+        where = "in the datasets cache (HF_HUB_OFFLINE is set)" if offline else "on the Hugging Face Hub"
         raise DataError(
-            f"could not load dataset {name!r} from the Hugging Face Hub ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}). Without network access, copy it here first, "
-            f"e.g. elsewhere `datasets.load_dataset({name!r}).save_to_disk(DIR)` or `hf download {name} "
-            f"--repo-type dataset --local-dir DIR`, and pass --data-dir DIR; or use the embedded --dataset {EMBEDDED}"
+            f"could not load dataset {name!r} {where}: {type(error).__name__}: {first}. Pass --data-dir DIR with a "
+            f"local copy (`hf download {name} --repo-type dataset --local-dir DIR` where there is network)"
         ) from None
+
+
+HUB_TIMEOUT = 3.0  # seconds to wait for the Hub's TCP handshake before calling it unreachable
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hub endpoint cannot be reached (None: it answers a TCP connection within HUB_TIMEOUT)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    host, port = endpoint.hostname or "", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=HUB_TIMEOUT).close()
+        return None
+    except OSError as error:
+        return f"{host}:{port}: {error.strerror or type(error).__name__}"
 
 
 def _column(split, asked: str | None, candidates: tuple[str, ...], kind, what: str) -> str:
@@ -317,65 +291,43 @@ def _readable(image, name: str, row: int):
 
 
 class EpochSampler(torch.utils.data.Sampler):
-    """A permutation drawn from (seed, epoch): the same order after a resume, whatever the RNG state is then.
+    """An epoch's order drawn from (seed, epoch): the same after a resume, whatever the RNG state is then.
+
+    One process (``shards`` 1): a permutation of the whole set. ``shards`` processes (Accelerate hands process p the
+    batches p, p + N, p + 2N, ...): a rank-stable partition instead, so that each image is seen by the same process
+    every epoch (that process keeps its path state, ``PathCache``): the set is cut once, by the seed, into ``shards``
+    equal shards (the remainder left out, as ``drop_last`` would); each epoch permutes each shard on its own and
+    interleaves their batches of ``batch_size``, so that process p's batches are all from shard p.
 
     Set ``epoch`` before iterating (no ``set_epoch`` on purpose: Accelerate would call it with its own counter)."""
 
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
+    def __init__(self, size: int, seed: int, shards: int = 1, batch_size: int = 1):
+        if shards > 1 and size // shards < batch_size:
+            raise DataError(f"{size} images make no batch of {batch_size} on each of {shards} processes")
+        self.size, self.seed, self.shards, self.batch_size, self.epoch = size, seed, shards, batch_size, 0
 
     def __len__(self) -> int:
-        return self.size
+        if self.shards == 1:
+            return self.size
+        return self.size // self.shards // self.batch_size * self.batch_size * self.shards
+
+    def shard(self, rank: int) -> torch.Tensor:
+        """The dataset indices that process ``rank`` sees, every epoch (all of them with one shard)."""
+        if self.shards == 1:
+            return torch.arange(self.size)
+        per = self.size // self.shards
+        return torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed))[
+            rank * per : (rank + 1) * per
+        ]
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-
-# ---------------------------------------------------------------------------------------------------- augmentation
-_MASK32 = 0xFFFFFFFF
-
-
-def _hash32(x: torch.Tensor) -> torch.Tensor:
-    """An integer hash of 32-bit values held in int64 (lowbias32); products wrap, the mask keeps the low 32 bits."""
-    x = x & _MASK32
-    x = ((x ^ (x >> 16)) * 0x7FEB352D) & _MASK32
-    x = ((x ^ (x >> 15)) * 0x846CA68B) & _MASK32
-    return x ^ (x >> 16)
-
-
-def sample_uniform(index: torch.Tensor, epoch: int, seed: int, count: int) -> torch.Tensor:
-    """(B, count) float32 in [0, 1), a function of (seed, epoch, image index) only: an image's augmentation does not
-    depend on the batch it lands in, the number of processes, or the RNG state after a resume."""
-    key = _hash32(_hash32(torch.tensor(seed, dtype=torch.int64)) ^ epoch) ^ index.to(torch.int64).cpu()
-    bits = _hash32(_hash32(key)[:, None] ^ _hash32(torch.arange(1, count + 1)))
-    return (bits >> 8).float() / 2**24  # 24 bits: exact in float32, so never 1.0
-
-
-AUGMENT_DRAWS = 5
-
-
-def augment(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Standard augmentation of a float batch (B, C, H, W) on its device; ``u`` (B, AUGMENT_DRAWS) uniform draws.
-
-    Up to 64 px: random crop with 4 px reflect padding + horizontal flip (CIFAR). Above: random-resized-crop
-    (area 8-100 %, aspect 3/4-4/3, bilinear) + horizontal flip (ImageNet)."""
-    b, _, h, w = x.shape
-    flip = u[:, 0] < 0.5
-    if max(h, w) <= SMALL_SIDE:
-        pad = 4
-        top, left = (u[:, 1] * (2 * pad + 1)).long(), (u[:, 2] * (2 * pad + 1)).long()
-        rows = (top[:, None] + torch.arange(h)).to(x.device)  # (B, H)
-        cols = (left[:, None] + torch.arange(w)).to(x.device)  # (B, W)
-        cols = torch.where(flip.to(x.device)[:, None], cols.flip(1), cols)
-        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-        batch = torch.arange(b, device=x.device)[:, None, None]
-        return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
-    area = 0.08 + 0.92 * u[:, 1]
-    ratio = torch.exp(np.log(3 / 4) + np.log(16 / 9) * u[:, 2])
-    sw, sh = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)  # crop side / image side
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0], theta[:, 1, 1] = torch.where(flip, -sw, sw), sh
-    theta[:, 0, 2], theta[:, 1, 2] = (u[:, 3] * 2 - 1) * (1 - sw), (u[:, 4] * 2 - 1) * (1 - sh)  # centre in [-1, 1]
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        if self.shards == 1:
+            return iter(torch.randperm(self.size, generator=generator).tolist())
+        batches = self.size // self.shards // self.batch_size
+        orders = []
+        for rank in range(self.shards):
+            shard = self.shard(rank)
+            shard = shard[torch.randperm(len(shard), generator=generator)]
+            orders.append(shard[: batches * self.batch_size].view(batches, self.batch_size))
+        return iter(torch.stack(orders, 1).flatten().tolist())  # batch k of shard 0, of shard 1, ..., then k + 1

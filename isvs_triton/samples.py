@@ -1,9 +1,14 @@
-"""Real photographs that ship inside pip packages (scikit-image), for tests, tools and demos with no network."""
+"""Real photographs that ship inside pip packages (scikit-image), for tests, tools and demos with no network, and the
+embedded dataset cut from them (``photo_patches``, the ``photo-patches`` of ``load_data``)."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
+
+from .config import CHANNEL_MODES
 
 # colour photographs bundled in scikit-image's wheel (no download on first use)
 PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -47,4 +52,55 @@ def add_crop_arguments(parser) -> None:
     parser.add_argument("--count", type=int, default=64, help="number of crops")
     parser.add_argument("--seed", type=int, default=0, help="seed of the crop positions")
     parser.add_argument("--sparsity", type=float, default=0.6, help="target sparsity")
-    parser.add_argument("--channels", default="independent", choices=["independent", "joint"])
+    parser.add_argument("--channels", default="independent", choices=CHANNEL_MODES, help="the channel mode")
+
+
+# skimage.data functions: the colour photographs and three grey textures bundled in its wheel, one class each
+PATCH_CLASSES = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
+    "brick",
+    "grass",
+    "gravel",
+)
+
+
+@functools.lru_cache(maxsize=2)  # ~2 s to build; datasets are immutable (select/rename return new ones)
+def photo_patches(size: int = 32, train_per_class: int = 320, test_per_class: int = 80, seed: int = 0):
+    """The embedded dataset as a ``datasets.DatasetDict`` (train / test), identical on every machine for a seed.
+
+    Patches flatter than std 0.02 (black sky, retina background) are redrawn: they carry no class."""
+    import datasets
+    import skimage.data
+
+    generator = np.random.default_rng(seed)
+    splits = {"train": ([], []), "test": ([], [])}
+    for label, name in enumerate(PATCH_CLASSES):
+        photo = getattr(skimage.data, name)()
+        photo = np.repeat(photo[..., None], 3, axis=2) if photo.ndim == 2 else photo
+        boundary = photo.shape[1] * 3 // 4
+        for split, (lo, hi), count in (
+            ("train", (0, boundary), train_per_class),
+            ("test", (boundary, None), test_per_class),
+        ):
+            region = photo[:, lo:hi]
+            images, labels = splits[split]
+            while len(labels) < count * (label + 1):
+                top = generator.integers(0, region.shape[0] - size + 1)
+                left = generator.integers(0, region.shape[1] - size + 1)
+                patch = region[top : top + size, left : left + size]
+                if patch.std() / 255 >= 0.02:
+                    images.append(patch)
+                    labels.append(label)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(PATCH_CLASSES))})
+    return datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+            for split, (images, labels) in splits.items()
+        }
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import FAST, SolverConfig
+from .config import EVENTS, FAST, INTEGRATORS, SolverConfig
 
 # Short but genuine paths for tests: the reference constants with a larger intensity scale (iterations ~ 1/scale),
 # and the same with Nesterov momentum. Every backend runs the same equations whatever the constants.
@@ -49,6 +49,25 @@ def assert_backend_agrees(backend: str, x: torch.Tensor, sparsity: float, agains
     return info
 
 
+def waiting_times(rng, trials: int, longest: int):
+    """(values, n, k) cases for a step's order statistic: float32 waiting times spread over decades, with ties (every
+    third trial), zeros, small negative values (a joint edge rounding inside the unit ball) and infinities (edges not
+    waiting); k a rank among the finite ones. ``rng``: a numpy Generator."""
+    import numpy as np
+
+    for trial in range(trials):
+        n = int(rng.integers(1, longest))
+        values = rng.lognormal(0.0, 3.0, n).astype(np.float32)
+        values[rng.random(n) < 0.2] = np.inf
+        values[rng.random(n) < 0.05] = 0.0
+        values[rng.random(n) < 0.02] = -1e-7
+        if trial % 3 == 0:
+            values = np.round(values, 1)
+        finite = int(np.isfinite(values).sum())
+        if finite:
+            yield values, n, int(rng.integers(0, finite))
+
+
 def images_stopping_far_apart() -> torch.Tensor:
     """(3, 3, 10, 12): noise (stops within a few iterations), a smooth ramp (much later), and a nearly flat image
     whose jumps are all tiny (the last to stop: a small budget stops it first)."""
@@ -56,24 +75,25 @@ def images_stopping_far_apart() -> torch.Tensor:
     return torch.stack([torch.rand(3, 10, 12), ramp.clamp(0, 1), 0.4 + 1e-4 * torch.rand(3, 10, 12)])
 
 
-def assert_state_view_advances_in_place(backend: str) -> None:
+def assert_state_view_advances_in_place(backend: str, config: SolverConfig = FAST) -> None:
     """``backend`` continues a path state that views every other image of larger buffers (as a slice of a training
-    cache may): the state is written back into those buffers, equal to torch's, and the other images stay untouched.
-    """
-    from .backends import REGISTRY, resolve
+    cache may), twice: the state is written back into those buffers, equal to torch's, and the other images stay
+    untouched."""
+    from .api import sparsify
     from .ops.lbi.path import PathState
 
+    momentum = config.momentum > 0
     x = torch.rand(4, 3, 9, 11)
-    wide = PathState.zeros(torch.rand(8, 3, 9, 11), momentum=True)
-    view = PathState(
-        *(t[::2] for t in (wide.beta, wide.zh, wide.zv)), tuple(t[::2] for t in wide.prev), wide.iterations[::2]
-    )
+    wide = PathState.zeros(torch.rand(8, 3, 9, 11), momentum=momentum)
+    prev = tuple(t[::2] for t in wide.prev) if momentum else None
+    view = PathState(*(t[::2] for t in (wide.beta, wide.zh, wide.zv)), prev, wide.iterations[::2])
     assert not view.beta.is_contiguous()
-    ((out, info),) = resolve(backend, x.device, x.dtype)(x, [0.5], FAST, "independent", "input", state=view)
-    expected_state = PathState.zeros(x, momentum=True)
-    ((expected, expected_info),) = REGISTRY["torch"].solve(x, [0.5], FAST, "independent", "input", state=expected_state)
-    assert torch.equal(info.iterations, expected_info.iterations)
-    assert torch.equal(wide.iterations[::2], expected_info.iterations) and (wide.iterations[1::2] == 0).all()
+    expected_state = PathState.zeros(x, momentum=momentum)
+    for sparsity in (0.3, 0.5):  # the second continues the first
+        out = sparsify(x, sparsity, backend=backend, state=view, **config.kwargs())
+        expected = sparsify(x, sparsity, backend="torch", state=expected_state, **config.kwargs())
+        assert_close(f"output at {sparsity}", out, expected, 1e-5)
+    assert torch.equal(wide.iterations[::2], expected_state.iterations) and (wide.iterations[1::2] == 0).all()
     for name, got, want in zip(
         ("beta", "zh", "zv", "previous beta", "previous zh", "previous zv"),
         (t[::2] for t in wide.tensors()),
@@ -81,45 +101,49 @@ def assert_state_view_advances_in_place(backend: str) -> None:
     ):
         assert_close(name, got, want, 1e-4)
     assert all(not t[1::2].any() for t in wide.tensors())
-    assert_close("output", out, expected, 1e-5)
 
 
 # ------------------------------------------------------------------------------------------ the conformance suite
 # One list of cases that every batched backend must take exactly as the torch backend does (iterations, sparsity,
-# regions, reached, stop per image; outputs within float32 rounding). tests/test_numba_cpu.py and
-# kernels_tests/test_lbi_fused.py run it for their backend, each in its own environment (the kernel tests on the GPU
-# with ISVS_TEST_GPU=1); a new backend runs it the same way.
+# regions, reached, stop per image; outputs within float32 rounding), for both integrators. tests/test_numba_cpu.py
+# runs it for numba, kernels_tests/test_lbi_fused.py (explicit) and kernels_tests/test_events_kernel.py (events) for
+# the Triton kernels, each in its own environment (the kernel tests on the GPU with ISVS_TEST_GPU=1); a new backend
+# runs it the same way.
 CONFORMANCE_SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (16, 32), (17, 33), (15, 31), (35, 5)]  # cut 16x32 tiles
-# momentum and none, few iterations each (the kernels' interpreter)
-CONFORMANCE_CONFIGS = {"fast": FAST, "plain": SolverConfig(scale=1000.0, max_iter=200)}
+# explicit with momentum and without, few iterations each (the kernels' interpreter), and the events integrator
+CONFORMANCE_CONFIGS = {"fast": FAST, "plain": SolverConfig(scale=1000.0, max_iter=200), "events": EVENTS}
 
 
-def conformance_cases() -> list[tuple[str, object]]:
-    """(id, case) pairs; ``case(backend)`` runs one comparison against the torch backend and its own checks."""
+def conformance_cases(integrators: tuple[str, ...] = INTEGRATORS) -> list[tuple[str, object]]:
+    """(id, case) pairs of the ``integrators`` given; ``case(backend)`` runs one comparison against the torch backend
+    and its own checks."""
+    configs = [name for name, config in CONFORMANCE_CONFIGS.items() if config.integrator in integrators]
     cases = []
     for height, width in CONFORMANCE_SHAPES:
         for channels in (1, 3):
             for mode in ("independent", "joint"):
-                for config in CONFORMANCE_CONFIGS:
-                    cases.append(
-                        (
-                            f"sweep-{height}x{width}-c{channels}-{mode}-{config}",
-                            _sweep(height, width, channels, mode, config),
-                        )
-                    )
-    for height, width in ((1, 7), (7, 3), (17, 33)):
-        for mode in ("independent", "joint"):
-            cases.append((f"ties-{height}x{width}-{mode}", _ties(height, width, mode)))
+                for config in configs:
+                    name = f"sweep-{height}x{width}-c{channels}-{mode}-{config}"
+                    cases.append((name, _sweep(height, width, channels, mode, config)))
     for height, width in ((12, 16), (17, 33)):
         for mode in ("independent", "joint"):
-            for config in CONFORMANCE_CONFIGS:
+            for config in configs:
                 cases.append((f"noise-{height}x{width}-{mode}-{config}", _noise_stop(height, width, mode, config)))
-    for projection in ("input", "beta", "none"):
-        cases.append((f"projection-{projection}", _projection(projection)))
-    for mode in ("independent", "joint"):
-        cases.append((f"far-apart-{mode}", _far_apart(mode)))
-    cases.append(("path-continues", _path_continues))
-    cases.append(("state-view", assert_state_view_advances_in_place))
+    for config in configs:
+        cases.append((f"path-continues-{config}", _path_continues(config)))
+        cases.append((f"state-view-{config}", _state_view(config)))
+    if "explicit" in integrators:
+        for height, width in ((1, 7), (7, 3), (17, 33)):
+            for mode in ("independent", "joint"):
+                cases.append((f"ties-{height}x{width}-{mode}", _ties(height, width, mode)))
+        for projection in ("input", "beta", "none"):
+            cases.append((f"projection-{projection}", _projection(projection)))
+        for mode in ("independent", "joint"):
+            cases.append((f"far-apart-{mode}", _far_apart(mode)))
+    if "events" in integrators:
+        for mode in ("independent", "joint"):
+            cases.append((f"photographs-noise-auto-{mode}-events", _photographs_noise_auto(mode)))
+        cases.append(("budget-events", _events_budget))
     return cases
 
 
@@ -201,10 +225,47 @@ def _far_apart(mode):
     return case
 
 
-def _path_continues(backend):
-    from .api import path, sparsify
+def _path_continues(config):
+    def case(backend):
+        """One run through two targets equals two runs; a state continued from the first to the second too."""
+        from .api import path, sparsify
+        from .ops.lbi.path import PathState
 
-    x = torch.rand(2, 3, 8, 9)
-    outs = path(x, [0.2, 0.5], backend=backend, **FAST.kwargs())
-    for s, out in zip([0.2, 0.5], outs):
-        assert_close(f"path at {s}", out, sparsify(x, s, backend="torch", **FAST.kwargs()), 1e-5)
+        solver = CONFORMANCE_CONFIGS[config].kwargs()
+        x = torch.rand(2, 3, 8, 9)
+        outs = path(x, [0.2, 0.5], backend=backend, **solver)
+        state = PathState.zeros(x, momentum=CONFORMANCE_CONFIGS[config].momentum > 0)
+        for s, out in zip([0.2, 0.5], outs):
+            alone = sparsify(x, s, backend="torch", **solver)
+            assert_close(f"path at {s}", out, alone, 1e-5)
+            assert_close(f"state at {s}", sparsify(x, s, backend=backend, state=state, **solver), alone, 1e-5)
+
+    return case
+
+
+def _state_view(config):
+    def case(backend):
+        assert_state_view_advances_in_place(backend, CONFORMANCE_CONFIGS[config])
+
+    return case
+
+
+def _photographs_noise_auto(mode):
+    def case(backend):
+        """Noisy photograph crops with the estimated noise stop: every image stops by its noise level."""
+        from .samples import crops
+
+        x = crops(16, 3, seed=3)
+        x = (x + 0.08 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)).to(x.device)).clamp(0, 1)
+        info = assert_backend_agrees(backend, x, 0.6, channels=mode, noise="auto", **EVENTS.kwargs())
+        assert set(info.stopped_by) == {"noise"}
+
+    return case
+
+
+def _events_budget(backend):
+    """The budget stops two images, an image without jumps stops at once, in the events integrator's steps."""
+    x = images_stopping_far_apart()
+    x[2] = 0.4
+    info = assert_backend_agrees(backend, x, 0.9, **EVENTS.replace(max_iter=4).kwargs())
+    assert "budget" in info.stopped_by and "sparsity" in info.stopped_by, info.stopped_by

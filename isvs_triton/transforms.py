@@ -16,6 +16,8 @@ class Sparsify:
 
     Accepts what ``sparsify`` accepts, a list of images (same-shaped ones are smoothed as one batch), or a
     ``datasets`` example/batch dict, whose ``key`` column is replaced (``Dataset.with_transform(Sparsify(...))``).
+    An image given as nested lists (an ``Array2D`` / ``Array3D`` column of ``datasets``) is read as a numpy (H, W) /
+    (H, W, C) array: float32 for floats, uint8 for integers (which must lie in [0, 255]); it comes back as one.
 
     Example:
         >>> ds = ds.with_transform(Sparsify(0.6, key="img"))
@@ -34,12 +36,19 @@ class Sparsify:
                 raise KeyError(f"Sparsify(key={self.key!r}): no such column; columns are {list(x)}")
             return {**x, self.key: self(x[self.key])}
         if isinstance(x, (list, tuple)):
+            if (
+                x
+                and all(isinstance(v, (int, float)) or isinstance(v, (list, tuple)) for v in x)
+                and _depth(x) in (2, 3)
+            ):
+                return sparsify(_nested_image(x), self.sparsity, **self.options)  # one image as nested lists
             return type(x)(self._many(list(x)))
         return sparsify(x, self.sparsity, **self.options)
 
     def _many(self, images: list) -> list:
         if not images:
             return []
+        images = [_nested_image(i) if isinstance(i, (list, tuple)) else i for i in images]
         first = images[0]
         same = all(type(i) is type(first) for i in images)
         if same and isinstance(first, torch.Tensor) and first.dim() == 3:
@@ -54,6 +63,26 @@ class Sparsify:
         extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
         key = f", key={self.key!r}" if self.key != "image" else ""
         return f"Sparsify(sparsity={self.sparsity}{extra}{key})"
+
+
+def _depth(x) -> int:
+    depth = 0
+    while isinstance(x, (list, tuple)) and x:
+        x, depth = x[0], depth + 1
+    return depth
+
+
+def _nested_image(x) -> np.ndarray:
+    """An image as nested lists of numbers (a ``datasets`` Array2D / Array3D cell) as a numpy array: float32 for
+    floats, uint8 for integers in [0, 255]."""
+    array = np.asarray(x)
+    if array.dtype.kind == "f":
+        return array.astype(np.float32)
+    if array.dtype.kind in "iu" and array.size and (array.min() < 0 or array.max() > 255):
+        raise ValueError(f"an image of integers must lie in [0, 255] (uint8), got min {array.min()}, max {array.max()}")
+    if array.dtype.kind in "iub":
+        return array.astype(np.uint8)
+    raise TypeError(f"an image as nested lists must hold numbers, got {array.dtype} values")
 
 
 # ------------------------------------------------------------------------------------------ the op and the module

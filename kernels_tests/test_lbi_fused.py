@@ -1,6 +1,6 @@
-"""The Split LBI kernels against the torch backend, in Triton's CPU interpreter (TRITON_INTERPRET=1, set by the
-root conftest.py): the conformance suite (identical iterations, support and outputs, over shapes that cut tiles in
-every way), then what only this backend does.
+"""The explicit integrator's Split LBI kernels against the torch backend, in Triton's CPU interpreter
+(TRITON_INTERPRET=1, set by the root conftest.py): the conformance suite's explicit cases (identical iterations,
+support and outputs, over shapes that cut tiles in every way), then what only this backend does.
 
 Every test runs both kernels: the persistent one (one program per image, all iterations: the default up to
 PERSISTENT_MAX_SIDE) and the fused one-launch-per-iteration kernel (the registry's "triton" entry then advances with
@@ -19,7 +19,7 @@ from isvs_triton.testing import assert_backend_agrees, conformance_cases
 
 # the joint shrinkage divides by the norm of z, 0 at the start: 1/0 = inf -> factor 0, as intended (numpy warns)
 pytestmark = pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
-CASES = conformance_cases()
+CASES = conformance_cases(("explicit",))  # the events kernel takes the rest: test_events_kernel.py
 
 
 def advance_with(monkeypatch, **options) -> None:
@@ -66,4 +66,4 @@ def test_triton_backend_refuses_what_it_cannot_run(monkeypatch):
     with pytest.raises(ValueError, match="CUDA tensors"):
         isvs.sparsify(torch.rand(1, 3, 4, 4, device="cpu"), backend="triton")
     # "auto" on the CPU never picks the kernels
-    assert backends.resolve("auto", torch.device("cpu"), torch.float32) is not backends.BACKENDS["triton"]
+    assert backends.resolve("auto", torch.device("cpu"), torch.float32) is not backends.REGISTRY["triton"]

@@ -1,6 +1,6 @@
 """ISVS against standard training, tuned baselines and test-time filters, chosen on validation, over several seeds.
 
-The protocol, fixed before any test number is read (docs/results.md states it with the figures it produced):
+The protocol, fixed before any test number is read (docs/notes/results.md states it with the figures it produced):
 
 1. Every run holds out ``val_fraction`` of its training images, drawn by its seed (so seeds vary the initialisation,
    the data order and the validation split). Epochs, lr and batch size are the setting's, fixed in advance.
@@ -44,8 +44,7 @@ from pathlib import Path
 import torch
 
 from isvs_triton.robustness import ATTACK_LABELS, GROUPS, evaluate_run
-from isvs_triton.train import parse_args, train
-from isvs_triton.train import registry as procedures
+from isvs_triton.train import parse_args, procedures, train
 
 
 @dataclass(frozen=True)
@@ -58,17 +57,14 @@ class Chosen:
 # one family per row group of the table: settings on top of the setting's; a tuple is swept on validation
 FAMILIES = {
     "standard": {"procedure": "standard"},
-    # widened after the first comparison, whose winners lay at a range end (0.4 of 0.4-0.8, σmax 0.2 of 0.05-0.2,
-    # low-pass 0.7 of 0.3-0.7; the radius 1.0 still cuts the corners of the spectrum, √2 would keep everything).
-    # Blur's and TV's winners lie at their mild end, next to no filter at all (the standard model), which scored at
-    # least as high on validation: widening those could only lead back to it
+    # each sweep reaches past its winner on both sides where it can (the low-pass radius 1.0 still cuts the corners
+    # of the spectrum, √2 would keep everything). Blur's and TV's winners lie at their mild end, next to no filter at
+    # all (the standard model), which scores at least as high on validation: widening those leads back to it
     "isvs fixed": {"procedure": "fixed", "sparsity": (0.2, 0.3, 0.4, 0.6, 0.8)},
     "isvs fixed + noise stop": {"procedure": "fixed", "sparsity": Chosen("isvs fixed"), "noise": "auto"},
-    # the fast explicit solver (FAST, the default until 2026-12-04; ~1/3 of the events solver's CPU time) against
-    # the default events solver: what the faithful path is worth in training. The 2026-12 results ran it the other
-    # way round ("isvs fixed, events solver" against "isvs fixed" with FAST, then named "default"). No comma in the
-    # name: --families splits on commas
-    "isvs fixed + fast solver": {"procedure": "fixed", "sparsity": Chosen("isvs fixed"), "solver": "fast"},
+    # the faithful path (the events solver, sparsify's default) against training's fast one: what fidelity to the path
+    # is worth in training. No comma in the name: --families splits on commas
+    "isvs fixed + events solver": {"procedure": "fixed", "sparsity": Chosen("isvs fixed"), "solver": "events"},
     "isvs iterative": {"procedure": "iterative", "schedule": [0.2, 0.4, 0.6]},
     "gaussian blur": {"procedure": "blur", "blur_sigma": (0.5, 1.0, 1.5)},
     "low-pass": {"procedure": "lowpass", "lowpass_radius": (0.3, 0.5, 0.7, 0.85, 1.0)},
@@ -123,7 +119,7 @@ SETTINGS = {
         },
         "sweep": "ends",  # only the first and last candidate of each sweep
     },
-    "fashion": {  # Fashion-MNIST on a 2-core CPU in about 3.0 h (docs/results.md)
+    "fashion": {  # Fashion-MNIST on a 2-core CPU in about 3.0 h (docs/notes/results.md)
         "train": {
             "dataset": "zalando-datasets/fashion_mnist",
             "model": "resnet8",
@@ -555,7 +551,7 @@ def report(results: dict, folder: Path) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--setting", choices=list(SETTINGS), default="fashion")
+    parser.add_argument("--setting", choices=list(SETTINGS), default="fashion", help="data, model and budgets")
     parser.add_argument("--quick", action="store_const", const="quick", dest="setting", help="= --setting quick")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated; the first one also selects")
     parser.add_argument("--families", help=f"comma-separated subset of: {', '.join(FAMILIES)}")

@@ -113,7 +113,7 @@ def test_meta_tensors_are_refused_by_name():
         isvs.sparsify(x.to("meta"), 0.5)
 
 
-CPU_BACKENDS = [name for name in ("reference", "torch", "numba") if name in backends.BACKENDS]
+CPU_BACKENDS = [name for name in ("reference", "torch", "numba") if name in backends.REGISTRY]
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -222,7 +222,7 @@ GRAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("backend,dtype", [c for c in GRAD_CASES if c[0] in backends.BACKENDS], ids=str)
+@pytest.mark.parametrize("backend,dtype", [c for c in GRAD_CASES if c[0] in backends.REGISTRY], ids=str)
 def test_inputs_that_require_grad_are_smoothed_without_autograd(backend, dtype):
     """Defined result: the smoothing is not differentiable; the input is read detached and the output never
     requires grad (attacks differentiate through it by BPDA, isvs_triton.robustness.attacks)."""
@@ -305,3 +305,34 @@ def test_bad_states_are_refused(make_state, options, error, match):
         isvs.sparsify(x, 0.5, state=make_state(x), **options)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\) tensor batch"):
         isvs.sparsify(x[0], 0.5, state=isvs.PathState.zeros(x[:1], True))
+
+
+def test_the_subpackages_are_reachable_after_import_isvs_triton():
+    """``isvs_triton.train.load_run(...)`` after ``import isvs_triton`` raised AttributeError (a fresh process: in
+    this one the test suite has imported them already)."""
+    import subprocess
+    import sys
+
+    code = "import isvs_triton; print(isvs_triton.train.load_run.__name__, isvs_triton.robustness.corrupt.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split() == ["load_run", "corrupt"], done.stderr
+
+
+def test_transform_takes_what_datasets_hands_it_array_columns_and_numpy_format():
+    """An Array3D column arrives as nested lists ("unsupported input type list" before); the numpy format as arrays."""
+    from datasets import Array3D, Dataset, Features
+
+    floats = [np.random.default_rng(i).random((8, 9, 3), dtype=np.float32) for i in range(3)]
+    ds = Dataset.from_dict({"img": floats}, features=Features({"img": Array3D((8, 9, 3), "float32")}))
+    out = ds.with_transform(isvs.Sparsify(0.5, key="img", **FASTKW))[:2]["img"]
+    for y, x in zip(out, floats):
+        assert y.dtype == np.float32 and np.array_equal(y, isvs.sparsify(x, 0.5, **FASTKW))
+    assert isvs.Sparsify(0.5, **FASTKW)(ds[0]["img"]).shape == (8, 9, 3)  # one example's cell
+    batch = isvs.Sparsify(0.5, key="img", **FASTKW)(ds.with_format("numpy")[:3])["img"]
+    assert batch.shape == (3, 8, 9, 3) and np.array_equal(batch[1], isvs.sparsify(floats[1], 0.5, **FASTKW))
+    grey = Dataset.from_dict(
+        {"img": [np.full((6, 6, 1), 7, np.uint8)]}, features=Features({"img": Array3D((6, 6, 1), "uint8")})
+    )
+    assert grey.with_transform(isvs.Sparsify(0.5, key="img"))[:1]["img"][0].dtype == np.uint8
+    with pytest.raises(ValueError, match=r"must lie in \[0, 255\]"):
+        isvs.Sparsify(0.5)([[[300, 2], [3, 4]]])

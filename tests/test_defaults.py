@@ -1,5 +1,5 @@
 """The calibrated presets (the default EVENTS, FAST, FAITHFUL) against the reference path, on held-out crops of
-bundled photographs (not the ones the calibration in docs/calibration.md was chosen on). A correctness test with
+bundled photographs (not the ones the calibration in docs/notes/calibration.md was chosen on). A correctness test with
 margins; speed lives in tools/bench.py."""
 
 import pytest
@@ -43,9 +43,9 @@ def test_fast_preset_reaches_the_target_in_few_iterations_and_stays_faithful(hel
 
 @pytest.mark.slow
 def test_the_default_events_preset_stays_on_the_path(held_out):
-    """The default solver's fidelity floor, with margin over what docs/calibration.md measured on these crops (steps
-    of 4.5 %: relative error 0.227 median / 0.545 worst, edge agreement 0.988 mean), in a step count no image exceeds
-    (13 here), closer to the reference than FAITHFUL at the median and than FAST on every crop."""
+    """The default solver's fidelity floor, with margin over what docs/notes/calibration.md measured on these crops
+    (steps of 4.5 %: relative error 0.227 median / 0.545 worst, edge agreement 0.988 mean), in a step count no image
+    exceeds (13 here), closer to the reference than FAITHFUL at the median and than FAST on every crop."""
     x, ref_all, keep = held_out
     ref = ref_all.select(keep)
     events = stop(x, 0.6, EVENTS)

@@ -30,8 +30,8 @@ def test_backend_environment_variable(monkeypatch):
 
 def test_auto_picks_numba_on_the_cpu_for_float32_only():
     cpu = torch.device("cpu")
-    assert backends.resolve("auto", cpu, torch.float32) is backends.BACKENDS["numba"]
-    assert backends.resolve("auto", cpu, torch.float64) is backends.BACKENDS["torch"]
+    assert backends.resolve("auto", cpu, torch.float32) is backends.REGISTRY["numba"]
+    assert backends.resolve("auto", cpu, torch.float64) is backends.REGISTRY["torch"]
     with pytest.raises(ValueError, match="float32 on CPU tensors"):
         isvs.sparsify(torch.rand(1, 3, 4, 4, dtype=torch.float64), backend="numba")
     with pytest.raises(ValueError, match="float32 on CPU tensors"):
@@ -44,8 +44,8 @@ def test_without_numba_the_cpu_falls_back_to_torch():
         "import sys; sys.modules['numba'] = None\n"
         "import torch, isvs_triton as isvs\n"
         "from isvs_triton import backends\n"
-        "assert 'numba' not in backends.BACKENDS\n"
-        "assert backends.resolve('auto', torch.device('cpu'), torch.float32) is backends.BACKENDS['torch']\n"
+        "assert 'numba' not in backends.REGISTRY\n"
+        "assert backends.resolve('auto', torch.device('cpu'), torch.float32) is backends.REGISTRY['torch']\n"
         "isvs.sparsify(torch.rand(1, 3, 8, 8), 0.5)\n"
         "try:\n    isvs.sparsify(torch.rand(1, 3, 8, 8), 0.5, backend='numba')\n"
         "except ValueError as e:\n    print(e)\n"

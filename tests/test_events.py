@@ -12,7 +12,7 @@ from isvs_triton.ops.lbi import numba_cpu, reference, torch_path
 from isvs_triton.ops.lbi import path as lbi_path
 from isvs_triton.ops.projection import torch_path as projection_torch
 from isvs_triton.samples import crops
-from isvs_triton.testing import assert_backend_agrees, assert_close
+from isvs_triton.testing import assert_close, waiting_times
 
 ONE_EVENT = EVENTS.replace(events=1e-9, tolerance=1e-13)  # one activation per step, solves to float64 precision
 SHAPES = [(1, 1), (1, 7), (6, 1), (7, 3), (16, 32), (33, 17)]
@@ -118,22 +118,6 @@ def test_torch_equals_reference_in_float64(mode, projection):
         assert_close("output", out, want, 1e-12)
 
 
-@pytest.mark.parametrize("height,width", SHAPES, ids=lambda s: str(s))
-@pytest.mark.parametrize("channels", [1, 3], ids=["c1", "c3"])
-@pytest.mark.parametrize("mode", ["independent", "joint"])
-def test_numba_equals_torch(height, width, channels, mode):
-    torch.manual_seed(height * 100 + width)
-    assert_backend_agrees("numba", torch.rand(3, channels, height, width), 0.5, channels=mode, **EVENTS.kwargs())
-
-
-@pytest.mark.parametrize("mode", ["independent", "joint"])
-def test_numba_equals_torch_on_photographs_with_a_noise_stop(mode):
-    x = crops(32, 8, seed=3)
-    x = (x + 0.08 * torch.randn_like(x)).clamp(0, 1)
-    info = assert_backend_agrees("numba", x, 0.6, channels=mode, noise="auto", **EVENTS.kwargs())
-    assert set(info.stopped_by) == {"noise"}
-
-
 @pytest.mark.parametrize("height,width", [*SHAPES, (2, 5), (32, 32)], ids=lambda s: str(s))
 def test_numba_operator_is_the_dense_operator(height, width):
     """The numba solves' operator (one flat loop per channel over shifted views, in a layout with a zero row above and
@@ -165,22 +149,10 @@ def test_numba_selection_is_the_order_statistic():
     """The step's time (the k-th smallest waiting time, by a radix pass) equals numpy's order statistic exactly, on
     times spread over decades, with ties, zeros, negative values (a joint edge a rounding inside the unit ball) and
     the infinities that mark edges that are not waiting."""
-    rng = np.random.default_rng(0)
     buckets = np.empty(numba_cpu._BUCKETS, np.int64)
-    for trial in range(300):
-        n = int(rng.integers(1, 3000))
-        values = rng.lognormal(0.0, 3.0, n).astype(np.float32)
-        values[rng.random(n) < 0.2] = np.inf
-        values[rng.random(n) < 0.05] = 0.0
-        values[rng.random(n) < 0.02] = -1e-7
-        if trial % 3 == 0:
-            values = np.round(values, 1)  # ties
-        finite = int(np.isfinite(values).sum())
-        if finite == 0:
-            continue
-        k = int(rng.integers(0, finite))
+    for values, n, k in waiting_times(np.random.default_rng(0), trials=300, longest=3000):
         got = numba_cpu._select(values.copy(), n, k, buckets)
-        assert got == np.partition(values, k)[k], (trial, n, k)
+        assert got == np.partition(values, k)[k], (n, k)
 
 
 def test_steps_are_bounded_and_the_target_is_met():

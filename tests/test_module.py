@@ -12,7 +12,7 @@ from isvs_triton import backends
 from isvs_triton.samples import crops
 from isvs_triton.testing import assert_close
 
-CPU_BACKENDS = [name for name in ("reference", "torch", "numba") if name in backends.BACKENDS]
+CPU_BACKENDS = [name for name in ("reference", "torch", "numba") if name in backends.REGISTRY]
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

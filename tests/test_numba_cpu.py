@@ -143,3 +143,16 @@ def test_transform_in_dataloader_workers_equals_the_main_process():
     expected = transform(_Crops(transform).images)  # the parent runs the batch first: its thread pool now exists
     loader = torch.utils.data.DataLoader(_Crops(transform), batch_size=3, num_workers=2)
     assert torch.equal(torch.cat(list(loader)), expected)
+
+
+def test_the_first_compilation_is_announced_once(monkeypatch, capsys):
+    """The first sparsify on a machine compiles the kernels for seconds; it says so once, and not when cached."""
+    import os
+
+    monkeypatch.setattr(numba_cpu, "_announced", False)
+    monkeypatch.setattr(os.path, "exists", lambda path: True)  # every kernel in numba's cache: no word
+    assert not numba_cpu.announce_compilation()
+    monkeypatch.setattr(numba_cpu, "_announced", False)
+    monkeypatch.setattr(os.path, "exists", lambda path: False)  # as on a machine without numba's cache
+    assert numba_cpu.announce_compilation() and not numba_cpu.announce_compilation()  # once per process
+    assert capsys.readouterr().err.count("compiling the CPU kernels with numba") == 1

@@ -143,7 +143,7 @@ def test_zeros_takes_the_math_dtype_of_any_input():
 
 
 def test_the_path_cache_of_training_keeps_each_images_record():
-    from isvs_triton.train.procedures import PathCache
+    from isvs_triton.train.smoother import PathCache
 
     x = torch.rand(6, 3, 8, 8)
     cache = PathCache(10, (3, 8, 8), momentum=False)

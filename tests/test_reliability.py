@@ -222,7 +222,7 @@ def evaluation_error(capsys, argv) -> str:
 
 def test_evaluation_refuses_an_empty_test_subset(two_epoch_run, capsys):
     run, _, _ = two_epoch_run
-    assert "--limit-test must be >= 1" in evaluation_error(capsys, [str(run), "--limit-test", "0"])
+    assert "--limit-test must be an integer >= 1, got 0" in evaluation_error(capsys, [str(run), "--limit-test", "0"])
 
 
 def test_evaluation_compares_class_names_not_only_their_count(two_epoch_run, tmp_path, capsys):

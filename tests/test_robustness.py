@@ -284,7 +284,7 @@ def test_pgd_and_square_agree_with_torchattacks(trained_run):
     import torchattacks  # installed with --no-deps by `make install`
 
     from isvs_triton.data import Images, load_data
-    from isvs_triton.train.loop import load_run
+    from isvs_triton.train import load_run
 
     model, info = load_run(trained_run, torch.device("cpu"))
     data = load_data("photo-patches", limit_train=1, limit_test=128)

@@ -12,7 +12,7 @@ from isvs_triton.config import FAST, PROJECTIONS
 from isvs_triton.samples import crops
 from isvs_triton.testing import SHORT, SHORT_MOMENTUM, assert_backend_agrees, assert_close
 
-CPU_BACKENDS = [name for name in ("reference", "torch", "numba") if name in backends.BACKENDS]
+CPU_BACKENDS = [name for name in ("reference", "torch", "numba") if name in backends.REGISTRY]
 
 
 def tied_image(seed: int = 0) -> torch.Tensor:
@@ -116,7 +116,7 @@ def test_an_image_stopped_by_its_sparsity_is_projected_as_without_a_noise_stop(b
     """With a noise stop the default projection ("auto") decides per image: one stopped by its target gets the
     region means of x exactly as without the stop (so the image's mean is kept), one stopped by its noise level
     beta / scale. Before, every image got beta / scale, which FAST's momentum had carried 21 % (median) past the
-    input's mean on Fashion-MNIST shot-noise images (docs/calibration.md, "The projection decides per image")."""
+    input's mean on Fashion-MNIST shot-noise images (docs/notes/calibration.md, "The projection decides per image")."""
     clean = crops(16, 3, seed=5)
     noisy = (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
     x = torch.cat([noisy, clean])
@@ -136,7 +136,7 @@ def test_an_image_stopped_by_its_sparsity_is_projected_as_without_a_noise_stop(b
 @pytest.mark.parametrize("channels", ["independent", "joint"])
 @pytest.mark.parametrize("projection", PROJECTIONS)
 def test_backends_agree_on_the_noise_stop(against, backend, channels, projection):
-    if backend not in backends.BACKENDS:
+    if backend not in backends.REGISTRY:
         pytest.skip(f"{backend} cannot be imported here")
     clean = crops(16, 4, seed=2)
     x = (clean + 0.08 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)

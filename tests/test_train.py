@@ -15,11 +15,11 @@ import isvs_triton as isvs
 from isvs_triton.config import PRESETS
 from isvs_triton.data import Images, load_data
 from isvs_triton.samples import crops
-from isvs_triton.smoothing import RunInfo, SmoothingSpec
 from isvs_triton.train import evaluate, load_run, main, parse_args, train
 from isvs_triton.train.config import BASELINES, TrainConfig, save_yaml
 from isvs_triton.train.loop import KILL_ENV, _check_resumed_settings
-from isvs_triton.train.procedures import Smoother, smooth_dataset
+from isvs_triton.train.run_folder import RunInfo, SmoothingSpec
+from isvs_triton.train.smoother import Smoother, smooth_dataset
 
 TINY = ["--model", "resnet8", "--limit-train", "128", "--limit-test", "64", "-b", "32", "--lr", "0.05",
         "--no-progress", "--log-with", "none"]  # fmt: skip
@@ -142,7 +142,7 @@ def test_noise_stop_reaches_training_and_the_run_record():
     """--noise auto smooths training batches with each image's noise stop (the path cache continues it too), and
     --backend accepts every backend of the registry (numba, the CPU default, was once refused)."""
     x = (crops(16, 6, seed=4) + 0.1 * torch.randn(6, 3, 16, 16)).clamp(0, 1)
-    expected = isvs.sparsify(x, 0.5, noise="auto", discrepancy=1.5)
+    expected = isvs.sparsify(x, 0.5, noise="auto", discrepancy=1.5, **isvs.FAST.kwargs())  # training's default preset
     for budget in ("1GiB", "0"):
         config = parse_args([*TINY, "--procedure", "iterative", "--noise", "auto", "--discrepancy", "1.5",
                              "--path-state-budget", budget, "--backend", "numba"])  # fmt: skip
@@ -394,7 +394,7 @@ def test_resume_refuses_changed_settings_and_reads_old_solver_names(tmp_path):
     (tmp_path / "args.yaml").write_text(text.replace("solver: fast", "solver: default"))
     _check_resumed_settings(TrainConfig(solver="fast", lr=0.05), tmp_path)
     with pytest.raises(ValueError, match=r"solver \(run: 'fast', now: 'events'\)"):
-        _check_resumed_settings(TrainConfig(lr=0.05), tmp_path)
+        _check_resumed_settings(TrainConfig(lr=0.05, solver="events"), tmp_path)
 
 
 def test_a_recipes_own_procedure_settings_do_not_follow_the_user_to_another_procedure():
@@ -402,3 +402,12 @@ def test_a_recipes_own_procedure_settings_do_not_follow_the_user_to_another_proc
     assert parse_args(["--procedure", "fixed"], recipe).schedule == TrainConfig().schedule
     with pytest.raises(ValueError, match="--schedule does not apply to --procedure fixed"):
         parse_args(["--procedure", "fixed", "--schedule", "0.2,0.5"], recipe)
+
+
+def test_training_smooths_with_the_fast_preset_and_sparsify_keeps_the_faithful_default():
+    """Training's default is the cheapest preset that trains as robust models (FAST); sparsify's is EVENTS."""
+    from isvs_triton.config import DEFAULT, PRESETS, TRAINING_PRESET
+
+    assert TrainConfig().solver == TRAINING_PRESET == "fast" and PRESETS["fast"] is isvs.FAST
+    assert TrainConfig(procedure="fixed").smoothing(0.4).kwargs()["integrator"] == "explicit"
+    assert DEFAULT is isvs.EVENTS and SmoothingSpec(0.4).solver == "events"

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="32,224", help="square image sides to tune for")
     parser.add_argument("--batches", default="256,16", help="batch size used to time each size (one per size)")
-    parser.add_argument("--modes", default="independent,joint")
+    parser.add_argument("--modes", default="independent,joint", help="channel modes to tune for, comma-separated")
     parser.add_argument("--dry-run", action="store_true", help="print the search space and the keys, tune nothing")
     args = parser.parse_args(argv)
     sizes, batches = [int(s) for s in args.sizes.split(",")], [int(b) for b in args.batches.split(",")]

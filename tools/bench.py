@@ -7,7 +7,7 @@ Providers: scikit-image's denoise_tv_chambolle (100 iterations, per image, chann
 (per image), the plain ``reference`` backend at the default solver (``EVENTS``) and stop, the ``torch`` backend,
 and what ``backend="auto"`` runs at the defaults (``numba`` on the CPU, ``triton`` with ``--device cuda``; its path
 and projection are also timed apart), and the other presets (``fast``, ``faithful``) on the backend "auto" gives
-them; the ratio of ``fast`` to the defaults is the "fast and faithful" target's (docs/calibration.md).
+them; the ratio of ``fast`` to the defaults is the "fast and faithful" target's (docs/notes/calibration.md).
 Prints images/s, the ratio of the defaults to each anchor, and a Markdown table;
 appends a CSV row per provider to --csv with the device and versions.
 """
@@ -113,11 +113,11 @@ def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[st
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="32,224")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--sizes", default="32,224", help="image sides to time, comma-separated (each its own batch)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed calls per setting; the best is kept")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads (torch and numba)")
     parser.add_argument("--batch", type=int, default=None, help="override the batch size of every setting")
-    parser.add_argument("--csv", default="docs/benchmarks.csv", help="append the rows here ('' for none)")
+    parser.add_argument("--csv", default="", help="append the rows to this CSV file (docs/benchmarks.csv: the record)")
     parser.add_argument(
         "--device", default="cpu", help="where isvs runs: cpu (numba, else torch backend) or cuda (triton)"
     )

@@ -38,7 +38,7 @@ def _milliseconds(fn, repeat: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="resnet8", choices=list_models())
+    parser.add_argument("--model", default="resnet8", choices=list_models(), help="the model timed")
     parser.add_argument("--size", type=int, default=28, help="image side in pixels")
     parser.add_argument("--batch", type=int, default=128, help="the evaluation's batch size")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds; the median is printed")

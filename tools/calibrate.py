@@ -128,9 +128,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--presets", default=",".join(PRESETS), help=f"presets measured too, of {list(PRESETS)}")
     parser.add_argument("--max-iter", type=int, default=5000, help="budget of each candidate configuration")
     parser.add_argument("--denoise", default="0.04,0.08,0.12", help="Gaussian sigmas of the denoising columns ('')")
-    parser.add_argument("--reference-max-iter", type=int, default=120_000)
-    parser.add_argument("--cache-dir", default=".cache/calibration")
-    parser.add_argument("--output", default="docs/calibration_32", help="writes OUTPUT.md and OUTPUT.png")
+    parser.add_argument("--reference-max-iter", type=int, default=120_000, help="budget of the reference path")
+    parser.add_argument("--cache-dir", default=".cache/calibration", help="where the reference outputs are cached")
+    parser.add_argument("--output", default="docs/notes/calibration_32", help="writes OUTPUT.md and OUTPUT.png")
     args = parser.parse_args(argv)
 
     x = crops(args.size, args.count, seed=args.seed)

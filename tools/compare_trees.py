@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("trees", nargs="+", help="git revisions or directories; ratios are against the last")
     parser.add_argument("--sizes", default="32", help=f"comma-separated, of {sorted(BENCH_SETTINGS)}")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the trees timed in alternation")
     parser.add_argument("--repeat", type=int, default=5, help="warm calls per tree and round; the best is kept")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads of each tree's run")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     unknown = [s for s in sizes if s not in BENCH_SETTINGS]

@@ -26,18 +26,18 @@ import isvs_triton as isvs
 from isvs_triton.config import DEFAULT, FAST
 from isvs_triton.samples import PHOTOGRAPHS, photograph
 
-# The default solver (EVENTS, docs/calibration.md), which stays close to the reference path; the noise row also shows
-# the FAST preset, which takes the coarse end of the path in a few large jumps.
+# The default solver (EVENTS, docs/solver.md), which stays close to the reference path; the noise row also shows the
+# FAST preset, which takes the coarse end of the path in a few large jumps.
 FIGURE_SOLVER = DEFAULT.kwargs()
 
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photo", default="astronaut", choices=PHOTOGRAPHS)
+    parser.add_argument("--photo", default="astronaut", choices=PHOTOGRAPHS, help="the bundled photograph drawn")
     parser.add_argument("--size", type=int, default=128, help="side of the square image, in pixels")
-    parser.add_argument("--sparsities", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
+    parser.add_argument("--sparsities", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", help="the panels' sparsities")
     parser.add_argument("--noise", type=float, default=0.08, help="sigma of the Gaussian noise of the last row")
-    parser.add_argument("--output", default="docs/figures/path.png")
+    parser.add_argument("--output", default="docs/figures/path.png", help="the PNG written")
     args = parser.parse_args(argv)
 
     image = photograph(args.photo)

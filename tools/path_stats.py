@@ -22,10 +22,10 @@ from isvs_triton.samples import add_crop_arguments, crops
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_crop_arguments(parser)
-    parser.add_argument("--backend", default="torch", choices=["torch", "reference"])
+    parser.add_argument("--backend", default="torch", choices=["torch", "reference"], help="the backend run")
     for name in ("kappa", "nu", "step", "scale", "momentum"):
-        parser.add_argument(f"--{name}", type=float, default=getattr(FAST, name))
-    parser.add_argument("--max-iter", type=int, default=FAST.max_iter)
+        parser.add_argument(f"--{name}", type=float, default=getattr(FAST, name), help=f"explicit solver's {name}")
+    parser.add_argument("--max-iter", type=int, default=FAST.max_iter, help="iteration budget per image")
     args = parser.parse_args(argv)
 
     x = crops(args.size, args.count, seed=args.seed)

@@ -21,7 +21,7 @@ from isvs_triton.samples import crops
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where it runs")
     parser.add_argument("--settings", default="224:16,32:128,224:128", help="size:batch pairs")
     parser.add_argument("--rows", type=int, default=14, help="operations listed per setting")
     args = parser.parse_args(argv)

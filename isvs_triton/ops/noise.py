@@ -5,7 +5,7 @@
 On white Gaussian noise of standard deviation sigma the response at each interior pixel is Gaussian with standard
 deviation 6 sigma (the squares of N sum to 36), so sigma = median(|x * N|) / (6 * 0.6745). Immerkær (1996) averages
 |x * N| instead; the median ignores the few large responses that edges and texture give, which on bundled
-photograph crops halved the bias of clean crops and held better at small sigma (docs/calibration.md, "Noise
+photograph crops halved the bias of clean crops and held better at small sigma (docs/notes/calibration.md, "Noise
 estimate"). O(n): one 3x3 convolution and one selection per image, on the input's device.
 """
 

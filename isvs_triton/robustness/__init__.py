@@ -1,18 +1,9 @@
 """Robustness evaluation: common corruptions, low resolution, adaptive L-inf attacks, and the report of a run."""
 
 from .attacks import ATTACK_GRADS, LOSSES, Pipeline, fgsm, pgd, region_average, robust, square, suite_names
+from .config import ATTACK_MODES, DEFAULT_PIPELINES, PIPELINES, QUICK, SPLITS, EvalConfig
 from .corruptions import BENCHMARK, CONSTANTS, CORRUPTIONS, EXTRAS, GROUPS, corrupt, low_resolution
-from .evaluate import (
-    ATTACK_LABELS,
-    ATTACK_MODES,
-    DEFAULT_PIPELINES,
-    PIPELINES,
-    SPLITS,
-    default_epsilons,
-    evaluate_run,
-    markdown,
-    write_report,
-)
+from .evaluate import ATTACK_LABELS, default_epsilons, evaluate_run, markdown, write_report
 
 __all__ = [
     "ATTACK_GRADS",
@@ -27,7 +18,9 @@ __all__ = [
     "DEFAULT_PIPELINES",
     "PIPELINES",
     "SPLITS",
+    "EvalConfig",
     "Pipeline",
+    "QUICK",
     "corrupt",
     "default_epsilons",
     "evaluate_run",

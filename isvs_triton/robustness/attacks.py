@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import sample_uniform
+from ..rng import sample_uniform
 
 ATTACK_GRADS = ("bpda", "projection", "naive")
 LOSSES = ("ce", "margin")

@@ -18,32 +18,22 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
-from ..data import SMALL_SIDE, Images, load_data, sample_uniform
+from ..data import SMALL_SIDE, Images, load_data
 from ..filters import bilateral, gaussian_blur, median_filter, nl_means
 from ..models import for_inference
-from ..train import registry as procedures
-from ..train import run_folder
-from ..train.loop import load_run
-from .attacks import ATTACK_GRADS, Pipeline, robust, suite_names
-from .corruptions import BENCHMARK, CORRUPTIONS, EXTRAS, GROUPS, constants_for, corrupt, low_resolution
+from ..progress import track
+from ..rng import sample_uniform
+from ..train import procedures, run_folder
+from ..train.run_folder import load_run
+from .attacks import Pipeline, robust, suite_names
+from .config import EvalConfig
+from .corruptions import BENCHMARK, EXTRAS, GROUPS, constants_for, corrupt, low_resolution
 
-# what the model sees at test time. plain: the image; smoothed: the run's test-time smoothing (or at
-# smoothing_sparsity); adaptive: the same with the noise stop ("auto"); median / gaussian / bilateral / nlmeans: a
-# classical filter at test time (median_size, gaussian_sigma, bilateral_sigma, nlmeans_h); trained: a filter
-# baseline's own filter, at the strength it was trained with. median, gaussian, bilateral and the blur / low-pass
-# filters are differentiated exactly by the attacks; the smoothing, non-local means and TV through the BPDA surrogates
-PIPELINES = ("plain", "smoothed", "adaptive", "median", "gaussian", "bilateral", "nlmeans", "trained")
-DEFAULT_PIPELINES = ("plain", "smoothed", "adaptive")
-SPLITS = ("test", "validation")  # what an evaluation reads: the test split, or the run's held-out training images
-# "suite": every attack of attacks.robust, robust accuracy = the worst case; a surrogate name: PGD with it alone (the
-# restarts still run), e.g. "naive" to show what gradient masking would report
-ATTACK_MODES = ("suite", *ATTACK_GRADS)
 # a large ball: every pipeline's accuracy should reach ~0 there under the suite's gradient attacks (PGD with every
 # surrogate gradient and restart, FGSM, transfer; Square left out for time). The BPDA identity alone did not: through
 # the events solver's smoothing it left 7 % of 100 Fashion-MNIST test images at 20 or 100 steps, the projection
-# gradient 2 % (docs/results.md, "What this shows")
+# gradient 2 % (docs/notes/results.md, "What this shows")
 SANITY_EPSILON = 32 / 255
 
 
@@ -109,102 +99,79 @@ def _attack(pipeline, x, y, index, columns, mode, steps, restarts, square_querie
     return torch.stack([out[c] for c in columns], 1).float()
 
 
-def evaluate_run(
-    run: str | Path,
-    *,
-    dataset: str | None = None,
-    data_dir: str | None = None,
-    test_split: str | None = None,
-    image_column: str | None = None,
-    label_column: str | None = None,
-    limit_test: int | None = None,
-    split: str = "test",
-    batch_size: int = 128,
-    corruptions: tuple[str, ...] = CORRUPTIONS,
-    severities: tuple[int, ...] = (1, 2, 3, 4, 5),
-    resolutions: tuple[int, ...] = (2, 4),
-    epsilons: list[float] | None = None,
-    pgd_steps: int = 20,
-    restarts: int = 2,
-    square_queries: int = 1000,
-    attack_limit: int | None = None,
-    attack: str = "suite",
-    sanity: bool = True,
-    pipelines: tuple[str, ...] = DEFAULT_PIPELINES,
-    median_size: int = 3,
-    gaussian_sigma: float = 0.5,
-    bilateral_sigma: float = 0.1,
-    nlmeans_h: float = 0.1,
-    smoothing_sparsity: float | None = None,
-    constants: str = "auto",
-    seed: int = 0,
-    output: str | Path | None = None,
-    progress: bool = True,
-) -> dict:
-    """Evaluate the run folder ``run``; data settings default to the run's own. Returns (and writes) the results.
+def evaluate_run(run: str | Path, config: EvalConfig | None = None, **settings) -> dict:
+    """Evaluate the run folder ``run`` as ``config`` (or ``EvalConfig(**settings)``) says; data settings default to
+    the run's own. Returns the results, and writes the report when ``config.output`` is set.
 
-    ``limit_test`` keeps a fixed random subset of the split evaluated (test, or the first images of the run's
-    validation split). The attacks (``attack``: the whole suite, or PGD with one surrogate gradient) run on the
-    images of index below ``attack_limit`` (all by default), every other condition on every image."""
-    unknown = [p for p in pipelines if p not in PIPELINES]
-    if unknown or not pipelines:
-        raise ValueError(f"unknown pipelines {unknown or pipelines}; accepted: {list(PIPELINES)}")
-    if attack not in ATTACK_MODES:
-        raise ValueError(f"unknown attack {attack!r}; accepted: {list(ATTACK_MODES)}")
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-        raise ValueError(f"restarts must be an int >= 1, got {restarts!r}")
-    if isinstance(square_queries, bool) or not isinstance(square_queries, int) or square_queries < 0:
-        raise ValueError(f"square_queries must be an int >= 0 (0: no Square attack), got {square_queries!r}")
-    if attack_limit is not None and attack_limit < 0:
-        raise ValueError(f"attack_limit must be >= 0 (the number of images attacked), got {attack_limit}")
-    bad = [c for c in corruptions if c not in CORRUPTIONS]
-    if bad:
-        raise ValueError(f"unknown corruptions {bad}; accepted: {list(CORRUPTIONS)}")
-    if any(not 1 <= s <= 5 for s in severities):
-        raise ValueError(f"severities must be in 1-5, got {list(severities)}")
-    if limit_test is not None and limit_test < 1:
-        raise ValueError(f"--limit-test must be >= 1 (the number of test images to evaluate), got {limit_test}")
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; accepted: {list(SPLITS)}")
-    odd = isinstance(median_size, int) and not isinstance(median_size, bool) and median_size % 2 == 1
-    if "median" in pipelines and not (odd and median_size >= 1):
-        raise ValueError(f"--median-size must be an odd integer >= 1, got {median_size!r}")
-    sigmas = (("--gaussian-sigma", gaussian_sigma), ("--bilateral-sigma", bilateral_sigma), ("--nlmeans-h", nlmeans_h))
-    for flag, value in sigmas:
-        if not (isinstance(value, (int, float)) and value > 0):
-            raise ValueError(f"{flag} must be a number > 0, got {value!r}")
-    if smoothing_sparsity is not None and not 0 < smoothing_sparsity <= 1:
-        raise ValueError(f"--smoothing-sparsity must be in (0, 1], got {smoothing_sparsity}")
-    if output is not None:
-        check_output(Path(output))
+    Stages: the settings and the output are checked before anything is loaded; the run and its test data; the
+    pipelines the model is seen through; one pass over the data measuring every condition and attack; the summary."""
+    config = config.replace(**settings) if config is not None else EvalConfig(**settings)
+    if config.output is not None:
+        check_output(Path(config.output))
     accelerator = Accelerator()
     model, info = load_run(run, accelerator.device)
     model = for_inference(model)  # batch norm folded, the same function: 1.3x forward, 1.8x input gradient
-    trained = info.config
+    smoothing, models = _pipelines(model, info, config)
+    data = _test_data(run, info, config)
+    epsilons = default_epsilons(info.image_size) if config.epsilons is None else list(config.epsilons)
+    config = config.replace(epsilons=epsilons)
+    start = time.perf_counter()
+    correct, attacked, columns = _measure(run, models, data, info.image_size, config, accelerator)
+    results = _results(run, info, data, smoothing, config, correct, attacked, columns, time.perf_counter() - start)
+    if config.output is not None and accelerator.is_main_process:
+        write_report(results, Path(config.output))
+    return results
+
+
+def _pipelines(model, info, config: EvalConfig):
+    """The run's test-time smoothing and each pipeline of ``config`` around the model."""
     test_filter = procedures.get(info.procedure).test_filter
-    if "trained" in pipelines and test_filter is None:
+    if "trained" in config.pipelines and test_filter is None:
         with_filters = [n for n, p in procedures.REGISTRY.items() if p.test_filter is not None]
         raise ValueError(
             f"pipeline 'trained' needs a run trained with a filter ({with_filters}), not {info.procedure!r}"
         )
+    sparsity = config.smoothing_sparsity
+    smoothing = info.smoothing if sparsity is None else info.smoothing.replace(sparsity=sparsity)
+    filters = {
+        "smoothed": (smoothing, False),
+        "adaptive": (smoothing.replace(noise="auto"), False),
+        "median": (functools.partial(median_filter, size=config.median_size), True),
+        "gaussian": (functools.partial(gaussian_blur, sigma=config.gaussian_sigma), True),
+        "bilateral": (functools.partial(bilateral, sigma_color=config.bilateral_sigma), True),
+        "nlmeans": (functools.partial(nl_means, h=config.nlmeans_h), False),
+        "trained": test_filter(info.config) if test_filter is not None else None,
+    }
+    models = {"plain": Pipeline(model).eval()}
+    for name in config.pipelines:
+        if name != "plain":
+            smooth, differentiable = filters[name]
+            models[name] = Pipeline(model, smooth, differentiable=differentiable).eval()
+    return smoothing, {name: models[name] for name in config.pipelines}
+
+
+def _test_data(run, info, config: EvalConfig):
+    """The split evaluated: the run's test split (or ``config``'s data), or the images it held out for validation,
+    checked to have the model's classes."""
+    trained = info.config
     data = load_data(
-        dataset or trained["dataset"],
-        data_dir=data_dir if dataset or data_dir else trained["data_dir"],
-        test_split=test_split or trained["test_split"],
-        image_column=image_column or trained["image_column"],
-        label_column=label_column or trained["label_column"],
+        config.dataset or trained["dataset"],
+        data_dir=config.data_dir if config.dataset or config.data_dir else trained["data_dir"],
+        test_split=config.test_split or trained["test_split"],
+        image_column=config.image_column or trained["image_column"],
+        label_column=config.label_column or trained["label_column"],
         image_size=info.image_size,
         limit_train=1,
-        limit_test=limit_test,
+        limit_test=config.limit_test,
         val_fraction=trained.get("val_fraction", 0.0),
         val_seed=trained["seed"],
     )
-    if split == "validation":
+    if config.split == "validation":
         if data.validation is None:
             raise ValueError(f"{run} was trained without --val-fraction: it has no validation split to evaluate")
         held_out = data.validation  # the same held-out images the run was chosen on; the first limit_test of them
-        if limit_test is not None and limit_test < len(held_out):
-            held_out = held_out.select(range(limit_test), keep_in_memory=True)  # a random hold-out: any n are random
+        if config.limit_test is not None and config.limit_test < len(held_out):
+            held_out = held_out.select(range(config.limit_test), keep_in_memory=True)  # a random hold-out
         data = dataclasses.replace(data, test=held_out)
     if data.num_classes != info.num_classes:
         raise ValueError(f"the data has {data.num_classes} classes, the model {info.num_classes}")
@@ -214,45 +181,41 @@ def evaluate_run(
             f"the data's classes {names[:5]}... are not the model's {info.classes[:5]}... "
             f"({data.name} against a model trained on {info.dataset})"
         )
-    size = info.image_size
-    epsilons = default_epsilons(size) if epsilons is None else list(epsilons)
-    smoothing = info.smoothing if smoothing_sparsity is None else info.smoothing.replace(sparsity=smoothing_sparsity)
-    adaptive = smoothing.replace(noise="auto")
-    filters = {
-        "smoothed": (smoothing, False),
-        "adaptive": (adaptive, False),
-        "median": (functools.partial(median_filter, size=median_size), True),
-        "gaussian": (functools.partial(gaussian_blur, sigma=gaussian_sigma), True),
-        "bilateral": (functools.partial(bilateral, sigma_color=bilateral_sigma), True),
-        "nlmeans": (functools.partial(nl_means, h=nlmeans_h), False),
-        "trained": test_filter(trained) if test_filter is not None else None,
-    }
-    models = {"plain": Pipeline(model).eval()}
-    for p in pipelines:
-        if p != "plain":
-            smooth, differentiable = filters[p]
-            models[p] = Pipeline(model, smooth, differentiable=differentiable).eval()
-    conditions = _conditions(corruptions, severities, resolutions)
+    return data
+
+
+def _measure(run, models: dict, data, size: int, config: EvalConfig, accelerator):
+    """One pass over the data: per image, whether each pipeline classifies each condition right, and which attack
+    columns it survives (NaN where not attacked), gathered over processes."""
+    conditions = _conditions(config.corruptions, config.severities, config.resolutions)
     fingerprint = getattr(data.test, "_fingerprint", None)  # a datasets.Dataset's: which images these are
-    columns = {p: _attack_columns(models[p], epsilons, attack, restarts, square_queries, sanity) for p in pipelines}
-    loader = accelerator.prepare(torch.utils.data.DataLoader(Images(data.test, size, "test"), batch_size=batch_size))
-    correct, attacked = {p: [] for p in pipelines}, {p: [] for p in pipelines}
-    start = time.perf_counter()
-    for index, images, labels in tqdm(
-        loader, desc="evaluating", disable=not (progress and accelerator.is_main_process)
-    ):
+    columns = {
+        name: _attack_columns(pipeline, config.epsilons, config.attack, config.restarts, config.square_queries,
+                              config.sanity)
+        for name, pipeline in models.items()
+    }  # fmt: skip
+    loader = accelerator.prepare(
+        torch.utils.data.DataLoader(Images(data.test, size, "test"), batch_size=config.batch_size)
+    )
+    correct, attacked = {p: [] for p in models}, {p: [] for p in models}
+    # one unit per condition of a batch, and one per attacked pipeline: the bar moves as the work does
+    attacking = [p for p in models if columns[p]]
+    bar = track(total=len(loader) * (len(conditions) + len(attacking)), desc="evaluating",
+                enabled=config.progress and accelerator.is_main_process)  # fmt: skip
+    for index, images, labels in loader:
         x = images.float().div_(255)
-        hits = {name: [] for name in pipelines}
+        hits = {name: [] for name in models}
         for kind, what, level in conditions:  # each condition's images made once, seen by every pipeline
+            bar.set_description(f"evaluating: {what}" + (f" {level}" if kind == "corruption" else ""))
             if kind == "corruption":
-                inputs = _corrupt_cached(x, index, fingerprint, what, level, constants, seed)
+                inputs = _corrupt_cached(x, index, fingerprint, what, level, config.constants, config.seed)
             elif kind == "low_resolution":
                 inputs = low_resolution(x, level)
             else:
                 inputs = x
             with torch.no_grad():
-                for name in pipelines:
-                    logits = models[name](inputs)
+                for name, pipeline in models.items():
+                    logits = pipeline(inputs)
                     if kind == "clean" and not bool(torch.isfinite(logits).all()):
                         bad = index[~torch.isfinite(logits).all(1).to(index.device)].tolist()
                         raise ValueError(
@@ -260,56 +223,55 @@ def evaluate_run(
                             "pipeline): its accuracy would be an artefact of argmax over them"
                         )
                     hits[name].append(logits.argmax(1) == labels)
-        # attacked images: 1 / 0 per column; the others NaN, left out of the attack means
-        c = (
-            (index < attack_limit).nonzero()[:, 0]
-            if attack_limit is not None
-            else torch.arange(len(x), device=index.device)
-        )
-        for name in pipelines:
+            bar.update()
+        limit = config.attack_limit
+        chosen = (index < limit).nonzero()[:, 0] if limit is not None else torch.arange(len(x), device=index.device)
+        for name, pipeline in models.items():
             correct[name].append(accelerator.gather_for_metrics(torch.stack(hits[name], 1)).cpu())
             survived = torch.full((len(x), len(columns[name])), float("nan"), device=x.device)
-            if c.numel() and columns[name]:
-                survived[c] = _attack(
-                    models[name],
-                    x[c],
-                    labels[c],
-                    index[c],
-                    columns[name],
-                    attack,
-                    pgd_steps,
-                    restarts,
-                    square_queries,
-                    seed,
-                ).to(survived)
+            if columns[name]:
+                bar.set_description(f"evaluating: attacks on {name}")
+                if chosen.numel():
+                    survived[chosen] = _attack(pipeline, x[chosen], labels[chosen], index[chosen], columns[name],
+                                               config.attack, config.pgd_steps, config.restarts,
+                                               config.square_queries, config.seed).to(survived)  # fmt: skip
+                bar.update()
             attacked[name].append(accelerator.gather_for_metrics(survived).cpu())
-    seconds = time.perf_counter() - start
+    bar.close()
+    return correct, attacked, columns
+
+
+def _results(run, info, data, smoothing, config: EvalConfig, correct, attacked, columns, seconds: float) -> dict:
+    """The report's dictionary: what was evaluated and how, and each pipeline's accuracies."""
+    conditions = _conditions(config.corruptions, config.severities, config.resolutions)
+    pipelines = list(correct)
+    size = info.image_size
     results = {
         "run": str(run),
         "model": info.model,
         "dataset": data.name,
-        "split": split,
+        "split": config.split,
         "test_images": 0,
         "image_size": size,
-        "constants": constants_for(torch.zeros(1, 3, size, size), constants),
-        "seed": seed,
-        "smoothing": {**smoothing.to_dict(), "trained_with": info.procedure, "adaptive_noise": adaptive.noise},
-        "median_size": median_size if "median" in pipelines else None,
-        "gaussian_sigma": gaussian_sigma if "gaussian" in pipelines else None,
-        "bilateral_sigma": bilateral_sigma if "bilateral" in pipelines else None,
-        "nlmeans_h": nlmeans_h if "nlmeans" in pipelines else None,
-        "trained_filter": {k: trained.get(k) for k in ("blur_sigma", "lowpass_radius", "tv_weight")}
+        "constants": constants_for(torch.zeros(1, 3, size, size), config.constants),
+        "seed": config.seed,
+        "smoothing": {**smoothing.to_dict(), "trained_with": info.procedure, "adaptive_noise": "auto"},
+        "median_size": config.median_size if "median" in pipelines else None,
+        "gaussian_sigma": config.gaussian_sigma if "gaussian" in pipelines else None,
+        "bilateral_sigma": config.bilateral_sigma if "bilateral" in pipelines else None,
+        "nlmeans_h": config.nlmeans_h if "nlmeans" in pipelines else None,
+        "trained_filter": {k: info.config.get(k) for k in ("blur_sigma", "lowpass_radius", "tv_weight")}
         if "trained" in pipelines
         else None,
         "attacks": {
             "norm": "Linf",
-            "epsilons": epsilons,
-            "mode": attack,
-            "pgd_steps": pgd_steps,
+            "epsilons": config.epsilons,
+            "mode": config.attack,
+            "pgd_steps": config.pgd_steps,
             "pgd_step": "2.5 eps / steps",
-            "restarts": restarts,
-            "square_queries": square_queries if attack == "suite" else 0,
-            "attack_limit": attack_limit,
+            "restarts": config.restarts,
+            "square_queries": config.square_queries if config.attack == "suite" else 0,
+            "attack_limit": config.attack_limit,
             "attacked_images": 0,
         },
         "seconds": seconds,
@@ -322,8 +284,6 @@ def evaluate_run(
         survived = torch.cat(attacked[name]).double()  # (test images, attack columns), NaN where not attacked
         results["attacks"]["attacked_images"] = int((~survived[:, 0].isnan()).sum()) if survived.numel() else 0
         results["pipelines"][name].update(_summarise_attacks(columns[name], survived.nanmean(0).tolist()))
-    if output is not None and accelerator.is_main_process:
-        write_report(results, Path(output))
     return results
 
 

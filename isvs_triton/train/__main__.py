@@ -1,3 +1,3 @@
 from . import main
 
-main()
+main(prog="python -m isvs_triton.train")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import math
 import re
 from dataclasses import dataclass, field
@@ -16,14 +15,13 @@ from pathlib import Path
 
 import yaml
 
-from .. import backends
-from ..api import NOISE_MODES
-from ..config import CHANNEL_MODES, DEFAULT_PRESET, PRESETS, saved_preset
+from .. import backends, cli
+from ..config import CHANNEL_MODES, NOISE_MODES, PRESETS, TRAINING_PRESET, saved_preset
 from ..data import EMBEDDED
 from ..models import list_models
-from ..smoothing import SmoothingSpec, check_noise
-from . import registry
-from .registry import BASELINES, PROCEDURES
+from . import procedures
+from .procedures import BASELINES, PROCEDURES
+from .run_folder import SmoothingSpec, check_noise
 
 __all__ = ["BASELINES", "PROCEDURES", "TrainConfig", "parse_args", "parse_bytes"]
 
@@ -42,45 +40,47 @@ class TrainConfig:
     limit_test: int | None = None  # evaluate on a fixed random subset of the test split
     val_fraction: float = 0.0  # held out of the training split by --seed; epochs are evaluated on it, not on test
     workers: int | None = None  # DataLoader workers (decoding); None: 4 on a GPU (CPU count allowing), 0 on a CPU
-    # model and optimisation
-    model: str = "resnet18"  # a name of isvs_triton.models.list_models()
-    epochs: int = 10  # training epochs (finetune: before its --finetune-epochs)
+    # model
+    model: str = "resnet18"  # a model of isvs_triton.models
+    amp_dtype: str | None = None  # mixed precision; None: as `accelerate launch` / `accelerate config` say, else no
+    channels_last: bool = False  # weights and activations in channels_last (NHWC): faster convs, other rounding
+    # optimisation
     batch_size: int = 128  # per process
     lr: float = 0.1  # peak learning rate (not rescaled with the number of processes)
-    opt: str = "sgd"  # sgd (Nesterov) or adamw
+    opt: str = "sgd"  # the optimiser: SGD with Nesterov momentum, or AdamW
     weight_decay: float = 5e-4  # L2 weight decay of the optimiser
-    warmup_epochs: float = 1.0  # linear warm-up of the learning rate, then a cosine to 0
     label_smoothing: float = 0.0  # of the cross-entropy, in [0, 1)
     grad_accum: int = 1  # batches per optimiser step (gradient accumulation)
-    amp_dtype: str | None = None  # no, fp16, bf16; None: as `accelerate launch` / `accelerate config` say, else no
-    channels_last: bool = False  # weights and activations in channels_last (NHWC): faster convs, other rounding
+    seed: int = 0  # initialisation, data order and augmentation
+    # schedule
+    epochs: int = 10  # training epochs (finetune: before its --finetune-epochs)
+    warmup_epochs: float = 1.0  # linear warm-up of the learning rate, then a cosine to 0
     # smoothing
-    procedure: str = "standard"  # standard, fixed, iterative, finetune, fixed-noise, blur, lowpass, tv, noise
+    procedure: str = "standard"  # how the training images are treated (train/procedures.py)
     sparsity: float = 0.6  # fixed / finetune / fixed-noise train at it; all but iterative: the test-time smoothing's
     schedule: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6])  # iterative: one stage per sparsity
     finetune_epochs: int = 0  # finetune: epochs on smoothed images after `epochs` of standard training
-    finetune_lr: float | None = None  # None: lr / 10
+    finetune_lr: float | None = None  # finetune: its peak learning rate; None: lr / 10
     cache_smoothed: bool = False  # fixed: smooth the training set once through datasets.map
     path_state_budget: str = "4GiB"  # iterative: keep each image's (beta, z) between stages if it fits, per process
     test_smoothing: bool = False  # also smooth the test images (at the last training sparsity)
-    # baselines (--procedure blur / lowpass / tv / noise), applied to every training image like `fixed`
+    solver: str = TRAINING_PRESET  # solver preset (docs/solver.md); sparsify's default is events
+    channels: str = "independent"  # a segmentation per channel, or one shared by the channels
+    backend: str = "auto"  # sparsifier backend (isvs_triton.backends)
+    noise: str | None = None  # noise stop of every smoothing (training and test time): "auto" or a sigma in [0, 1]
+    discrepancy: float = 1.0  # the noise stop's factor: stop where RMS(beta / scale - x) <= discrepancy * sigma
+    # baselines
     blur_sigma: float = 1.0  # blur: Gaussian blur, in pixels
     lowpass_radius: float = 0.5  # lowpass: keep spatial frequencies up to this fraction of Nyquist (radial FFT mask)
     tv_weight: float = 0.1  # tv: scikit-image denoise_tv_chambolle weight (100 iterations)
-    noise_sigma: float = 0.1  # noise: Gaussian-noise augmentation, sigma uniform in [0, noise_sigma] per image
-    solver: str = DEFAULT_PRESET  # solver preset: events (the default), fast or faithful (isvs_triton.config.PRESETS)
-    channels: str = "independent"  # independent (a segmentation per channel) or joint (one shared)
-    backend: str = "auto"  # sparsifier backend (isvs_triton.backends.names())
-    noise: str | None = None  # noise stop of every smoothing (training and test time): "auto" or a sigma in [0, 1]
-    discrepancy: float = 1.0  # the noise stop's factor: stop where RMS(beta / scale - x) <= discrepancy * sigma
-    # run
+    noise_sigma: float = 0.1  # noise / fixed-noise: Gaussian-noise augmentation, sigma uniform in [0, noise_sigma]
+    # output
     output: str | None = None  # None: runs/<dataset>-<model>-<procedure>-s<seed>
     resume: str | None = None  # "latest" (the newest checkpoint in output) or a checkpoint folder
     checkpoint_every: int = 0  # also save a checkpoint every N steps (0: at the end of each epoch only)
     keep_checkpoints: int = 2  # the newest checkpoints kept
-    seed: int = 0  # initialisation, data order and augmentation
-    log_with: str = "tensorboard"  # tensorboard or none (summary.csv is always written)
-    progress: bool = True  # progress bars
+    log_with: str = "tensorboard"  # a tracker besides summary.csv
+    progress: bool = True  # progress bars on a terminal (a line per interval otherwise)
 
     def __post_init__(self):
         self.validate()
@@ -98,18 +98,10 @@ class TrainConfig:
                 pass
         self.noise = check_noise(self.noise, "--noise")
 
-        choices = {
-            "model": (self.model.replace("-", "_"), list_models()),
-            "procedure": (self.procedure, registry.REGISTRY),
-            "opt": (self.opt, ("sgd", "adamw")),
-            "amp_dtype": (self.amp_dtype, (None, "no", "fp16", "bf16")),
-            "solver": (self.solver, PRESETS),
-            "channels": (self.channels, CHANNEL_MODES),
-            "backend": (self.backend, backends.names()),
-            "log_with": (self.log_with, ("tensorboard", "none")),
-        }
-        for name, (value, accepted) in choices.items():
-            check(value in accepted, f"unknown --{name.replace('_', '-')} {value!r}; accepted: {list(accepted)}")
+        for name, accepted in choices().items():
+            value = getattr(self, name)
+            value = value.replace("-", "_") if name == "model" else value
+            check(value in accepted, f"unknown {cli.flag(name)} {getattr(self, name)!r}; accepted: {list(accepted)}")
         for name, interval in RANGES.items():
             value, (low_bracket, low, high, high_bracket) = getattr(self, name), interval
             above_low = value is None or (low < value if low_bracket == "(" else low <= value)
@@ -126,12 +118,12 @@ class TrainConfig:
             all(a < b for a, b in zip(self.schedule, self.schedule[1:])),
             f"--schedule must rise (the path only moves forward), got {self.schedule}",
         )
-        procedure = registry.get(self.procedure)
-        unread = [n for n in registry.PROCEDURE_SETTINGS if n not in procedure.settings and self._changed(n)]
+        procedure = procedures.get(self.procedure)
+        unread = [n for n in procedures.PROCEDURE_SETTINGS if n not in procedure.settings and self._changed(n)]
         check(
             not unread,
-            f"{', '.join(map(_flag, unread))} {'does' if len(unread) == 1 else 'do'} not apply to --procedure "
-            f"{self.procedure}, which reads {list(map(_flag, procedure.settings))} of the procedure-specific "
+            f"{', '.join(map(cli.flag, unread))} {'does' if len(unread) == 1 else 'do'} not apply to --procedure "
+            f"{self.procedure}, which reads {list(map(cli.flag, procedure.settings))} of the procedure-specific "
             "settings: leave it out, or choose the procedure it belongs to",
         )
         problem = procedure.problem(self)
@@ -176,9 +168,7 @@ class TrainConfig:
 
     def _changed(self, name: str) -> bool:
         """Whether setting ``name`` differs from TrainConfig's default."""
-        f = next(f for f in dataclasses.fields(self) if f.name == name)
-        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        return getattr(self, name) != default
+        return getattr(self, name) != cli.default(next(f for f in dataclasses.fields(self) if f.name == name))
 
     @staticmethod
     def from_record(settings: object, where: str) -> TrainConfig:
@@ -195,10 +185,10 @@ class TrainConfig:
         values = {key: value for key, value in settings.items() if key in known}
         if isinstance(values.get("solver"), str):
             values["solver"] = saved_preset(values["solver"])
-        procedure = registry.REGISTRY.get(values.get("procedure", "standard"))
+        procedure = procedures.REGISTRY.get(values.get("procedure", "standard"))
         if procedure is not None:
             values = {
-                k: v for k, v in values.items() if k not in registry.PROCEDURE_SETTINGS or k in procedure.settings
+                k: v for k, v in values.items() if k not in procedures.PROCEDURE_SETTINGS or k in procedure.settings
             }
         try:
             return TrainConfig(**values)
@@ -207,15 +197,15 @@ class TrainConfig:
 
     @property
     def total_epochs(self) -> int:
-        return self.epochs + registry.get(self.procedure).extra_epochs(self)
+        return self.epochs + procedures.get(self.procedure).extra_epochs(self)
 
     def sparsity_at(self, epoch: int) -> float | None:
         """The sparsity the training images of ``epoch`` are smoothed at (None: not smoothed)."""
-        return registry.get(self.procedure).sparsity_at(self, epoch)
+        return procedures.get(self.procedure).sparsity_at(self, epoch)
 
     @property
     def test_sparsity(self) -> float:
-        return registry.get(self.procedure).test_sparsity(self)
+        return procedures.get(self.procedure).test_sparsity(self)
 
     def smoothing(self, sparsity: float) -> SmoothingSpec:
         """The run's smoothing at ``sparsity``: its solver, channel mode, backend and noise stop."""
@@ -255,8 +245,18 @@ RANGES = {
 }
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def choices() -> dict[str, list]:
+    """The accepted values of each setting that takes a name: the one list validation and --help read."""
+    return {
+        "model": list_models(),
+        "procedure": list(procedures.REGISTRY),
+        "opt": ["sgd", "adamw"],
+        "amp_dtype": [None, "no", "fp16", "bf16"],
+        "solver": list(PRESETS),
+        "channels": list(CHANNEL_MODES),
+        "backend": backends.names(),
+        "log_with": ["tensorboard", "none"],
+    }
 
 
 def parse_bytes(text: str) -> int:
@@ -269,40 +269,26 @@ def parse_bytes(text: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- command line
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
 def field_help() -> dict[str, str]:
     """Each setting's --help line: the comment beside its field in TrainConfig (one place documents a setting)."""
-    source = inspect.getsource(TrainConfig)
-    return dict(re.findall(r"^    (\w+): [^#\n]*#\s*(.*)$", source, flags=re.MULTILINE))
+    return {name: text for name, (text, _) in cli.documented_fields(TrainConfig).items()}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(defaults: dict | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    """The command line over TrainConfig, one group per section, choices listed, and the defaults it runs with: the
+    recipe's (``defaults``) over TrainConfig's."""
     parser = argparse.ArgumentParser(
-        description="Train an image classifier with inverse scale space smoothing. Defaults are TrainConfig's; a "
-        "recipe's own defaults (recipes/*.py) come before -c and the flags."
+        prog=prog,
+        usage="%(prog)s [-h] [-c FILE.yaml] [--SETTING VALUE ...]",
+        description="Train an image classifier with inverse scale space smoothing. Settings: the defaults shown "
+        "(a recipe's over TrainConfig's) < -c FILE.yaml < these flags.",
     )
     parser.add_argument("-c", "--config", help="YAML file of settings (keys as below, with - or _)")
-    helps, defaults = field_help(), dataclasses.asdict(TrainConfig())
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        names = [flag, "-b"] if f.name == "batch_size" else [flag]
-        default = defaults[f.name]
-        text = f"{helps[f.name]} (default: {','.join(map(str, default)) if isinstance(default, list) else default})"
-        if f.type == "bool":
-            parser.add_argument(*names, action=argparse.BooleanOptionalAction, help=text)
-        elif f.name == "schedule":
-            parser.add_argument(*names, type=_floats, help=text)
-        elif f.name == "resume":
-            parser.add_argument(*names, nargs="?", const="latest", help=text)
-        else:
-            kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(f.type, str)
-            parser.add_argument(*names, type=kind, help=text)
+    special = {
+        "batch_size": {"names": ["--batch-size", "-b"]},
+        "resume": {"nargs": "?", "const": "latest"},
+    }
+    cli.add_fields(parser, TrainConfig, defaults, choices(), special)
     return parser
 
 
@@ -321,18 +307,18 @@ def _yaml_settings(path: str) -> dict:
     return settings
 
 
-def parse_args(argv: list[str] | None = None, defaults: dict | None = None) -> TrainConfig:
+def parse_args(argv: list[str] | None = None, defaults: dict | None = None, prog: str | None = None) -> TrainConfig:
     """TrainConfig from ``defaults`` (a recipe's), then ``-c`` YAML, then the flags in ``argv``."""
-    args = _parser().parse_args(argv)
+    args = _parser(defaults, prog).parse_args(argv)
     given = _yaml_settings(args.config) if args.config else {}
     given.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
     settings = {**(defaults or {}), **given}
-    procedure = registry.REGISTRY.get(settings.get("procedure", "standard"))
+    procedure = procedures.REGISTRY.get(settings.get("procedure", "standard"))
     if procedure is not None:  # a recipe's setting for its own procedure does not follow the user to another one
         settings = {k: v for k, v in settings.items()
-                    if k in given or k not in registry.PROCEDURE_SETTINGS or k in procedure.settings}  # fmt: skip
+                    if k in given or k not in procedures.PROCEDURE_SETTINGS or k in procedure.settings}  # fmt: skip
     if isinstance(settings.get("schedule"), str):
-        settings["schedule"] = _floats(settings["schedule"])
+        settings["schedule"] = cli.comma_list(float)(settings["schedule"])  # a YAML "0.2,0.4"
     return TrainConfig(**settings)
 
 

@@ -26,16 +26,17 @@ import torch.nn.functional as F
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
-from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
 from ..config import saved_preset
-from ..data import AUGMENT_DRAWS, EpochSampler, Images, augment, check_images, load_data, sample_uniform
+from ..data import EpochSampler, Images, check_images, load_data
 from ..models import create_model
-from ..smoothing import RunInfo
+from ..progress import track
+from ..rng import sample_uniform
 from . import run_folder
+from .augment import AUGMENT_DRAWS, augment
 from .config import TrainConfig, save_yaml
-from .procedures import Smoother, smooth_dataset
+from .run_folder import RunInfo
+from .smoother import Smoother, smooth_dataset
 
 KILL_ENV = "ISVS_KILL_AFTER_STEP"  # tests: SIGKILL the run right after this global step, as a crash would
 SUMMARY_FIELDS = (
@@ -186,7 +187,7 @@ def _check_resumed_settings(config: TrainConfig, run: Path) -> None:
         return  # killed before its first checkpoint: nothing recorded to continue
     saved = yaml.safe_load(saved_file.read_text()) or {}
     if "solver" in saved:
-        saved["solver"] = saved_preset(saved["solver"])  # "default" in runs begun before 2026-12-04: now "fast"
+        saved["solver"] = saved_preset(saved["solver"])  # an older run's name of a preset (LEGACY_PRESETS)
     now = dataclasses.asdict(config)
     differences = [
         f"{key} (run: {saved.get(key)!r}, now: {value!r})"
@@ -273,12 +274,13 @@ def _train(config: TrainConfig, accelerator: Accelerator, run: Path) -> Path:
         )
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sampler = EpochSampler(len(train_split), config.seed)
     if len(train_split) < config.batch_size * accelerator.num_processes:
         raise ValueError(
             f"{len(train_split)} training images make no full batch of {config.batch_size} per "
             f"process x {accelerator.num_processes} processes: lower --batch-size"
         )
+    # one process: a permutation per epoch; several: each image on the same process every epoch (its path cache)
+    sampler = EpochSampler(len(train_split), config.seed, accelerator.num_processes, config.batch_size)
     workers = config.workers
     if workers is None:  # on a GPU, decoding in the main process starves the step (measured: half the images/s)
         workers = min(4, (os.cpu_count() or 1) // accelerator.num_processes) if accelerator.device.type == "cuda" else 0
@@ -296,7 +298,7 @@ def _train(config: TrainConfig, accelerator: Accelerator, run: Path) -> Path:
     accelerator.register_for_checkpointing(progress)
     if config.resume is not None:
         _resume(accelerator, config, run, progress)
-    smoother = Smoother(config, len(train_split), size)
+    smoother = Smoother(config, sampler.shard(accelerator.process_index), size)
 
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
@@ -318,13 +320,12 @@ def _train(config: TrainConfig, accelerator: Accelerator, run: Path) -> Path:
         running = torch.tensor(progress.sums, dtype=torch.float64, device=accelerator.device)
         lr = learning_rate(config, epoch + progress.step / steps_per_epoch)
         model.train()
-        bar = tqdm(
+        bar = track(
             loader,
             total=steps_per_epoch,
             initial=progress.step,
             desc=f"epoch {epoch + 1}/{config.total_epochs}",
-            disable=not (config.progress and accelerator.is_local_main_process),
-            leave=False,
+            enabled=config.progress and accelerator.is_local_main_process,
         )
         for index, images, labels in bar:
             lr = learning_rate(config, epoch + progress.step / steps_per_epoch)
@@ -396,35 +397,3 @@ def _clock(accelerator: Accelerator) -> float:
     if accelerator.device.type == "cuda":
         torch.cuda.synchronize(accelerator.device)
     return time.perf_counter()
-
-
-def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, RunInfo]:
-    """The trained model of a run folder (in eval mode) and its ``run.json`` record."""
-    run = Path(path)
-    if not (run / "model.safetensors").exists() or not (run / "run.json").exists():
-        raise FileNotFoundError(f"{run} holds no finished run (model.safetensors and run.json are written at the end)")
-    info = RunInfo.read(run / "run.json")
-    settings = TrainConfig.from_record(info.config, str(run / "run.json"))  # every field's type and range
-    info = dataclasses.replace(info, config=dataclasses.asdict(settings))
-    model = create_model(info.model, num_classes=info.num_classes, image_size=info.image_size)
-    try:
-        weights = load_file(str(run / "model.safetensors"), device=str(device))
-    except Exception as error:  # noqa: BLE001 - safetensors raises its own error types; the user needs the file
-        raise ValueError(
-            f"{run / 'model.safetensors'} cannot be read ({error}): the file is damaged or incomplete"
-        ) from None
-    broken = [name for name, t in weights.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-    if broken:
-        raise ValueError(
-            f"{run / 'model.safetensors'} holds NaN or Inf in {broken[:5]}{' ...' if len(broken) > 5 else ''}: "
-            "the training diverged (a lower --lr, or --amp-dtype bf16 instead of fp16), or the file is damaged"
-        )
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
-        raise ValueError(
-            f"{run / 'model.safetensors'} does not fit run.json ({info.model}, {info.num_classes} "
-            f"classes, {info.image_size} px): {' '.join(first[:2])}"
-        ) from None
-    return model.to(device).eval(), info

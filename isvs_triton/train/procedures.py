@@ -1,120 +1,211 @@
-"""What each procedure (``registry.py``) feeds the loop: the smoothing of an epoch's images at the sparsity the
-procedure names (``TrainConfig.sparsity_at``), on the device, batch by batch; or, for the baselines, their transform.
+"""The training procedures by name, one entry each: which sparsity an epoch's training images are smoothed at, what
+a baseline does to a batch instead, the settings it needs, and what it implies at test time.
 
-``iterative`` advances each training image's path stage after stage. When every image's Split LBI state
-(beta, z, and the momentum's previous iterate) fits in ``--path-state-budget``, ``PathCache`` keeps it in host memory
-between visits, so stage k+1 continues the path where stage k stopped; otherwise each visit recomputes the path from a
-blank image. Both give the same images (tests/test_train.py), the cache only saves iterations.
+Adding a procedure is one ``register(Procedure(...))`` here: the settings' validation (``train/config.py``), the
+loop's smoothing (``procedures.Smoother``), the comparison (``recipes/compare.py``) and the evaluation read it.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from PIL import Image
 
-from ..config import PRESETS
-from ..data import to_tensor
-from ..ops.lbi.path import PathState, StateRecord
-from . import registry
-from .config import TrainConfig, parse_bytes
+from ..filters import gaussian_blur, gaussian_noise, lowpass, tv_chambolle
+from ..rng import sample_uniform
 
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
-def path_state_bytes(channels: int, height: int, width: int, momentum: bool) -> int:
-    """Host bytes of one image's path state in float32: beta, both z's (twice with momentum), its iteration count."""
-    floats = channels * (height * width + height * (width - 1) + (height - 1) * width)
-    return 4 * floats * (2 if momentum else 1) + 8
+Transform = Callable[["TrainConfig", torch.Tensor, int, torch.Tensor], torch.Tensor]
 
 
-class PathCache:
-    """Per-instance path states of a whole training set, in host memory, zero (= the path's start) until visited,
-    with their records (``StateRecord``: each image's fingerprint and the sparsity it has reached), so that every
-    visit is checked to continue the same image's path."""
+def _never(config: TrainConfig, epoch: int) -> None:
+    return None
 
-    def __init__(self, size: int, image_shape: tuple[int, int, int], momentum: bool):
-        c, h, w = image_shape
-        shapes = [(c, h, w), (c, h, w - 1), (c, h - 1, w)] * (2 if momentum else 1)
-        self.tensors = [torch.zeros(size, *shape) for shape in shapes]
-        self.iterations = torch.zeros(size, dtype=torch.int64)
-        self.record = StateRecord.blank(size, torch.device("cpu"))  # solver and channels: those of the first visit
-        self.momentum = momentum
 
-    def take(self, index: torch.Tensor, device: torch.device) -> PathState:
-        t = [x[index].to(device) for x in self.tensors]
-        record = StateRecord(
-            self.record.solver,
-            self.record.channels,
-            self.record.fingerprints[index].to(device),
-            self.record.targets[index].to(device),
+def _no_problem(config: TrainConfig) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """One way of training. ``sparsity_at(config, epoch)``: the sparsity the epoch's images are smoothed at (None:
+    not smoothed); ``transform(config, x, epoch, index)``: what a baseline does to a batch instead (None: nothing),
+    or, for a procedure that also smooths, to the batch before its smoothing;
+    ``settings``: the settings of ``PROCEDURE_SETTINGS`` it reads (any other one changed from its default is
+    refused: it would act on nothing); ``problem(config)``: why the settings do not fit it (None: they do);
+    ``extra_epochs``: epochs after
+    ``config.epochs``; ``test_sparsity``: the sparsity its test-time smoothing uses; ``smoothed_at_test``: whether
+    the comparison also evaluates it with test-time smoothing; ``epoch_split``: how the comparison divides an epoch
+    budget (settings dict -> settings dict)."""
+
+    name: str
+    help: str
+    settings: tuple[str, ...] = ("sparsity",)  # sparsity: the test-time smoothing's, unless the procedure says
+    sparsity_at: Callable[[TrainConfig, int], float | None] = _never
+    transform: Transform | None = None
+    problem: Callable[[TrainConfig], str | None] = _no_problem
+    extra_epochs: Callable[[TrainConfig], int] = lambda config: 0
+    test_sparsity: Callable[[TrainConfig], float] = lambda config: config.sparsity
+    smoothed_at_test: bool = True
+    epoch_split: Callable[[dict], dict] = lambda settings: settings
+    # a baseline's filter at test time, from the run's settings: (filter of a [0, 1] batch, whether the attacks can
+    # differentiate it exactly); None: it has none (noise augmentation, the ISVS procedures: their smoothing instead)
+    test_filter: Callable[[dict], tuple[Callable[[torch.Tensor], torch.Tensor], bool]] | None = None
+
+    @property
+    def baseline(self) -> bool:
+        """An alternative ISVS is compared with: it transforms the training images rather than smoothing them."""
+        return self.transform is not None and self.sparsity_at is _never
+
+
+REGISTRY: dict[str, Procedure] = {}
+
+
+def register(procedure: Procedure) -> Procedure:
+    if procedure.name in REGISTRY:
+        raise ValueError(f"procedure {procedure.name!r} is registered twice")
+    REGISTRY[procedure.name] = procedure
+    return procedure
+
+
+def get(name: str) -> Procedure:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown --procedure {name!r}; accepted: {list(REGISTRY)}")
+    return REGISTRY[name]
+
+
+# ------------------------------------------------------------------------------------------------ ISVS
+register(Procedure("standard", "no smoothing (test-time smoothing is still measured by the comparison)"))
+register(
+    Procedure(
+        "fixed",
+        "every epoch smoothed at --sparsity",
+        settings=("sparsity", "cache_smoothed"),
+        sparsity_at=lambda config, epoch: config.sparsity,
+    )
+)
+
+
+def _stage(config: TrainConfig, epoch: int) -> float:
+    """Stages of equal length, one per --schedule sparsity, the remainder in the last one."""
+    stages = config.schedule
+    return stages[min(epoch * len(stages) // config.epochs, len(stages) - 1)]
+
+
+def _iterative_problem(config: TrainConfig) -> str | None:
+    from .. import backends
+
+    stages = len(config.schedule)
+    if config.epochs < stages:
+        return f"--epochs ({config.epochs}) must be at least the number of stages in --schedule ({stages})"
+    if config.backend == "reference":
+        continuing = list(backends.CONTINUING)
+        return f"--backend reference cannot continue a path between stages: use auto or one of {continuing}"
+    return None
+
+
+register(
+    Procedure(
+        "iterative",
+        "coarse to fine: one stage of epochs per --schedule sparsity, each image's path continued",
+        settings=("schedule", "path_state_budget"),  # its test-time sparsity is the last stage's
+        sparsity_at=_stage,
+        problem=_iterative_problem,
+        test_sparsity=lambda config: config.schedule[-1],
+    )
+)
+
+
+def _finetune_split(settings: dict) -> dict:
+    epochs = settings["epochs"]  # the last quarter of the budget smoothed
+    return {**settings, "epochs": epochs - epochs // 4, "finetune_epochs": epochs // 4}
+
+
+def _finetune_problem(config: TrainConfig) -> str | None:
+    return None if config.finetune_epochs >= 1 else "--procedure finetune needs --finetune-epochs >= 1"
+
+
+register(
+    Procedure(
+        "finetune",
+        "--epochs standard, then --finetune-epochs smoothed at --sparsity",
+        settings=("sparsity", "finetune_epochs", "finetune_lr"),
+        sparsity_at=lambda config, epoch: config.sparsity if epoch >= config.epochs else None,
+        problem=_finetune_problem,
+        extra_epochs=lambda config: config.finetune_epochs,
+        epoch_split=_finetune_split,
+    )
+)
+
+
+# ------------------------------------------------------------------------------------------------ baselines
+def _noise(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    # per image: sigma uniform in [0, noise_sigma] and its noise, drawn from (seed, epoch, index): reproducible, and
+    # the same in any batch composition; 7919 keeps these draws apart from the crops'
+    draws = sample_uniform(index, epoch, config.seed + 7919, 1 + 2 * x[0].numel())
+    return gaussian_noise(x, draws[:, 0].to(x) * config.noise_sigma, draws[:, 1:])
+
+
+def _blur(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    return gaussian_blur(x, config.blur_sigma)
+
+
+def _lowpass(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    return lowpass(x, config.lowpass_radius)
+
+
+def _tv(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    return tv_chambolle(x, config.tv_weight)
+
+
+def _filter(function, setting: str, differentiable: bool):
+    return lambda settings: (lambda x: function(x, settings[setting]), differentiable)
+
+
+for _name, _help, _setting, _transform, _test_filter in (
+    ("blur", "Gaussian blur of --blur-sigma pixels", "blur_sigma", _blur, _filter(gaussian_blur, "blur_sigma", True)),
+    (
+        "lowpass",
+        "spatial frequencies up to --lowpass-radius of Nyquist",
+        "lowpass_radius",
+        _lowpass,
+        _filter(lowpass, "lowpass_radius", True),
+    ),
+    ("tv", "TV-Chambolle denoising at --tv-weight", "tv_weight", _tv, _filter(tv_chambolle, "tv_weight", False)),
+    (
+        "noise",
+        "Gaussian-noise augmentation, sigma uniform in [0, --noise-sigma] per image",
+        "noise_sigma",
+        _noise,
+        None,
+    ),
+):
+    register(
+        Procedure(
+            _name,
+            _help,
+            settings=("sparsity", _setting),
+            transform=_transform,
+            smoothed_at_test=False,
+            test_filter=_test_filter,
         )
-        prev = tuple(t[3:]) if self.momentum else None
-        return PathState(t[0], t[1], t[2], prev, self.iterations[index].to(device), record)
+    )
 
-    def put(self, index: torch.Tensor, state: PathState) -> None:
-        for dst, src in zip(self.tensors, state.tensors()):
-            dst[index] = src.cpu()
-        self.iterations[index] = state.iterations.cpu()
-        self.record.solver, self.record.channels = state.record.solver, state.record.channels
-        self.record.fingerprints[index] = state.record.fingerprints.cpu()
-        self.record.targets[index] = state.record.targets.cpu()
+register(
+    Procedure(
+        "fixed-noise",
+        "ISVS with noise augmentation: Gaussian noise as --procedure noise, then smoothed at --sparsity",
+        settings=("sparsity", "noise_sigma"),
+        sparsity_at=lambda config, epoch: config.sparsity,
+        transform=_noise,
+    )
+)
 
-
-class Smoother:
-    """Smooths training batches on their device for a ``TrainConfig``; keeps the time it spends (``seconds``)."""
-
-    def __init__(self, config: TrainConfig, train_size: int, image_size: int):
-        self.config = config
-        self.cache = None
-        if config.procedure == "iterative":
-            momentum = PRESETS[config.solver].momentum > 0
-            needed = train_size * path_state_bytes(3, image_size, image_size, momentum)
-            if needed <= parse_bytes(config.path_state_budget):
-                self.cache = PathCache(train_size, (3, image_size, image_size), momentum)
-        self.seconds = 0.0
-
-    def train_batch(self, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
-        """What the procedure does to the training batch x (B, 3, H, W) of ``epoch``; ``index`` its dataset rows."""
-        config, start = self.config, time.perf_counter()
-        sparsity = config.sparsity_at(epoch)
-        transform = registry.get(config.procedure).transform
-        if sparsity is not None and not config.cache_smoothed:
-            if transform is not None:  # fixed-noise: the augmentation first, then the smoothing sees the noisy image
-                x = transform(config, x, epoch, index)
-            return self(x, sparsity, index)
-        if transform is None:
-            return x
-        x = transform(config, x, epoch, index)
-        self._stop_clock(x, start)
-        return x
-
-    def __call__(self, x: torch.Tensor, sparsity: float, index: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, 3, H, W) float in [0, 1]; ``index`` (B,) the images' positions in the training set (path cache)."""
-        start = time.perf_counter()
-        smooth = self.config.smoothing(sparsity)
-        if self.cache is not None and index is not None:
-            state = self.cache.take(index.cpu(), x.device)
-            out = smooth(x, state=state)
-            self.cache.put(index.cpu(), state)
-        else:
-            out = smooth(x)
-        self._stop_clock(out, start)
-        return out
-
-    def _stop_clock(self, result: torch.Tensor, start: float) -> None:
-        if result.device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
-            torch.cuda.synchronize(result.device)
-        self.seconds += time.perf_counter() - start
-
-
-def smooth_dataset(split, config: TrainConfig, image_size: int, batch_size: int = 256):
-    """``--cache-smoothed``: the training split smoothed once at ``config.sparsity`` by ``datasets.map`` (stored as
-    uint8; the map is fingerprinted, so a Hub dataset's smoothed copy is reused from the datasets cache)."""
-    smoothing = config.smoothing(config.sparsity)
-
-    def smooth(batch):
-        x = torch.stack([to_tensor(image, image_size) for image in batch["image"]])
-        y = smoothing(x)
-        return {"image": [Image.fromarray(image.permute(1, 2, 0).numpy()) for image in y]}
-
-    return split.map(smooth, batched=True, batch_size=batch_size, desc=f"smoothing at sparsity {config.sparsity}")
+PROCEDURES = tuple(name for name, p in REGISTRY.items() if not p.baseline)  # the ISVS procedures
+BASELINES = tuple(name for name, p in REGISTRY.items() if p.baseline)  # the alternatives, applied like `fixed`
+# the settings that belong to some procedures only: TrainConfig refuses one set for a procedure that does not read it
+PROCEDURE_SETTINGS = tuple(dict.fromkeys(name for p in REGISTRY.values() for name in p.settings))

@@ -10,6 +10,9 @@ shared driver (``path.Advance``).
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numba
 import numpy as np
 import torch
@@ -237,8 +240,34 @@ def _jumps(xs, jh, jv, counts, joint, images):
         counts[b] = count
 
 
+_announced = False
+
+
+def announce_compilation(stream=None) -> bool:
+    """Say once per process, before the first compiled call, when numba has no cached build of these kernels on this
+    machine: that call compiles them (seconds instead of milliseconds); numba caches the build for later processes.
+    Returns whether it said so."""
+    global _announced
+    if _announced:
+        return False
+    _announced = True
+    from ..projection import numba_cpu as projection
+
+    modules = (sys.modules[__name__], projection)
+    kernels = [v for m in modules for v in vars(m).values() if isinstance(v, numba.core.registry.CPUDispatcher)]
+    try:
+        cold = any(not os.path.exists(kernel._cache._cache_file._index_path) for kernel in kernels)
+    except AttributeError:  # a numba that keeps its cache elsewhere: no word rather than a wrong one
+        return False
+    if cold:
+        print("isvs_triton: compiling the CPU kernels with numba (first use here: this call takes seconds; later "
+              "processes load them from numba's cache)", file=stream or sys.stderr, flush=True)  # fmt: skip
+    return cold
+
+
 def jumps(xs: torch.Tensor, joint: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``path.jumps_counted`` for a float32 CPU batch."""
+    """``path.jumps_counted`` for a float32 CPU batch (the first of the backend's calls in every ``sparsify``)."""
+    announce_compilation()
     b, c, h, w = xs.shape
     groups = 1 if joint else c
     jh, jv = (torch.empty(shape, dtype=torch.bool) for shape in ((b, groups, h, w - 1), (b, groups, h - 1, w)))

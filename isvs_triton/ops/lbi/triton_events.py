@@ -19,8 +19,7 @@ smallest time exactly, as the torch backend's sort gives it. Dot products are su
 across chunks in float64, so states agree with the other backends to rounding, not bit for bit.
 
 Cost per event step at 32x32x3 (6,144 edge slots, 3,072 pixels): ~8 passes over the waiting times, ~5 solver
-iterations of three passes over the pixels, four passes over the edges. Its speed on a GPU has not been
-measured (no GPU was lent to this work); docs/performance.md says where that stands.
+iterations of three passes over the pixels, four passes over the edges. Its GPU speed: docs/performance.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
-"""The procedure registry (train/registry.py): one entry is all a new procedure needs."""
+"""The procedure registry (train/procedures.py): one entry is all a new procedure needs."""
 
 import pytest
 import torch
 
-from isvs_triton.train import parse_args, registry
-from isvs_triton.train.procedures import Smoother
+from isvs_triton.train import parse_args, procedures
+from isvs_triton.train.smoother import Smoother
 
 
 @pytest.fixture
 def inverted():
     """A toy baseline registered for one test: it trains on inverted images."""
-    procedure = registry.register(
-        registry.Procedure(
+    procedure = procedures.register(
+        procedures.Procedure(
             "invert",
             "1 - x",
             smoothed_at_test=False,
@@ -19,7 +19,7 @@ def inverted():
         )
     )
     yield procedure
-    del registry.REGISTRY[procedure.name]
+    del procedures.REGISTRY[procedure.name]
 
 
 def test_one_entry_is_accepted_by_the_settings_and_applied_by_the_loop(inverted):
@@ -41,8 +41,8 @@ def test_the_registry_decides_schedules_and_epochs():
     assert iterative.test_sparsity == 0.6
     finetune = parse_args(["--procedure", "finetune", "--epochs", "3", "--finetune-epochs", "2", "--sparsity", "0.5"])
     assert finetune.total_epochs == 5 and [finetune.sparsity_at(e) for e in range(5)] == [None] * 3 + [0.5] * 2
-    assert registry.get("finetune").epoch_split({"epochs": 12}) == {"epochs": 9, "finetune_epochs": 3}
-    assert registry.BASELINES == ("blur", "lowpass", "tv", "noise")
-    assert all(not registry.get(name).smoothed_at_test for name in registry.BASELINES)
+    assert procedures.get("finetune").epoch_split({"epochs": 12}) == {"epochs": 9, "finetune_epochs": 3}
+    assert procedures.BASELINES == ("blur", "lowpass", "tv", "noise")
+    assert all(not procedures.get(name).smoothed_at_test for name in procedures.BASELINES)
     with pytest.raises(ValueError, match="registered twice"):
-        registry.register(registry.Procedure("fixed", "again"))
+        procedures.register(procedures.Procedure("fixed", "again"))
