@@ -379,6 +379,8 @@ def _state_record(state: PathState, batch: torch.Tensor, config: SolverConfig, c
         t, dtype = getattr(record, name), torch.int64 if name == "fingerprints" else torch.float64
         if not isinstance(t, torch.Tensor) or tuple(t.shape) != (b,) or t.dtype != dtype:
             raise ValueError(f"state.record.{name} must be {dtype} of shape ({b},), got {describe(t)}")
+    if not bool(((record.targets >= 0) & (record.targets <= 1)).all()):  # NaN fails too
+        raise ValueError(f"state.record.targets must lie in [0, 1], got {record.targets.tolist()}: {NEW_STATE}")
     solver = config.replace(max_iter=0)  # a budget does not change the path: continuing with another one is fine
     if record.solver is not None:
         built = {**record.solver.kwargs(), "channels": record.channels}

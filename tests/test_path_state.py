@@ -43,6 +43,7 @@ def test_a_previous_iterate_for_a_smaller_batch_is_refused_not_a_crash(backend):
         (lambda s: setattr(s, "zv", s.zv.double()), "state.zv must be torch.float32"),
         (lambda s: setattr(s, "record", "mine"), "state.record must be an isvs_triton StateRecord or None"),
         (lambda s: setattr(s.record, "targets", s.record.targets[:1]), r"state.record.targets must be torch.float64"),
+        (lambda s: s.record.targets.fill_(float("nan")), r"state.record.targets must lie in \[0, 1\]"),
     ],
     ids=[
         "iterations-short",
@@ -54,6 +55,7 @@ def test_a_previous_iterate_for_a_smaller_batch_is_refused_not_a_crash(backend):
         "zv-float64",
         "record-string",
         "record-targets-short",
+        "record-targets-nan",
     ],  # fmt: skip
 )
 def test_every_field_of_a_state_is_checked_before_a_backend_reads_it(damage, match):
