@@ -386,7 +386,7 @@ def _state_record(state: PathState, batch: torch.Tensor, config: SolverConfig, c
         built = {**record.solver.kwargs(), "channels": record.channels}
         asked = {**solver.kwargs(), "channels": channels}
         differences = [f"{k}={built.get(k)!r} (this call: {asked.get(k)!r})" for k in {**built, **asked}
-                       if k != "max_iter" and built.get(k) != asked.get(k)]  # fmt: skip
+                       if built.get(k) != asked.get(k)]  # fmt: skip
         if differences:
             raise ValueError(
                 f"state was built for {', '.join(differences)}: continue it with its own settings, or {NEW_STATE}"

@@ -9,6 +9,7 @@ photographs that ship inside scikit-image's wheel, one class per photograph.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,9 +317,12 @@ class EpochSampler(torch.utils.data.Sampler):
         if self.shards == 1:
             return torch.arange(self.size)
         per = self.size // self.shards
-        return torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed))[
-            rank * per : (rank + 1) * per
-        ]
+        return self._partition[rank * per : (rank + 1) * per]
+
+    @functools.cached_property
+    def _partition(self) -> torch.Tensor:
+        """The seed's one permutation of the set that the shards cut (drawn once, not per shard and epoch)."""
+        return torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed))
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)

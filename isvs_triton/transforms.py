@@ -36,11 +36,7 @@ class Sparsify:
                 raise KeyError(f"Sparsify(key={self.key!r}): no such column; columns are {list(x)}")
             return {**x, self.key: self(x[self.key])}
         if isinstance(x, (list, tuple)):
-            if (
-                x
-                and all(isinstance(v, (int, float)) or isinstance(v, (list, tuple)) for v in x)
-                and _depth(x) in (2, 3)
-            ):
+            if _depth(x) in (2, 3) and all(isinstance(v, (int, float, list, tuple)) for v in x):
                 return sparsify(_nested_image(x), self.sparsity, **self.options)  # one image as nested lists
             return type(x)(self._many(list(x)))
         return sparsify(x, self.sparsity, **self.options)

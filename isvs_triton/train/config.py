@@ -108,7 +108,7 @@ class TrainConfig:
             below_high = value is None or (value < high if high_bracket == ")" else value <= high)
             check(
                 above_low and below_high,
-                f"--{name.replace('_', '-')} must lie in {low_bracket}{low:g}, {high:g}{high_bracket}, got {value!r}",
+                f"{cli.flag(name)} must lie in {low_bracket}{low:g}, {high:g}{high_bracket}, got {value!r}",
             )
         check(
             len(self.schedule) >= 1 and all(0 < s <= 1 for s in self.schedule),
@@ -119,7 +119,7 @@ class TrainConfig:
             f"--schedule must rise (the path only moves forward), got {self.schedule}",
         )
         procedure = procedures.get(self.procedure)
-        unread = [n for n in procedures.PROCEDURE_SETTINGS if n not in procedure.settings and self._changed(n)]
+        unread = [n for n in procedures.PROCEDURE_SETTINGS if not procedure.reads(n) and self._changed(n)]
         check(
             not unread,
             f"{', '.join(map(cli.flag, unread))} {'does' if len(unread) == 1 else 'do'} not apply to --procedure "
@@ -187,9 +187,7 @@ class TrainConfig:
             values["solver"] = saved_preset(values["solver"])
         procedure = procedures.REGISTRY.get(values.get("procedure", "standard"))
         if procedure is not None:
-            values = {
-                k: v for k, v in values.items() if k not in procedures.PROCEDURE_SETTINGS or k in procedure.settings
-            }
+            values = {k: v for k, v in values.items() if procedure.reads(k)}
         try:
             return TrainConfig(**values)
         except ValueError as error:
@@ -315,8 +313,7 @@ def parse_args(argv: list[str] | None = None, defaults: dict | None = None, prog
     settings = {**(defaults or {}), **given}
     procedure = procedures.REGISTRY.get(settings.get("procedure", "standard"))
     if procedure is not None:  # a recipe's setting for its own procedure does not follow the user to another one
-        settings = {k: v for k, v in settings.items()
-                    if k in given or k not in procedures.PROCEDURE_SETTINGS or k in procedure.settings}  # fmt: skip
+        settings = {k: v for k, v in settings.items() if k in given or procedure.reads(k)}
     if isinstance(settings.get("schedule"), str):
         settings["schedule"] = cli.comma_list(float)(settings["schedule"])  # a YAML "0.2,0.4"
     return TrainConfig(**settings)

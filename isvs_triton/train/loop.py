@@ -222,7 +222,7 @@ def train(config: TrainConfig) -> Path:
     run_folder.check_writable(run, "a run")
     if config.resume is None and (_checkpoints(run) or (run / "model.safetensors").exists()):
         raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --output")
-    lock = _on_main_process(accelerator, lambda: (run_folder.claim(run), run_folder.Lock(run))[1])
+    lock = _on_main_process(accelerator, lambda: run_folder.open_for_writing(run))
     try:
         if config.resume is not None:
             _check_resumed_settings(config, run)

@@ -56,6 +56,10 @@ class Procedure:
     # differentiate it exactly); None: it has none (noise augmentation, the ISVS procedures: their smoothing instead)
     test_filter: Callable[[dict], tuple[Callable[[torch.Tensor], torch.Tensor], bool]] | None = None
 
+    def reads(self, setting: str) -> bool:
+        """Whether this procedure reads ``setting``: every setting but the procedure-specific ones it does not list."""
+        return setting not in PROCEDURE_SETTINGS or setting in self.settings
+
     @property
     def baseline(self) -> bool:
         """An alternative ISVS is compared with: it transforms the training images rather than smoothing them."""

@@ -306,6 +306,12 @@ def _holds_an_earlier_run(run: Path) -> bool:
     return (run / "args.yaml").is_file() and any(any(c.glob("random_states_*.pkl")) for c in checkpoints)
 
 
+def open_for_writing(run: Path) -> Lock:
+    """``claim`` the folder, then take its lock (``Lock``): what a training does before it writes."""
+    claim(run)
+    return Lock(run)
+
+
 class Lock:
     """``run / LOCK`` held by this process until ``release``; ``Lock(run)`` refuses when another live process
     holds it."""
