@@ -9,8 +9,10 @@ import torch
 import triton
 import triton.language as tl
 
+from isvs_triton.config import SolverConfig
 from isvs_triton.ops.graph import grad, grad_adjoint
 from isvs_triton.ops.lbi import triton_events
+from isvs_triton.ops.lbi.reference import chebyshev_steps
 from isvs_triton.testing import assert_close, conformance_cases, waiting_times
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf and 0/0 in lanes the kernel masks out
@@ -23,7 +25,7 @@ def _kth_kernel(p_values, p_out, n, k, BLOCK: tl.constexpr):
 
 
 def test_order_statistic_is_numpys():
-    """The step's time (the k-th smallest waiting time, by a radix selection over integer keys) equals numpy's order
+    """The step's time (the k-th smallest waiting time, by histogram passes over integer keys) equals numpy's order
     statistic exactly, on times spread over decades, with ties, zeros, negative values, infinities (edges not
     waiting), and lengths that cut the chunks."""
     for values, n, k in waiting_times(np.random.default_rng(1), trials=40, longest=1500):
@@ -33,14 +35,15 @@ def test_order_statistic_is_numpys():
 
 
 @triton.jit
-def _solve_kernel(p_beta, p_xs, p_wh, p_wv, p_p, p_r, p_ap, C, H, W, tolerance, BLOCK: tl.constexpr):
-    triton_events._solve(p_beta, p_xs, p_wh, p_wv, p_p, p_r, p_ap, C, H, W, tolerance, 1000, BLOCK)
+def _solve_kernel(p_beta, p_xs, p_wh, p_wv, p_p, p_q, p_steps, iterations, C, H, W, BLOCK: tl.constexpr):
+    triton_events._solve(p_beta, p_xs, p_wh, p_wv, p_p, p_q, p_steps, iterations, C, H, W, BLOCK)
 
 
 @pytest.mark.parametrize("height,width", [(1, 7), (6, 1), (9, 13), (20, 30)], ids=lambda s: str(s))
 def test_solve_is_the_dense_solve(height, width):
-    """The kernel's solve (conjugate gradients on the zero-row layout) against (I + D^T W D / nu) beta = s x solved
-    densely in float64, with random weights on random edges and two channels that must stay apart."""
+    """The kernel's solve (Chebyshev iterations on the zero-row layout, enough for a 1e-6 error bound) against
+    (I + D^T W D / nu) beta = s x solved densely in float64, with random weights on random edges and two channels
+    that must stay apart."""
     torch.manual_seed(height * 7 + width)
     channels = 2
     wh = torch.rand(channels, height, width) * (torch.rand(channels, height, width) < 0.6)
@@ -52,8 +55,10 @@ def test_solve_is_the_dense_solve(height, width):
     def zero_rows(a):
         return torch.nn.functional.pad(a, (0, 0, 1, 1)).contiguous()
 
-    p, r, ap = zero_rows(torch.zeros_like(xs)), torch.empty_like(xs), torch.empty_like(xs)
-    _solve_kernel[(1,)](beta, xs, zero_rows(wh), zero_rows(wv), p, r, ap, channels, height, width, 1e-6, BLOCK=64)
+    p, q = zero_rows(torch.zeros_like(xs)), zero_rows(torch.zeros_like(xs))
+    steps = torch.tensor(chebyshev_steps(SolverConfig(nu=1.0, tolerance=1e-6)))  # the weights lie in [0, 1 / nu]
+    _solve_kernel[(1,)](beta, xs, zero_rows(wh), zero_rows(wv), p, q, steps, len(steps), channels, height, width,
+                        BLOCK=64)  # fmt: skip
     for c in range(channels):
         eye = torch.eye(height * width, dtype=torch.float64).view(-1, height, width)
         dh, dv = grad(eye)

@@ -44,12 +44,13 @@ def test_fast_preset_reaches_the_target_in_few_iterations_and_stays_faithful(hel
 @pytest.mark.slow
 def test_the_default_events_preset_stays_on_the_path(held_out):
     """The default solver's fidelity floor, with margin over what docs/notes/calibration.md measured on these crops
-    (steps of 4.5 %: relative error 0.227 median / 0.545 worst, edge agreement 0.988 mean), in a step count no image
-    exceeds (13 here), closer to the reference than FAITHFUL at the median and than FAST on every crop."""
+    (steps of 4.5 %, Chebyshev solves at tolerance 1e-2: relative error 0.215 median / 0.323 worst, edge agreement
+    0.990 mean), within ceil(0.6 / 0.045) = 14 steps (13 median), closer to the reference than FAITHFUL at the
+    median and than FAST on every crop."""
     x, ref_all, keep = held_out
     ref = ref_all.select(keep)
     events = stop(x, 0.6, EVENTS)
-    assert bool(events.reached.all()) and int(events.iterations.max()) <= 13, events.iterations
+    assert bool(events.reached.all()) and int(events.iterations.max()) <= 14, events.iterations
     ours = fidelity(events, ref, x)
     assert float(ours["relative_error"].median()) <= 0.32, ours["relative_error"]
     assert float(ours["relative_error"].max()) <= 0.75, ours["relative_error"]

@@ -48,7 +48,8 @@ def test_beta_solve_is_the_dense_solution():
     torch.manual_seed(0)
     x = torch.rand(2, 5, 7, dtype=torch.float64)
     wh, wv = (torch.rand(2, 5, 6) > 0.4).double(), (torch.rand(2, 4, 7) > 0.4).double()
-    beta = reference.solve_beta(torch.zeros_like(x), x, wh, wv, nu=0.7, tolerance=1e-14)
+    iterations = SolverConfig(nu=0.7, tolerance=1e-14).solve_iterations
+    beta = reference.solve_beta(torch.zeros_like(x), x, wh, wv, nu=0.7, iterations=iterations)
     for c in range(2):
         d = difference_matrix(5, 7) * torch.cat([wh[c].flatten(), wv[c].flatten()]).view(-1, 1)
         dense = torch.linalg.solve(torch.eye(35, dtype=torch.float64) + d.T @ d / 0.7, x[c].flatten())
@@ -56,6 +57,35 @@ def test_beta_solve_is_the_dense_solution():
     batched = torch.zeros_like(x)[None]
     torch_path.solve_beta(batched, x[None], wh[None], wv[None], SolverConfig(nu=0.7, tolerance=1e-14))
     assert_close("torch beta", batched[0], beta, 1e-10)
+
+
+@pytest.mark.parametrize("nu", [0.5, 1.0, 3.0])
+@pytest.mark.parametrize("tolerance", [0.3, 1e-2, 1e-3])
+def test_a_solve_shrinks_the_error_by_its_tolerance_in_every_form(nu, tolerance):
+    """``solve_iterations`` Chebyshev iterations on the spectrum [1, 1 + 8/nu] shrink the error's energy norm
+    (against the dense solution) by at least ``tolerance``, whatever the support; the fast backends' form on beta
+    alone (``chebyshev_steps``, torch backend) is the same iteration as the reference's, to rounding."""
+    torch.manual_seed(int(nu * 10))
+    x = torch.rand(2, 6, 8, dtype=torch.float64)
+    config = SolverConfig(nu=nu, tolerance=tolerance)
+    for share in (0.0, 0.5, 1.0):  # the share of active edges (weight 0): none, about half, all
+        wh, wv = (torch.rand(2, 6, 7) >= share).double(), (torch.rand(2, 5, 8) >= share).double()
+        d = difference_matrix(6, 8)
+        start = x + 0.3 * torch.randn_like(x)  # a warm start
+        beta = reference.solve_beta(start.clone(), x, wh, wv, nu, config.solve_iterations)
+        for c in range(2):
+            w = torch.cat([wh[c].flatten(), wv[c].flatten()])
+            operator = torch.eye(48, dtype=torch.float64) + d.T @ torch.diag(w) @ d / nu
+            exact = torch.linalg.solve(operator, x[c].flatten())
+
+            def energy(e, operator=operator):
+                return float(e @ operator @ e) ** 0.5
+
+            before, after = energy(start[c].flatten() - exact), energy(beta[c].flatten() - exact)
+            assert after <= tolerance * before * (1 + 1e-9), (share, c, after / before)
+        batched = start.clone()[None]
+        torch_path.solve_beta(batched, x[None], wh[None], wv[None], config)
+        assert_close(f"torch form, {share} inactive", batched[0], beta, 1e-12)
 
 
 @pytest.mark.parametrize("joint", [False, True], ids=["independent", "joint"])
@@ -119,10 +149,10 @@ def test_torch_equals_reference_in_float64(mode, projection):
 
 
 @pytest.mark.parametrize("height,width", [*SHAPES, (2, 5), (32, 32)], ids=lambda s: str(s))
-def test_numba_operator_is_the_dense_operator(height, width):
-    """The numba solves' operator (one flat loop per channel over shifted views, in a layout with a zero row above and
-    below each channel) against I + D_inactive^T D_inactive / nu written as a dense matrix, with random weights on
-    random edges."""
+def test_numba_solve_pass_is_the_dense_iteration(height, width):
+    """One pass of the numba solve (one flat loop per channel over shifted views, in a layout with a zero row above
+    and below each channel) against v + a (v - u) + b (s x - A v), A = I + D_inactive^T D_inactive / nu written as a
+    dense matrix, with random weights on random edges."""
     torch.manual_seed(height * 31 + width)
     d = difference_matrix(height, width)
     edges_h = height * (width - 1)
@@ -131,22 +161,24 @@ def test_numba_operator_is_the_dense_operator(height, width):
     wh[0, :, : width - 1] = weights[:edges_h].view(height, width - 1)
     wv[0, : height - 1] = weights[edges_h:].view(height - 1, width)
     wh[1], wv[1] = wh[0].flip(0), wv[0]  # a second channel with other weights: the channels stay apart
-    v = torch.rand(2, height, width, dtype=torch.float64)
-    out = torch.empty_like(v)
+    v, u, xs = (torch.rand(2, height, width, dtype=torch.float64) for _ in range(3))
+    a, b = 0.7, 0.3
 
-    def with_zero_rows(a):
-        return np.pad(a.numpy(), ((0, 0), (1, 1), (0, 0)))
+    def with_zero_rows(t):
+        return np.pad(t.numpy(), ((0, 0), (1, 1), (0, 0)))
 
-    total = numba_cpu._apply(with_zero_rows(v), with_zero_rows(wh), with_zero_rows(wv), out.numpy())
+    out = with_zero_rows(u)
+    numba_cpu._chebyshev_pass(with_zero_rows(v), out, xs.numpy(), with_zero_rows(wh), with_zero_rows(wv), a, b)
     for c in range(2):
         w = torch.cat([wh[c, :, : width - 1].flatten(), wv[c, : height - 1].flatten()])
         dense = torch.eye(height * width, dtype=torch.float64) + d.T @ torch.diag(w) @ d
-        assert_close(f"channel {c}", out[c].flatten(), dense @ v[c].flatten(), 1e-12)
-    assert total == pytest.approx(float((v * out).sum()), rel=1e-12)
+        vc = v[c].flatten()
+        expected = vc + a * (vc - u[c].flatten()) + b * (xs[c].flatten() - dense @ vc)
+        assert_close(f"channel {c}", torch.from_numpy(out[c, 1:-1]).flatten(), expected, 1e-12)
 
 
 def test_numba_selection_is_the_order_statistic():
-    """The step's time (the k-th smallest waiting time, by a radix pass) equals numpy's order statistic exactly, on
+    """The step's time (the k-th smallest waiting time, by a histogram pass) equals numpy's order statistic exactly, on
     times spread over decades, with ties, zeros, negative values (a joint edge a rounding inside the unit ball) and
     the infinities that mark edges that are not waiting."""
     buckets = np.empty(numba_cpu._BUCKETS, np.int64)

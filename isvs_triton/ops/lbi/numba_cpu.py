@@ -20,7 +20,7 @@ import torch
 from ...config import SolverConfig, required_active
 from ..parallel import in_parallel
 from .path import Masks, PathState, StopRule, Support
-from .reference import ACTIVE_FLOOR, CG_LIMIT
+from .reference import ACTIVE_FLOOR, chebyshev_steps
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 
@@ -331,72 +331,46 @@ def _pixel_start(a, c):
     return c * a[0].size + a.shape[2]
 
 
-@numba.njit(**SUMS)
-def _apply(v, wh, wv, out):
-    """out = (I + D^T W D / nu) v = v + each pixel's weighted differences to its neighbours; returns sum(v * out)
-    (float64 across channels). ``v``, ``wh`` and ``wv`` (each pixel's right and lower edge weight, already divided by
-    nu) have a zero row above and below each channel, (C, H + 2, W); ``out`` is (C, H, W). The weights are zero past
-    the last column and row, and on the zero rows, so every pixel's four neighbours exist and the whole channel is one
-    flat loop over shifted views: a neighbour is the same index in another view, which the compiler vectorises (index
-    arithmetic inside the loop, or the first and last rows apart, cost 5.8 and 1.5 us against 1.0 at 32x32x3 here)."""
-    channels, rows, width = v.shape
+@numba.njit(**JIT)
+def _chebyshev_pass(current, previous, xs, wh, wv, a, b):
+    """One iteration of ``torch_path.chebyshev_steps``: previous <- current + a (current - previous) + b (s x - A
+    current), A = I + D^T W D / nu at each pixel's weighted differences to its neighbours. ``current``, ``previous``,
+    ``wh`` and ``wv`` (each pixel's right and lower edge weight, already divided by nu) have a zero row above and
+    below each channel, (C, H + 2, W); ``xs`` is (C, H, W). The weights are zero past the last column and row, and on
+    the zero rows, so every pixel's four neighbours exist and the whole channel is one flat loop over shifted views: a
+    neighbour is the same index in another view, which the compiler vectorises (index arithmetic inside the loop, or
+    the first and last rows apart, cost 5.8 and 1.5 us against 1.0 at 32x32x3 here)."""
+    channels, rows, width = current.shape
     size = (rows - 2) * width
-    fv, fo, fh, fg = v.ravel(), out.ravel(), wh.ravel(), wv.ravel()
-    total = 0.0
+    fv, fp, fx, fh, fg = current.ravel(), previous.ravel(), xs.ravel(), wh.ravel(), wv.ravel()
     for c in range(channels):
-        lo = _pixel_start(v, c)
+        lo = _pixel_start(current, c)
         hi = lo + size
-        x0, o0 = fv[lo:hi], fo[c * size : (c + 1) * size]
+        x0, p0, s0 = fv[lo:hi], fp[lo:hi], fx[c * size : (c + 1) * size]
         right, left = fv[lo + 1 : hi + 1], fv[lo - 1 : hi - 1]
         down, up = fv[lo + width : hi + width], fv[lo - width : hi - width]
         w_right, w_left, w_down, w_up = fh[lo:hi], fh[lo - 1 : hi - 1], fg[lo:hi], fg[lo - width : hi - width]
-        row = np.float32(0.0)
         for k in range(size):
             x = x0[k]
             o = x + w_right[k] * (x - right[k]) + w_left[k] * (x - left[k]) + w_down[k] * (x - down[k])
             o += w_up[k] * (x - up[k])
-            o0[k] = o
-            row += x * o
-        total += row
-    return total
+            p0[k] = x + a * (x - p0[k]) + b * (s0[k] - o)
 
 
-@numba.njit(**SUMS)
-def _solve_beta(beta, xs, wh, wv, r, p, ap, tolerance, cg_limit):
-    """``reference.solve_beta`` on one image, in place (r, ap: scratch of beta's shape; p and the weights in
-    ``_apply``'s layout, p's zero rows left as they are)."""
+@numba.njit(**JIT)
+def _solve_beta(beta, xs, wh, wv, p, q, steps):
+    """``reference.solve_beta`` on one image, in place, by the iterations ``steps`` ((K, 2): ``chebyshev_steps``);
+    p and q are scratch in ``_chebyshev_pass``'s layout whose zero rows are left as they are."""
     channels, size = beta.shape[0], beta[0].size
-    fb, fx, fr, fa, fp = beta.ravel(), xs.ravel(), r.ravel(), ap.ravel(), p.ravel()
-    for c in range(channels):  # p = beta, for the first residual
+    fb, fp = beta.ravel(), p.ravel()
+    for c in range(channels):  # both iterates start at beta (a_0 = 0: the first iteration ignores the previous)
         fp[_pixel_start(p, c) : _pixel_start(p, c) + size] = fb[c * size : (c + 1) * size]
-    _apply(p, wh, wv, ap)
-    rr, xx = 0.0, 0.0
-    for i in range(fb.size):
-        fr[i] = fx[i] - fa[i]
+    for k in range(steps.shape[0]):
+        _chebyshev_pass(p, q, xs, wh, wv, steps[k, 0], steps[k, 1])
+        p, q = q, p
+    fp = p.ravel()
     for c in range(channels):
-        fp[_pixel_start(p, c) : _pixel_start(p, c) + size] = fr[c * size : (c + 1) * size]
-    for i in range(fb.size):
-        rr += np.float64(fr[i] * fr[i])
-        xx += np.float64(fx[i] * fx[i])
-    limit = tolerance * tolerance * xx
-    for _ in range(cg_limit):
-        if rr <= limit:
-            break
-        a = np.float32(rr / _apply(p, wh, wv, ap))
-        rr_new = np.float32(0.0)
-        for c in range(channels):
-            bc, rc, ac = fb[c * size : (c + 1) * size], fr[c * size : (c + 1) * size], fa[c * size : (c + 1) * size]
-            pc = fp[_pixel_start(p, c) : _pixel_start(p, c) + size]
-            for i in range(size):
-                bc[i] += a * pc[i]
-                rc[i] -= a * ac[i]
-                rr_new += rc[i] * rc[i]
-        g = np.float32(rr_new / rr)
-        for c in range(channels):
-            rc, pc = fr[c * size : (c + 1) * size], fp[_pixel_start(p, c) : _pixel_start(p, c) + size]
-            for i in range(size):
-                pc[i] = rc[i] + g * pc[i]
-        rr = np.float64(rr_new)
+        fb[c * size : (c + 1) * size] = fp[_pixel_start(p, c) : _pixel_start(p, c) + size]
 
 
 # The events integrator's per-edge passes read one image's arrays flat, channel by channel: edge k of a direction joins
@@ -426,7 +400,7 @@ def _weights(z, w, offset, inv_nu, joint):
                 fw[_pixel_start(w, c) + k] = inv_nu if abs(fz[c * stride + k]) <= one else zero
 
 
-_BUCKET_BITS = 11  # _select's first pass sorts by a float's sign, exponent and two leading mantissa bits
+_BUCKET_BITS = 11  # _select's histogram bins a float by its sign, exponent and two leading mantissa bits
 _BUCKETS = 1 << _BUCKET_BITS
 
 
@@ -457,10 +431,10 @@ def _hoare(values, lo, hi, k):
 
 @numba.njit(**JIT)
 def _select(values, n, k, buckets):
-    """The k-th smallest (0-based) of values[:n], k < n (``values`` and ``buckets``, _BUCKETS long, are scratch): a
-    radix pass over the leading bits of the floats' order-preserving integer keys finds the bucket that holds it,
-    whose few values alone are then selected among. Two passes over n instead of a selection over all of them, whose
-    unpredictable comparisons cost three times as much here."""
+    """The k-th smallest (0-based) of values[:n], k < n (``values`` and ``buckets``, _BUCKETS long, are scratch): one
+    histogram pass over the leading bits of the floats' order-preserving integer keys (log-spaced bins, four per
+    octave) finds the bin that holds it, whose few values alone are then selected among. Two passes over n instead of
+    a selection over all of them, whose unpredictable comparisons cost three times as much here."""
     keys = values[:n].view(np.uint32)
     shift = 32 - _BUCKET_BITS
     buckets[:] = 0
@@ -677,18 +651,18 @@ def _move(beta, z, t, w, dt, offset, inv_nu, inv_kappa, floor, joint):
 
 @numba.njit(**JIT)
 def _step(beta, zh, zv, xs, wh, wv, jh, jv, th, tv, waiting, n, finite, count, scratch, inv_nu, inv_kappa, floor,
-          tolerance, cg_limit, joint):  # fmt: skip
+          steps, joint):  # fmt: skip
     """``reference.event_step`` on one image, in place, from the times ``_times`` left in th, tv and waiting[:n]
     (``finite`` of them finite; zh, th padded, as in ``_events``); leaves the next step's times there and returns
     what ``_times`` would (active jumps, n, finite times)."""
-    r, p, ap, start, buckets = scratch
+    p, q, start, buckets = scratch
     width = beta.shape[2]
     dt = _select(waiting, n, min(count, finite) - 1, buckets)
     total, entries = _move(beta, zh, th, wh, dt, 1, inv_nu, inv_kappa, floor, joint)
     total_v, entries_v = _move(beta, zv, tv, wv, dt, width, inv_nu, inv_kappa, floor, joint)
     lag = np.float32(dt - (total + total_v) / max(entries + entries_v, 1))
     start[:] = beta
-    _solve_beta(beta, xs, wh, wv, r, p, ap, tolerance, cg_limit)
+    _solve_beta(beta, xs, wh, wv, p, q, steps)
     count, n, finite = _correct(beta, start, zh, wh, lag, jh, th, waiting, 0, 1, inv_nu, inv_kappa, floor, joint)
     count_v, n, finite_v = _correct(
         beta, start, zv, wv, lag, jv, tv, waiting, n, width, inv_nu, inv_kappa, floor, joint
@@ -698,7 +672,7 @@ def _step(beta, zh, zv, xs, wh, wv, jh, jv, th, tv, waiting, n, finite, count, s
 
 @numba.njit(**JIT)
 def _events(beta, zh, zv, out_beta, out_zh, out_zv, out_iterations, xs, jh, jv, need, per_step, limit, iterations,
-            max_iter, inv_nu, inv_kappa, floor, tolerance, cg_limit, joint, noise, images):  # fmt: skip
+            max_iter, inv_nu, inv_kappa, floor, steps, joint, noise, images):  # fmt: skip
     """Each of ``images`` takes grid steps until its rule stops it, or until its target lies within one step: that
     shorter last step is written to the out arrays only (``reference.events_path_image``); the out arrays of the
     other images receive their grid state. Images already stopped do not move."""
@@ -709,16 +683,17 @@ def _events(beta, zh, zv, out_beta, out_zh, out_zv, out_iterations, xs, jh, jv, 
         zh_b[:, :, : width - 1] = zh[b]
         jh_b = np.zeros((jh.shape[1], height, width), np.bool_)
         jh_b[:, :, : width - 1] = jh[b]
-        halo = (channels, height + 2, width)  # _apply's layout
-        wh, wv, p = np.zeros(halo, beta_b.dtype), np.zeros(halo, beta_b.dtype), np.zeros(halo, beta_b.dtype)
-        scratch = (np.empty_like(beta_b), p, np.empty_like(beta_b), np.empty_like(beta_b), np.empty(_BUCKETS, np.int64))
+        halo = (channels, height + 2, width)  # _chebyshev_pass's layout
+        wh, wv = np.zeros(halo, beta_b.dtype), np.zeros(halo, beta_b.dtype)
+        scratch = (np.zeros(halo, beta_b.dtype), np.zeros(halo, beta_b.dtype), np.empty_like(beta_b),
+                   np.empty(_BUCKETS, np.int64))  # fmt: skip
         th, tv = np.empty_like(zh_b), np.empty_like(zv_b)
         waiting = np.empty(zh_b.size + zv_b.size, np.float32)
         _weights(zh_b, wh, 1, inv_nu, joint)
         _weights(zv_b, wv, width, inv_nu, joint)
         if iterations[b] == 0 and not beta_b.any():  # a path not started: beta solved for the empty support
             beta_b[:] = xs_b
-            _solve_beta(beta_b, xs_b, wh, wv, scratch[0], scratch[1], scratch[2], tolerance, cg_limit)
+            _solve_beta(beta_b, xs_b, wh, wv, scratch[0], scratch[1], steps)
         count, n, finite = _times(beta_b, zh_b, jh_b, th, waiting, 0, 1, inv_nu, joint)
         count_v, n, finite_v = _times(beta_b, zv_b, jv[b], tv, waiting, n, width, inv_nu, joint)
         count, finite = count + count_v, finite + finite_v
@@ -736,14 +711,14 @@ def _events(beta, zh, zv, out_beta, out_zh, out_zv, out_iterations, xs, jh, jv, 
                 last = True
                 break
             count, n, finite = _step(beta_b, zh_b, zv_b, xs_b, wh, wv, jh_b, jv[b], th, tv, waiting, n, finite,
-                                     per_step[b], scratch, inv_nu, inv_kappa, floor, tolerance, cg_limit,
+                                     per_step[b], scratch, inv_nu, inv_kappa, floor, steps,
                                      joint)  # fmt: skip
             iterations[b] += 1
         zh[b] = zh_b[:, :, : width - 1]
         out_beta[b], out_zv[b], out_iterations[b] = beta_b, zv_b, iterations[b]
         if last:  # taken from the grid state to the output only: the grid does not move
             _step(out_beta[b], zh_b, out_zv[b], xs_b, wh, wv, jh_b, jv[b], th, tv, waiting, n, finite, remaining,
-                  scratch, inv_nu, inv_kappa, floor, tolerance, cg_limit, joint)  # fmt: skip
+                  scratch, inv_nu, inv_kappa, floor, steps, joint)  # fmt: skip
             out_iterations[b] += 1
         out_zh[b] = zh_b[:, :, : width - 1]
 
@@ -758,7 +733,8 @@ def _advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: Sol
     args = (beta, zh, zv, out.beta.numpy(), out.zh.numpy(), out.zv.numpy(), out.iterations.numpy(),
             xs.contiguous().numpy(), rule.jumps_h.contiguous().numpy(), rule.jumps_v.contiguous().numpy(),
             rule.need.numpy(), per_step, rule.limit.numpy(), iterations, cfg.max_iter, f32(1 / cfg.nu),
-            f32(1 / cfg.kappa), f32(ACTIVE_FLOOR), cfg.tolerance, CG_LIMIT, joint, rule.has_noise)  # fmt: skip
+            f32(1 / cfg.kappa), f32(ACTIVE_FLOOR), np.array(chebyshev_steps(cfg), np.float32), joint,
+            rule.has_noise)  # fmt: skip
     in_parallel(lambda images: _events(*args, images), len(beta))
     _copy_back((state.beta, state.zh, state.zv, state.iterations), tensors)
     return out

@@ -18,10 +18,9 @@ import torch
 from ...config import SolverConfig, required_active
 from ..graph import grad, grad_adjoint
 from .path import PathState, StopRule, count_active, residual, running, support
-from .reference import CG_LIMIT, settle, time_to_activate
+from .reference import chebyshev_steps, settle, time_to_activate
 
 CHECK_EVERY = 16  # iterations between host synchronisations
-CG_CHECK_EVERY = 4  # conjugate-gradient iterations of the events integrator between host checks
 
 
 def _shrink_(z: torch.Tensor, out: torch.Tensor, joint: bool) -> torch.Tensor:
@@ -119,32 +118,15 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
 
 
 # ------------------------------------------------------------------------------------------ the events integrator
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).flatten(1).sum(1)
-
-
 def solve_beta(beta: torch.Tensor, xs: torch.Tensor, wh: torch.Tensor, wv: torch.Tensor, cfg: SolverConfig) -> None:
-    """``reference.solve_beta`` for a batch, in place: conjugate gradients per image (dots over all its channels),
-    each image stopping at its own tolerance."""
-
-    def apply(v):  # (I + D^T W D / nu) v
-        dh, dv = grad(v)
-        return v + grad_adjoint(wh * dh, wv * dv) / cfg.nu
-
-    view = (-1, 1, 1, 1)
-    r = xs - apply(beta)
-    p, rr, limit = r.clone(), _dot(r, r), cfg.tolerance**2 * _dot(xs, xs)
-    for k in range(CG_LIMIT):
-        go = rr > limit  # on the device: a converged image's updates are multiplied by 0 and leave it exact
-        if k % CG_CHECK_EVERY == 0 and not bool(go.any()):  # the host looks only now and then (a GPU sync)
-            break
-        ap = apply(p)
-        a = torch.where(go, rr / _dot(p, ap).clamp(min=torch.finfo(rr.dtype).tiny), 0)
-        beta.addcmul_(p, a.view(view))
-        r.addcmul_(ap, -a.view(view))
-        rr_new = _dot(r, r)
-        p = r + torch.where(go, rr_new / rr.clamp(min=torch.finfo(rr.dtype).tiny), 0).view(view) * p
-        rr = torch.where(go, rr_new, rr)
+    """``reference.solve_beta`` for a batch, in place, in the form ``chebyshev_steps`` gives: a fixed number of
+    iterations and no inner products, so nothing is read back to the host."""
+    previous = beta.clone()
+    for a, b in chebyshev_steps(cfg):
+        dh, dv = grad(beta)
+        following = beta + a * (beta - previous) + b * (xs - beta - grad_adjoint(wh * dh, wv * dv) / cfg.nu)
+        previous.copy_(beta)
+        beta.copy_(following)
 
 
 def _solve_support(

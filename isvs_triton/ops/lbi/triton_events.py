@@ -1,5 +1,5 @@
 """The events integrator in Triton (README.md beside this file, "Events integrator"): one program per image runs the
-image's whole path to its stop, every step and every conjugate-gradient iteration of its solves, as
+image's whole path to its stop, every step and every Chebyshev iteration of its solves, as
 ``numba_cpu._events`` does on one CPU thread; ``advance_events`` (the host side, at the end) lays the state out and
 launches once.
 
@@ -9,17 +9,20 @@ neighbour is an offset of +-1 or +-W:
 
 - the horizontal edges padded to the pixels' shape, (C, H, W): the padding column holds active edges (|z| = 2) that
   are never jumps, so it weighs 0 in every solve, never enters (its time is inf) and is never counted;
-- the solves' direction p and the edge weights (1/nu on inactive edges, 0 on active ones, at each edge's first
+- the solves' two iterates p, q and the edge weights (1/nu on inactive edges, 0 on active ones, at each edge's first
   pixel) with a zero row above and below each channel, (C, H + 2, W): every pixel's four neighbours exist.
 
 A pass that writes an array its next pass reads at other pixels ends at a barrier (``tl.debug_barrier``: the
 program's threads, one block). The step's order statistic (the time by which ``count`` more jumps have activated) is
-a radix selection over the waiting times' order-preserving integer keys, four bits a counting pass: the k-th
-smallest time exactly, as the torch backend's sort gives it. Dot products are summed per chunk in float32 and
-across chunks in float64, so states agree with the other backends to rounding, not bit for bit.
+picked by histograms of the waiting times' order-preserving integer keys: one over log-spaced bins, two inside the
+bin that holds it: the k-th smallest time exactly, as the torch backend's sort gives it. The solve has a fixed
+number of iterations and no inner products (``reference.chebyshev_steps``), so no step needs a reduction beyond the
+counts; sums (the mean entry time, the noise stop's residual) are per chunk in float32 and across chunks in float64,
+so states agree with the other backends to rounding, not bit for bit.
 
-Cost per event step at 32x32x3 (6,144 edge slots, 3,072 pixels): ~8 passes over the waiting times, ~5 solver
-iterations of three passes over the pixels, four passes over the edges. Its GPU speed: docs/performance.md.
+Cost per event step at 32x32x3 (6,144 edge slots, 3,072 pixels): three passes over the waiting times, one pass over
+the pixels per solve iteration (11 at the default tolerance), four passes over the edges. Its GPU speed:
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import triton
 import triton.language as tl
 
 from ...config import SolverConfig, required_active
-from .reference import ACTIVE_FLOOR, CG_LIMIT
+from .reference import ACTIVE_FLOOR, chebyshev_steps
 
 BLOCK = 256  # pixels or edges per chunk of a pass
 NUM_WARPS = 4
@@ -43,8 +46,9 @@ def _events_kernel(
     p_grid_beta, p_grid_zh, p_grid_zv,  # the same shapes, the last unpadded (B, C, H, W-1): the grid state out
     p_xs,  # scale * x (B, C, H, W)
     p_jh, p_jv,  # int8 (B, CJ, H, W) padded with 0, (B, CJ, H-1, W): the jumps (CJ = 1 when JOINT, else C)
-    p_wh, p_wv, p_p,  # (B, C, H+2, W) with zero rows: edge weights and the solves' direction
-    p_r, p_ap, p_start,  # (B, C, H, W): the solves' residual and operator product, beta at the step's start
+    p_wh, p_wv, p_p, p_q,  # (B, C, H+2, W) with zero rows: edge weights and the solves' two iterates
+    p_start,  # (B, C, H, W): beta at the step's start
+    p_steps,  # (iterations, 2) float32: each solve iteration's coefficients (reference.chebyshev_steps)
     p_th, p_tv,  # (B, CJ, H, W), (B, CJ, H-1, W): each edge's time to activate
     p_wait,  # (B, CJ (2 H W - W)): the jumps' times (inf for the other edges), the order statistic's input
     p_fresh,  # (B,) int8: a path not started (beta is first solved for the empty support)
@@ -52,7 +56,7 @@ def _events_kernel(
     p_limit,  # (B,) float64: residual sum of squares at which it stops (NOISE only)
     p_iters,  # (B,) int32 in/out: grid steps taken
     p_out_iters,  # (B,) int32 out: steps taken to the output state (one more than the grid's after a last step)
-    C, H, W, max_iter, cg_limit, inv_nu, inv_kappa, floor, tolerance,
+    C, H, W, max_iter, iterations, inv_nu, inv_kappa, floor,
     JOINT: tl.constexpr, NOISE: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     """``numba_cpu._events`` for image ``program_id(0)``: grid steps until its rule stops it, or until its target lies
@@ -75,8 +79,7 @@ def _events_kernel(
     p_wh += b * C * halo
     p_wv += b * C * halo
     p_p += b * C * halo
-    p_r += b * C * size
-    p_ap += b * C * size
+    p_q += b * C * halo
     p_start += b * C * size
     p_th += b * CJ * size
     p_tv += b * CJ * n_v
@@ -87,7 +90,7 @@ def _events_kernel(
     if tl.load(p_fresh + b) != 0:  # a path not started: beta solved for the empty support, from s x
         _copy(p_xs, p_beta, C * size, BLOCK)
         tl.debug_barrier()
-        _solve(p_beta, p_xs, p_wh, p_wv, p_p, p_r, p_ap, C, H, W, tolerance, cg_limit, BLOCK)
+        _solve(p_beta, p_xs, p_wh, p_wv, p_p, p_q, p_steps, iterations, C, H, W, BLOCK)
     tl.debug_barrier()
     count, finite = _edge_times(p_beta, p_start, p_zh, p_wh, p_jh, p_th, p_wait, 0.0, size, 1, C, H, W, inv_nu,
                                 inv_kappa, floor, False, JOINT, BLOCK)  # fmt: skip
@@ -116,9 +119,9 @@ def _events_kernel(
                 _write_grid(p_beta, p_zh, p_zv, p_grid_beta, p_grid_zh, p_grid_zv, C, H, W, BLOCK)
                 tl.debug_barrier()
             count, finite = _step(
-                p_beta, p_zh, p_zv, p_xs, p_jh, p_jv, p_wh, p_wv, p_p, p_r, p_ap, p_start, p_th, p_tv, p_wait,
+                p_beta, p_zh, p_zv, p_xs, p_jh, p_jv, p_wh, p_wv, p_p, p_q, p_start, p_steps, p_th, p_tv, p_wait,
                 tl.minimum(tl.where(last, remaining, per_step), finite) - 1,
-                C, H, W, cg_limit, inv_nu, inv_kappa, floor, tolerance, JOINT, BLOCK,
+                C, H, W, iterations, inv_nu, inv_kappa, floor, JOINT, BLOCK,
             )  # fmt: skip
             if last:
                 phase = 2
@@ -131,8 +134,8 @@ def _events_kernel(
 
 
 @triton.jit
-def _step(p_beta, p_zh, p_zv, p_xs, p_jh, p_jv, p_wh, p_wv, p_p, p_r, p_ap, p_start, p_th, p_tv, p_wait, k,
-          C, H, W, cg_limit, inv_nu, inv_kappa, floor, tolerance,
+def _step(p_beta, p_zh, p_zv, p_xs, p_jh, p_jv, p_wh, p_wv, p_p, p_q, p_start, p_steps, p_th, p_tv, p_wait, k,
+          C, H, W, iterations, inv_nu, inv_kappa, floor,
           JOINT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
     """``reference.event_step`` on one image, in place, from the times the last pass left in th, tv and wait: dt is
     the k-th smallest waiting time (0-based); z moves by dt; beta is solved for the new support; z is corrected for
@@ -147,7 +150,7 @@ def _step(p_beta, p_zh, p_zv, p_xs, p_jh, p_jv, p_wh, p_wv, p_p, p_r, p_ap, p_st
     lag = (dt - (total + total_v) / tl.maximum(entries + entries_v, 1)).to(tl.float32)
     _copy(p_beta, p_start, C * size, BLOCK)
     tl.debug_barrier()  # the weights of the entering edges, read at their neighbours by the solve
-    _solve(p_beta, p_xs, p_wh, p_wv, p_p, p_r, p_ap, C, H, W, tolerance, cg_limit, BLOCK)
+    _solve(p_beta, p_xs, p_wh, p_wv, p_p, p_q, p_steps, iterations, C, H, W, BLOCK)
     tl.debug_barrier()  # beta, read at both ends of every edge
     count, finite = _edge_times(p_beta, p_start, p_zh, p_wh, p_jh, p_th, p_wait, lag, size, 1, C, H, W, inv_nu,
                                 inv_kappa, floor, True, JOINT, BLOCK)  # fmt: skip
@@ -171,64 +174,29 @@ def _apply(p_v, p_wh, p_wv, at, mask, W):
 
 
 @triton.jit
-def _solve(p_beta, p_xs, p_wh, p_wv, p_p, p_r, p_ap, C, H, W, tolerance, cg_limit, BLOCK: tl.constexpr):
-    """``reference.solve_beta`` on one image, in place: conjugate gradients on (I + D^T W D / nu) beta = s x from the
-    current beta until ||residual|| <= tolerance ||s x||, at most ``cg_limit`` iterations."""
+def _solve(p_beta, p_xs, p_wh, p_wv, p_p, p_q, p_steps, iterations, C, H, W, BLOCK: tl.constexpr):
+    """``reference.solve_beta`` on one image, in place: ``iterations`` Chebyshev iterations of (I + D^T W D / nu)
+    beta = s x from the current beta, in the form of ``reference.chebyshev_steps`` (whose (a_k, b_k) p_steps holds):
+    one pass each, the next iterate overwriting the previous (q) while the current (p) is read at its neighbours. No
+    inner products: no reduction, and a fixed cost."""
     size, halo = H * W, (H + 2) * W
-    for c in range(C):  # p = beta, for the first residual
-        for s in range(0, size, BLOCK):
-            k = s + tl.arange(0, BLOCK)
-            m = k < size
-            tl.store(p_p + c * halo + W + k, tl.load(p_beta + c * size + k, mask=m), mask=m)
+    _copy_to_zero_rows(p_beta, p_p, C, H, W, BLOCK)  # both iterates start at beta (a_0 = 0)
+    _copy_to_zero_rows(p_beta, p_q, C, H, W, BLOCK)
     tl.debug_barrier()
-    rr = tl.zeros([], dtype=tl.float64)
-    xx = tl.zeros([], dtype=tl.float64)
-    for c in range(C):
-        for s in range(0, size, BLOCK):
-            k = s + tl.arange(0, BLOCK)
-            m = k < size
-            _, out = _apply(p_p + c * halo + W, p_wh + c * halo + W, p_wv + c * halo + W, k, m, W)
-            x = tl.load(p_xs + c * size + k, mask=m, other=0.0)
-            r = x - out
-            tl.store(p_r + c * size + k, r, mask=m)
-            rr += tl.sum(r * r).to(tl.float64)
-            xx += tl.sum(x * x).to(tl.float64)
-    tl.debug_barrier()  # p is read at its neighbours above, and overwritten below
-    _copy_to_zero_rows(p_r, p_p, C, H, W, BLOCK)
-    tl.debug_barrier()
-    limit = tolerance * tolerance * xx
-    iteration = 0
-    while (rr > limit) & (iteration < cg_limit):
-        pap = tl.zeros([], dtype=tl.float64)
+    for iteration in range(iterations):
+        a, b = tl.load(p_steps + 2 * iteration), tl.load(p_steps + 2 * iteration + 1)
         for c in range(C):
             for s in range(0, size, BLOCK):
                 k = s + tl.arange(0, BLOCK)
                 m = k < size
                 v, out = _apply(p_p + c * halo + W, p_wh + c * halo + W, p_wv + c * halo + W, k, m, W)
-                tl.store(p_ap + c * size + k, out, mask=m)
-                pap += tl.sum(v * out).to(tl.float64)
-        a = (rr / pap).to(tl.float32)
-        rr_new = tl.zeros([], dtype=tl.float64)
-        for c in range(C):
-            for s in range(0, size, BLOCK):
-                k = s + tl.arange(0, BLOCK)
-                m = k < size
-                v = tl.load(p_p + c * halo + W + k, mask=m, other=0.0)
-                tl.store(p_beta + c * size + k, tl.load(p_beta + c * size + k, mask=m) + a * v, mask=m)
-                r = tl.load(p_r + c * size + k, mask=m, other=0.0) - a * tl.load(p_ap + c * size + k, mask=m)
-                tl.store(p_r + c * size + k, r, mask=m)
-                rr_new += tl.sum(r * r).to(tl.float64)
-        g = (rr_new / rr).to(tl.float32)
-        tl.debug_barrier()  # p is still read at its neighbours by slower threads of the product above
-        for c in range(C):
-            for s in range(0, size, BLOCK):
-                k = s + tl.arange(0, BLOCK)
-                m = k < size
-                at = p_p + c * halo + W + k
-                tl.store(at, tl.load(p_r + c * size + k, mask=m) + g * tl.load(at, mask=m), mask=m)
-        tl.debug_barrier()
-        rr = rr_new
-        iteration += 1
+                at = p_q + c * halo + W + k
+                following = v + a * (v - tl.load(at, mask=m)) + b * (tl.load(p_xs + c * size + k, mask=m) - out)
+                tl.store(at, following, mask=m)
+        tl.debug_barrier()  # the new iterate, read at its neighbours by the next pass
+        p_p, p_q = p_q, p_p
+    for c in range(C):
+        _copy(p_p + c * halo + W, p_beta + c * size, size, BLOCK)
 
 
 # ------------------------------------------------------------------------------------------ the edges
@@ -435,44 +403,44 @@ def _key(value):
 
 
 @triton.jit
+def _value(key):
+    """The float whose ``_key`` is ``key``."""
+    bits = (key - 2147483648).to(tl.int32)
+    return (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _digit_counts(p_values, n, prefix, shift, BITS: tl.constexpr, BLOCK: tl.constexpr):
+    """A histogram of the keys' bits [shift, shift + BITS) over the values[:n] whose bits above them are ``prefix``."""
+    counts = tl.zeros([1 << BITS], dtype=tl.int32)
+    for s in range(0, n, BLOCK):
+        i = s + tl.arange(0, BLOCK)
+        m = i < n
+        key = _key(tl.load(p_values + i, mask=m, other=float("inf")))
+        digit = ((key >> shift) & ((1 << BITS) - 1)).to(tl.int32)
+        counts += tl.histogram(digit, 1 << BITS, mask=m & ((key >> (shift + BITS)) == prefix))
+    return counts
+
+
+@triton.jit
+def _bin_of(counts, rank, BINS: tl.constexpr):
+    """The bin that holds the rank-th (0-based) counted value, and its rank inside the bin."""
+    digit = tl.sum((tl.cumsum(counts, 0) <= rank).to(tl.int32))
+    return digit, rank - tl.sum(tl.where(tl.arange(0, BINS) < digit, counts, 0))
+
+
+@triton.jit
 def _kth_smallest(p_values, n, k, BLOCK: tl.constexpr):
-    """The k-th smallest (0-based) of values[:n], k below the number of finite values: a radix selection over the
-    keys, four bits a pass (a 16-bin histogram of the values that share the prefix found so far), from the highest
-    bit in which the smallest and the largest finite key differ (the bits above it are the answer's too: ~7 passes
-    for the times along a path); then the largest value whose key is at most the one found."""
-    lo = tl.zeros([], dtype=tl.int64) + 4294967295
-    hi = tl.zeros([], dtype=tl.int64)
-    for s in range(0, n, BLOCK):
-        i = s + tl.arange(0, BLOCK)
-        m = i < n
-        value = tl.load(p_values + i, mask=m, other=float("inf"))
-        key = _key(value)
-        lo = tl.minimum(lo, tl.min(tl.where(m, key, 4294967295)))
-        hi = tl.maximum(hi, tl.max(tl.where(m & (value < float("inf")), key, 0)))
-    shift = tl.zeros([], dtype=tl.int64)
-    while ((lo ^ hi) >> shift) > 0:
-        shift += 4
-    prefix = hi >> shift  # the answer's key lies in [lo, hi], which share these bits
-    rank = k
-    while shift > 0:
-        shift -= 4
-        counts = tl.zeros([16], dtype=tl.int32)
-        for s in range(0, n, BLOCK):
-            i = s + tl.arange(0, BLOCK)
-            m = i < n
-            key = _key(tl.load(p_values + i, mask=m, other=float("inf")))
-            digit = ((key >> shift) & 15).to(tl.int32)
-            counts += tl.histogram(digit, 16, mask=m & ((key >> (shift + 4)) == prefix))
-        digit = tl.sum((tl.cumsum(counts, 0) <= rank).to(tl.int32))  # the bucket that holds the rank-th value
-        rank -= tl.sum(tl.where(tl.arange(0, 16) < digit, counts, 0))
-        prefix = prefix * 16 + digit
-    result = tl.zeros([], dtype=tl.float32) - float("inf")
-    for s in range(0, n, BLOCK):
-        i = s + tl.arange(0, BLOCK)
-        m = i < n
-        value = tl.load(p_values + i, mask=m, other=float("inf"))
-        result = tl.maximum(result, tl.max(tl.where(m & (_key(value) <= prefix), value, float("-inf"))))
-    return result
+    """The k-th smallest (0-based) of values[:n], k below the number of finite values, exactly: one histogram pass
+    over the keys' top 11 bits (sign, exponent and two mantissa bits: log-spaced bins, four per octave) finds the
+    bin that holds it; two more count only that bin's values, by their next 11 and last 10 bits, which fixes the
+    key and so the value. Three passes over the times, whatever their spread."""
+    digit, rank = _bin_of(_digit_counts(p_values, n, 0, 21, 11, BLOCK), k, 2048)
+    prefix = digit.to(tl.int64)
+    digit, rank = _bin_of(_digit_counts(p_values, n, prefix, 10, 11, BLOCK), rank, 2048)
+    prefix = prefix * 2048 + digit
+    digit, rank = _bin_of(_digit_counts(p_values, n, prefix, 0, 10, BLOCK), rank, 1024)
+    return _value(prefix * 1024 + digit)
 
 
 # ------------------------------------------------------------------------------------------ copies and sums
@@ -529,8 +497,9 @@ def advance_events(state, xs: torch.Tensor, rule, cfg: SolverConfig, joint: bool
     jh = F.pad(rule.jumps_h.to(torch.int8), (0, 1)).contiguous()
     jv = rule.jumps_v.to(torch.int8).contiguous()
     halo = (batch, channels, height + 2, width)
-    wh, wv, p = (beta.new_zeros(halo) for _ in range(3))
-    r, ap, start = (torch.empty_like(beta) for _ in range(3))
+    wh, wv, p, q = (beta.new_zeros(halo) for _ in range(4))
+    start = torch.empty_like(beta)
+    steps = torch.tensor(chebyshev_steps(cfg), dtype=torch.float32, device=beta.device)
     th, tv = torch.empty(jh.shape, device=beta.device), torch.empty(jv.shape, device=beta.device)
     wait = torch.full((batch, jh[0].numel() + jv[0].numel()), torch.inf, device=beta.device)
     grid = [t.contiguous() for t in (state.beta, state.zh, state.zv)]
@@ -541,9 +510,9 @@ def advance_events(state, xs: torch.Tensor, rule, cfg: SolverConfig, joint: bool
     noise = rule.has_noise
     _events_kernel[(batch,)](
         beta, zh, _arg(zv), grid[0], _arg(grid[1]), _arg(grid[2]), xs.contiguous(), jh, _arg(jv), wh, wv, p,
-        r, ap, start, th, _arg(tv), wait, fresh, rule.need.to(torch.int32), per_step, rule.limit.contiguous(),
-        iters, out_iters, channels, height, width, cfg.max_iter, CG_LIMIT, 1.0 / cfg.nu, 1.0 / cfg.kappa,
-        ACTIVE_FLOOR, cfg.tolerance, JOINT=joint, NOISE=noise, BLOCK=BLOCK, num_warps=NUM_WARPS,
+        q, start, steps, th, _arg(tv), wait, fresh, rule.need.to(torch.int32), per_step, rule.limit.contiguous(),
+        iters, out_iters, channels, height, width, cfg.max_iter, len(steps), 1.0 / cfg.nu, 1.0 / cfg.kappa,
+        ACTIVE_FLOOR, JOINT=joint, NOISE=noise, BLOCK=BLOCK, num_warps=NUM_WARPS,
     )  # fmt: skip
     for t, g in zip((state.beta, state.zh, state.zv), grid):
         if g is not t:
