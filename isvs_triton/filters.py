@@ -108,7 +108,20 @@ def nl_means(x: torch.Tensor, h: float) -> torch.Tensor:
 
 def gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """x + N(0, sigma) per image, clipped; the normals come by Box-Muller from ``uniform`` (B, 2 * C * H * W) in
-    [0, 1), so the caller decides where the randomness comes from."""
+    [0, 1), so the caller decides where the randomness comes from. A greyscale image stored as RGB (every channel
+    equal) gets its first channel's noise in every channel, and stays greyscale, as the corruptions keep it."""
     u1, u2 = uniform.view(x.shape[0], 2, -1).unbind(1)
     normal = (-2 * torch.log1p(-u1)).sqrt() * torch.cos(2 * torch.pi * u2)  # log1p(-u): u < 1, so finite
-    return (x + sigma.view(-1, 1, 1, 1) * normal.view(x.shape).to(x)).clamp(0, 1)
+    normal = normal.view(x.shape).to(x)
+    grey = (x == x[:, :1]).flatten(1).all(1).view(-1, 1, 1, 1)
+    normal = torch.where(grey, normal[:, :1].expand_as(normal), normal)
+    return (x + sigma.view(-1, 1, 1, 1) * normal).clamp(0, 1)
+
+
+def photometric(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
+    """Per image (B,): the contrast scaled about the image's mean grey by ``contrast`` (kornia's
+    ``adjust_contrast_with_mean_subtraction``, ImageNet-C's contrast), then ``brightness`` added (kornia's
+    ``adjust_brightness``), clipped to [0, 1]."""
+    from kornia.enhance import adjust_brightness, adjust_contrast_with_mean_subtraction
+
+    return adjust_brightness(adjust_contrast_with_mean_subtraction(x, contrast.to(x)), brightness.to(x))

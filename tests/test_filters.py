@@ -26,6 +26,10 @@ def test_gaussian_noise_has_the_asked_sigma_per_image():
     assert (out[0] - 0.5).std().item() == pytest.approx(0.02, rel=0.05)
     assert (out[1] - 0.5).std().item() == pytest.approx(0.1, rel=0.05)
     assert torch.equal(out, gaussian_noise(x, torch.tensor([0.02, 0.1]), uniform))
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 0], out[:, 2]), "grey images stay grey"
+    colour = x + torch.tensor([0.0, 0.1, -0.1]).view(1, 3, 1, 1)
+    noisy = gaussian_noise(colour, torch.tensor([0.1, 0.1]), uniform) - colour
+    assert (noisy[:, 0] - noisy[:, 1]).abs().mean() > 0.05, "a colour image's channels get their own noise"
 
 
 def test_tv_and_blur_smooth():

@@ -312,7 +312,7 @@ def test_yaml_then_flags_override_recipe_defaults(tmp_path):
     "argv, message",
     [
         (["--model", "resnet7"], "accepted: ['resnet18'"),
-        (["--procedure", "curriculum"], "accepted: ['standard', 'fixed', 'iterative', 'finetune', 'blur'"),
+        (["--procedure", "curriculum"], "accepted: ['standard', 'fixed', 'iterative', 'finetune', 'augment', 'blur'"),
         (["--procedure", "iterative", "--schedule", "0.6,0.4"], "--schedule must rise"),
         (["--procedure", "iterative", "--epochs", "2"], "at least the number of stages"),
         (["--procedure", "iterative", "--backend", "reference"], "cannot continue a path"),

@@ -18,6 +18,12 @@ ImageNet above), each written from the reference code's definition (hendrycks/ro
 - extras   speckle_noise  clip(x + x * N(0, sigma));  gaussian_blur  skimage Gaussian (nearest edges, 4 sigma)
 
 Outputs are quantised to 8 bits as the reference stores them (``np.uint8``: truncation), unless ``quantize=False``.
+Greyscale images stored as RGB (every channel equal) are corrupted as one channel and stay greyscale: the noise is the
+same in every channel, as it is for a greyscale photograph, instead of coloured. Image sizes between the tiers'
+(28-px Fashion-MNIST at the CIFAR tier): the elastic transform's constants, which the reference writes as fractions
+of its image side, are scaled to the image's side; the others are the tier's as written (whole-pixel radii and swap
+distances the reference sets by hand per tier, with no rule to scale them by). Shot noise, Poisson(x lam) / lam,
+leaves pixels at exactly 0 at 0: on images with a black background (Fashion-MNIST) it changes the object only.
 Frost needs the benchmark's frost photographs: they ship in the ``imagecorruptions`` wheel (read from its folder,
 without importing it), and nothing stands in for them when it is absent (a clear error says so).
 
@@ -515,12 +521,17 @@ def corrupt(
     seed: int = 0,
     index: torch.Tensor | None = None,
     quantize: bool = True,
+    keep_greyscale: bool = True,
 ) -> torch.Tensor:
     """``images`` (B, C, H, W) float in [0, 1] with corruption ``name`` (``CORRUPTIONS``) at ``severity`` 1-5.
 
     ``index`` (B,): each image's position in its dataset (default 0..B-1); with ``seed`` it fixes the random draws.
-    ``constants``: "auto" (by size), or a tier of ``CONSTANTS``. ``quantize``: round the output to 8 bits as the
-    benchmark stores it. Returns a new tensor of the same shape, dtype and device, in [0, 1]."""
+    ``constants``: "auto" (by size), or a tier of ``CONSTANTS``; the elastic transform's constants, fractions of the
+    image side in the reference, are scaled from the tier's side to the image's (28-px images: 28/32 of CIFAR's).
+    ``quantize``: round the output to 8 bits as the benchmark stores it. ``keep_greyscale``: an image whose channels
+    are all equal (greyscale stored as RGB) is corrupted as one channel and stays greyscale (the same noise in every
+    channel; ``False``: each channel drawn apart, as for a colour image). Returns a new tensor of the same shape,
+    dtype and device, in [0, 1]."""
     _check_images(images)
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; accepted: {list(CORRUPTIONS)}")
@@ -528,9 +539,25 @@ def corrupt(
         raise ValueError(f"severity must be an int in 1-5, got {severity!r}")
     tier = constants_for(images, constants)
     c = CONSTANTS[tier][name][severity - 1]
+    if name == "elastic_transform":
+        c = tuple(v * max(images.shape[-2:]) / TIERS[tier] for v in c)
     index = torch.arange(images.shape[0]) if index is None else torch.as_tensor(index).cpu()
     if index.shape != images.shape[:1]:
         raise ValueError(f"index must have one entry per image ({images.shape[0]}), got shape {tuple(index.shape)}")
+    grey = (images == images[:, :1]).flatten(1).all(1).cpu() if keep_greyscale and images.shape[1] > 1 else None
+    if grey is None or not bool(grey.any()):
+        return _corrupt(images, name, severity, c, tier, seed, index, quantize)
+    out = torch.empty_like(images)
+    out[grey] = _corrupt(images[grey][:, :1], name, severity, c, tier, seed, index[grey], quantize).expand(
+        -1, images.shape[1], -1, -1
+    )
+    if not bool(grey.all()):
+        out[~grey] = _corrupt(images[~grey], name, severity, c, tier, seed, index[~grey], quantize)
+    return out
+
+
+def _corrupt(images, name, severity, c, tier, seed, index, quantize) -> torch.Tensor:
+    """``corrupt`` on checked images of any number of channels, with the severity's constants ``c`` resolved."""
     x, shape = images, tuple(images.shape[1:])
     generators = _generators(index, seed, name, severity) if name in _RANDOM else None
     if name == "gaussian_noise":

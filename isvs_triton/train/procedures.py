@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..filters import gaussian_blur, gaussian_noise, lowpass, tv_chambolle
+from ..filters import gaussian_blur, gaussian_noise, lowpass, photometric, tv_chambolle
 from ..rng import sample_uniform
 
 if TYPE_CHECKING:
@@ -33,11 +33,11 @@ def _no_problem(config: TrainConfig) -> str | None:
 @dataclass(frozen=True)
 class Procedure:
     """One way of training. ``sparsity_at(config, epoch)``: the sparsity the epoch's images are smoothed at (None:
-    not smoothed); ``transform(config, x, epoch, index)``: what a baseline does to a batch instead (None: nothing),
-    or, for a procedure that also smooths, to the batch before its smoothing;
-    ``settings``: the settings of ``PROCEDURE_SETTINGS`` it reads (any other one changed from its default is
-    refused: it would act on nothing); ``problem(config)``: why the settings do not fit it (None: they do);
-    ``extra_epochs``: epochs after
+    not smoothed); ``sparsity_per_image(config, epoch, index)``: each image's own sparsity in the epoch, (B,),
+    instead (None: sparsity_at's); ``transform(config, x, epoch, index)``: what a baseline does to a batch instead
+    (None: nothing), or, for a procedure that also smooths, to the batch before its smoothing; ``settings``: the
+    settings of ``PROCEDURE_SETTINGS`` it reads (any other one changed from its default is refused: it would act on
+    nothing); ``problem(config)``: why the settings do not fit it (None: they do); ``extra_epochs``: epochs after
     ``config.epochs``; ``test_sparsity``: the sparsity its test-time smoothing uses; ``smoothed_at_test``: whether
     the comparison also evaluates it with test-time smoothing; ``epoch_split``: how the comparison divides an epoch
     budget (settings dict -> settings dict)."""
@@ -46,6 +46,7 @@ class Procedure:
     help: str
     settings: tuple[str, ...] = ("sparsity",)  # sparsity: the test-time smoothing's, unless the procedure says
     sparsity_at: Callable[[TrainConfig, int], float | None] = _never
+    sparsity_per_image: Callable[[TrainConfig, int, torch.Tensor], torch.Tensor] | None = None
     transform: Transform | None = None
     problem: Callable[[TrainConfig], str | None] = _no_problem
     extra_epochs: Callable[[TrainConfig], int] = lambda config: 0
@@ -63,7 +64,7 @@ class Procedure:
     @property
     def baseline(self) -> bool:
         """An alternative ISVS is compared with: it transforms the training images rather than smoothing them."""
-        return self.transform is not None and self.sparsity_at is _never
+        return self.transform is not None and self.sparsity_at is _never and self.sparsity_per_image is None
 
 
 REGISTRY: dict[str, Procedure] = {}
@@ -146,12 +147,44 @@ register(
 )
 
 
+def _drawn_sparsity(config: TrainConfig, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    """augment: each image's sparsity in ``epoch``, uniform in [--sparsity-min, 1), drawn from (seed, epoch, index)
+    like the noise augmentation's sigma (104729 keeps these draws apart from the others); near 1 the image is all but
+    unchanged, as noise of sigma near 0 leaves it."""
+    u = sample_uniform(index, epoch, config.seed + 104729, 1)[:, 0].double()
+    return config.sparsity_min + (1 - config.sparsity_min) * u
+
+
+register(
+    Procedure(
+        "augment",
+        "ISVS as an augmentation: every epoch each image smoothed at its own sparsity, uniform in [--sparsity-min, 1]",
+        settings=("sparsity", "sparsity_min"),
+        sparsity_per_image=_drawn_sparsity,
+    )
+)
+
+
 # ------------------------------------------------------------------------------------------------ baselines
 def _noise(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
     # per image: sigma uniform in [0, noise_sigma] and its noise, drawn from (seed, epoch, index): reproducible, and
     # the same in any batch composition; 7919 keeps these draws apart from the crops'
     draws = sample_uniform(index, epoch, config.seed + 7919, 1 + 2 * x[0].numel())
     return gaussian_noise(x, draws[:, 0].to(x) * config.noise_sigma, draws[:, 1:])
+
+
+def _photometric(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    # per image: a brightness shift uniform in [-s, s] and a contrast factor uniform in [1 - s, 1 + s], s =
+    # --photometric-strength, drawn from (seed, epoch, index) (7727 keeps these draws apart from the others)
+    u = 2 * sample_uniform(index, epoch, config.seed + 7727, 2) - 1
+    strength = config.photometric_strength
+    return photometric(x, strength * u[:, 0], 1 + strength * u[:, 1])
+
+
+def _augmix(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    from .augmix import DRAWS, augmix
+
+    return augmix(x, sample_uniform(index, epoch, config.seed + 5563, DRAWS), config.augmix_severity)
 
 
 def _blur(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
@@ -187,6 +220,20 @@ for _name, _help, _setting, _transform, _test_filter in (
         _noise,
         None,
     ),
+    (
+        "augmix",
+        "AugMix (train/augmix.py): three chains of kornia operations at up to --augmix-severity, mixed per image",
+        "augmix_severity",
+        _augmix,
+        None,
+    ),
+    (
+        "photometric",
+        "photometric augmentation: brightness shift and contrast factor per image, of --photometric-strength",
+        "photometric_strength",
+        _photometric,
+        None,
+    ),
 ):
     register(
         Procedure(
@@ -205,6 +252,16 @@ register(
         "ISVS with noise augmentation: Gaussian noise as --procedure noise, then smoothed at --sparsity",
         settings=("sparsity", "noise_sigma"),
         sparsity_at=lambda config, epoch: config.sparsity,
+        transform=_noise,
+    )
+)
+
+register(
+    Procedure(
+        "augment-noise",
+        "ISVS augmentation with noise augmentation: Gaussian noise as --procedure noise, then smoothed as augment",
+        settings=("sparsity", "sparsity_min", "noise_sigma"),
+        sparsity_per_image=_drawn_sparsity,
         transform=_noise,
     )
 )

@@ -81,10 +81,13 @@ class Smoother:
     def train_batch(self, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
         """What the procedure does to the training batch x (B, 3, H, W) of ``epoch``; ``index`` its dataset rows."""
         config, start = self.config, time.perf_counter()
+        procedure = procedures.get(config.procedure)
         sparsity = config.sparsity_at(epoch)
-        transform = procedures.get(config.procedure).transform
+        if procedure.sparsity_per_image is not None:
+            sparsity = procedure.sparsity_per_image(config, epoch, index).to(x.device)
+        transform = procedure.transform
         if sparsity is not None and not config.cache_smoothed:
-            if transform is not None:  # fixed-noise: the augmentation first, then the smoothing sees the noisy image
+            if transform is not None:  # the noise augmentation first, then the smoothing sees the noisy image
                 x = transform(config, x, epoch, index)
             return self(x, sparsity, index)
         if transform is None:
@@ -93,8 +96,11 @@ class Smoother:
         self._stop_clock(x, start)
         return x
 
-    def __call__(self, x: torch.Tensor, sparsity: float, index: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, 3, H, W) float in [0, 1]; ``index`` (B,) the images' positions in the training set (path cache)."""
+    def __call__(
+        self, x: torch.Tensor, sparsity: float | torch.Tensor, index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, 3, H, W) float in [0, 1] at ``sparsity`` (one, or (B,) one per image); ``index`` (B,) the images'
+        positions in the training set (path cache)."""
         start = time.perf_counter()
         smooth = self.config.smoothing(sparsity)
         rows = self._rows(index)
