@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import pytest
 
@@ -41,6 +42,7 @@ def test_quick_comparison(tmp_path):
     runs = results["runs"]
     assert list(runs) == list(compare.FAMILIES) and all(len(seeds) == 2 for seeds in runs.values())
     selection = json.loads((tmp_path / "selection.json").read_text())
+    first_selection = json.loads(json.dumps(selection))
     fixed = selection["validation_scores"]["isvs fixed"]
     best = max(fixed, key=lambda s: (s["mean_corruption"], s["clean"]))
     assert len(fixed) == 2 and selection["chosen"]["isvs fixed"] == best["settings"]
@@ -114,6 +116,19 @@ def test_quick_comparison(tmp_path):
     saved.write_text(json.dumps(selection))
     with pytest.raises(SystemExit):
         compare.main(["--quick", "--output", str(tmp_path), "--families", "isvs iterative", "--selection", str(saved)])
+    # a fresh clone of an interrupted comparison: what is committed (records and evaluations, not weights, which
+    # .gitignore leaves out), and one run trained but not yet evaluated when it stopped: resumed to the same results
+    for ignored in [*tmp_path.glob("runs/*/model.safetensors"), *tmp_path.glob("runs/*/checkpoints")]:
+        shutil.rmtree(ignored) if ignored.is_dir() else ignored.unlink()
+    interrupted = tmp_path / "runs" / f"{compare._slug('augmix', selection['chosen']['augmix'])}-s1" / "eval-test"
+    shutil.rmtree(interrupted)
+    resumed = compare.main(["--quick", "--seeds", "0,1", "--output", str(tmp_path)])
+
+    def measured(family_runs):  # an evaluation's figures, not how long it took
+        return {f: [{k: v for k, v in r.items() if k != "seconds"} for r in rs] for f, rs in family_runs.items()}
+
+    assert measured(resumed["runs"]) == measured(runs) and resumed["selection"] == first_selection
+    assert (interrupted / "results.json").exists()
 
 
 def test_paired_tool_agrees_with_the_committed_table(capsys):

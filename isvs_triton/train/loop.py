@@ -35,7 +35,7 @@ from ..rng import sample_uniform
 from . import run_folder
 from .augment import AUGMENT_DRAWS, augment
 from .config import TrainConfig, save_yaml
-from .run_folder import RunInfo
+from .run_folder import MODEL_FILE, RunInfo
 from .smoother import Smoother, smooth_dataset
 
 KILL_ENV = "ISVS_KILL_AFTER_STEP"  # tests: SIGKILL the run right after this global step, as a crash would
@@ -220,7 +220,7 @@ def train(config: TrainConfig) -> Path:
             f"{accelerator.device.type}: Accelerate would train in float32; use bf16 or no there"
         )
     run_folder.check_writable(run, "a run")
-    if config.resume is None and (_checkpoints(run) or (run / "model.safetensors").exists()):
+    if config.resume is None and (_checkpoints(run) or (run / MODEL_FILE).exists()):
         raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --output")
     lock = _on_main_process(accelerator, lambda: run_folder.open_for_writing(run))
     try:

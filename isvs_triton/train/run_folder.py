@@ -29,6 +29,7 @@ from ..api import sparsify
 from ..config import CHANNEL_MODES, DEFAULT_PRESET, NOISE_MODES, PRESETS, saved_preset
 from ..models import create_model, list_models
 
+MODEL_FILE = "model.safetensors"  # the weights of a finished run (Accelerate's save_model)
 MAX_CLASSES = 1_000_000  # a classifier's head beyond this is a damaged record, not a model (10^12 asked for 512 TB)
 MAX_IMAGE_SIZE = 8192  # as training accepts (--image-size)
 
@@ -233,7 +234,7 @@ class RunInfo:
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, RunInfo]:
     """The trained model of a run folder (in eval mode) and its ``run.json`` record."""
     run = Path(path)
-    if not (run / "model.safetensors").exists() or not (run / "run.json").exists():
+    if not (run / MODEL_FILE).exists() or not (run / "run.json").exists():
         raise FileNotFoundError(f"{run} holds no finished run (model.safetensors and run.json are written at the end)")
     info = RunInfo.read(run / "run.json")
     from .config import TrainConfig  # here: config.py reads this module's SmoothingSpec
