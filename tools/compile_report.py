@@ -65,8 +65,8 @@ def events_sources():
     names = triton_events._events_kernel.arg_names
     types = {"p_jh": "*i8", "p_jv": "*i8", "p_fresh": "*i8", "p_limit": "*fp64",
              **dict.fromkeys(("p_need", "p_per_step", "p_iters", "p_out_iters"), "*i32"),
-             **dict.fromkeys(("C", "H", "W", "max_iter", "cg_limit"), "i32"),
-             **dict.fromkeys(("inv_nu", "inv_kappa", "floor", "tolerance"), "fp32")}  # fmt: skip
+             **dict.fromkeys(("C", "H", "W", "max_iter", "iterations"), "i32"),
+             **dict.fromkeys(("inv_nu", "inv_kappa", "floor"), "fp32")}  # fmt: skip
     for joint, noise in itertools.product((False, True), (False, True)):
         constexprs = {"JOINT": joint, "NOISE": noise, "BLOCK": triton_events.BLOCK}
         signature = {name: "constexpr" if name in constexprs else types.get(name, "*fp32") for name in names}
