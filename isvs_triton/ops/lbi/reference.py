@@ -111,10 +111,13 @@ def _stop(x, beta, ah, av, jump_masks, need: int, target: float, steps: int, qui
 ACTIVE_FLOOR = 2.0**-22  # an active edge's |z| is at least 1 + this, so that it stays active in float32
 
 
-def chebyshev_bounds(nu: float) -> tuple[float, float]:
-    """The spectrum of I + D^T W D / nu for any edge weights W in [0, 1]: [1, 1 + 8/nu] (constant images give 1, and
-    ||D||^2 < 8 on the grid)."""
-    return 1.0, 1.0 + 8.0 / nu
+def chebyshev_bounds(nu: float) -> tuple[float, float, float]:
+    """The spectrum of I + D^T W D / nu for any edge weights W in [0, 1], [1, 1 + 8/nu] (constant images give 1, and
+    ||D||^2 < 8 on the grid), as the Chebyshev iteration reads it: its centre theta, half-width delta, and sigma =
+    theta / delta."""
+    lo, hi = 1.0, 1.0 + 8.0 / nu
+    theta, delta = (hi + lo) / 2, (hi - lo) / 2
+    return theta, delta, theta / delta
 
 
 def solve_beta(beta, xs, wh, wv, nu: float, iterations: int):
@@ -127,9 +130,7 @@ def solve_beta(beta, xs, wh, wv, nu: float, iterations: int):
         dh, dv = grad(v)
         return v + grad_adjoint(wh * dh, wv * dv) / nu
 
-    lo, hi = chebyshev_bounds(nu)
-    theta, delta = (hi + lo) / 2, (hi - lo) / 2
-    sigma = theta / delta
+    theta, delta, sigma = chebyshev_bounds(nu)
     rho = 1 / sigma
     r = xs - apply(beta)
     d = r / theta
@@ -147,9 +148,7 @@ def chebyshev_steps(config: SolverConfig) -> list[tuple[float, float]]:
     beta_{k+1} = beta_k + a_k (beta_k - beta_{k-1}) + b_k (s x - A beta_k); returns the (a_k, b_k) of each iteration
     (a_0 = 0: the first has no previous iterate). Each iteration is then one pass: the operator at beta_k's
     neighbours, and beta_{k-1}, which beta_{k+1} overwrites in place."""
-    lo, hi = chebyshev_bounds(config.nu)
-    theta, delta = (hi + lo) / 2, (hi - lo) / 2
-    sigma = theta / delta
+    theta, delta, sigma = chebyshev_bounds(config.nu)
     rho, steps = 1 / sigma, [(0.0, 1 / theta)]
     for _ in range(config.solve_iterations - 1):
         rho_next = 1 / (2 * sigma - rho)
