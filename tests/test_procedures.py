@@ -76,13 +76,22 @@ def test_sparsity_one_is_the_image_itself():
     assert torch.equal(out[[0, 2]], x[[0, 2]]) and not torch.equal(out[1], x[1])
 
 
-def test_augment_noise_adds_the_noise_first_then_smooths():
-    config = parse_args(["--procedure", "augment-noise", "--noise-sigma", "0.2", "--solver", "fast"])
+@pytest.mark.parametrize("isvs_procedure", ["fixed", "augment"])
+@pytest.mark.parametrize("augmentation", ["noise", "photometric", "augmix"])
+def test_isvs_with_an_augmentation_augments_first_then_smooths(isvs_procedure, augmentation):
+    """fixed-noise, augment-augmix, ...: the baseline's transform, then the ISVS procedure's smoothing of the
+    augmented batch, each with its own settings; --cache-smoothed (which would smooth before augmenting) refused."""
+    name = f"{isvs_procedure}-{augmentation}"
+    config = parse_args(["--procedure", name, "--solver", "fast"])
     x, index = torch.rand(3, 3, 16, 16), torch.arange(3)
     out = Smoother(config, 3, 16).train_batch(x, 1, index)
-    noisy = procedures.get("noise").transform(config, x, 1, index)
-    sparsity = procedures.get("augment").sparsity_per_image(config, 1, index)
-    assert torch.equal(out, isvs.sparsify(noisy, sparsity, **config.smoothing(0.5).kwargs()))
+    augmented = procedures.get(augmentation).transform(config, x, 1, index)
+    smoothing = procedures.get(isvs_procedure)
+    sparsity = smoothing.sparsity_per_image(config, 1, index) if smoothing.sparsity_per_image else config.sparsity_at(1)
+    assert torch.equal(out, isvs.sparsify(augmented, sparsity, **config.smoothing(0.5).kwargs()))
+    assert name in procedures.PROCEDURES
+    with pytest.raises(ValueError, match="--cache-smoothed does not apply"):
+        parse_args(["--procedure", name, "--cache-smoothed"])
 
 
 def test_photometric_augmentation_is_the_contrast_and_brightness_definitions():

@@ -57,8 +57,8 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up of the learning rate, then a cosine to 0
     # smoothing
     procedure: str = "standard"  # how the training images are treated (train/procedures.py)
-    sparsity: float = 0.6  # fixed / finetune / fixed-noise train at it; all but iterative: the test-time smoothing's
-    sparsity_min: float = 0.3  # augment / augment-noise: each image's sparsity every epoch, uniform in [it, 1]
+    sparsity: float = 0.6  # fixed (and fixed-*) / finetune train at it; all but iterative: the test-time smoothing's
+    sparsity_min: float = 0.3  # augment (and augment-*): each image's sparsity every epoch, uniform in [it, 1]
     schedule: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6])  # iterative: one stage per sparsity
     finetune_epochs: int = 0  # finetune: epochs on smoothed images after `epochs` of standard training
     finetune_lr: float | None = None  # finetune: its peak learning rate; None: lr / 10
@@ -74,9 +74,9 @@ class TrainConfig:
     blur_sigma: float = 1.0  # blur: Gaussian blur, in pixels
     lowpass_radius: float = 0.5  # lowpass: keep spatial frequencies up to this fraction of Nyquist (radial FFT mask)
     tv_weight: float = 0.1  # tv: scikit-image denoise_tv_chambolle weight (100 iterations)
-    noise_sigma: float = 0.1  # noise / fixed-noise / augment-noise: Gaussian noise, sigma uniform in [0, noise_sigma]
-    augmix_severity: float = 3.0  # augmix: the largest level of its operations, of 10 (the paper's default 3)
-    photometric_strength: float = 0.4  # photometric: brightness shift in [-it, it], contrast factor in [1 - it, 1 + it]
+    noise_sigma: float = 0.1  # noise (and *-noise): Gaussian-noise augmentation, sigma uniform in [0, noise_sigma]
+    augmix_severity: float = 3.0  # augmix (and *-augmix): its operations' largest level, of 10 (the paper's 3)
+    photometric_strength: float = 0.4  # photometric (and *-photometric): brightness shift +-it, contrast factor 1 +- it
     # output
     output: str | None = None  # None: runs/<dataset>-<model>-<procedure>-s<seed>
     resume: str | None = None  # "latest" (the newest checkpoint in output) or a checkpoint folder

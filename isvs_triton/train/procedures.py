@@ -246,25 +246,23 @@ for _name, _help, _setting, _transform, _test_filter in (
         )
     )
 
-register(
-    Procedure(
-        "fixed-noise",
-        "ISVS with noise augmentation: Gaussian noise as --procedure noise, then smoothed at --sparsity",
-        settings=("sparsity", "noise_sigma"),
-        sparsity_at=lambda config, epoch: config.sparsity,
-        transform=_noise,
-    )
-)
-
-register(
-    Procedure(
-        "augment-noise",
-        "ISVS augmentation with noise augmentation: Gaussian noise as --procedure noise, then smoothed as augment",
-        settings=("sparsity", "sparsity_min", "noise_sigma"),
-        sparsity_per_image=_drawn_sparsity,
-        transform=_noise,
-    )
-)
+# ISVS combined with an augmentation: the baseline's transform first, then the ISVS smoothing sees the augmented image
+# ("fixed-noise": Gaussian noise as --procedure noise, then smoothed at --sparsity)
+for _isvs in ("fixed", "augment"):
+    for _augmentation in ("noise", "photometric", "augmix"):
+        _smoothing, _baseline = REGISTRY[_isvs], REGISTRY[_augmentation]
+        # not --cache-smoothed: a training set smoothed once would be smoothed before its augmentation
+        _settings = [name for name in _smoothing.settings + _baseline.settings if name != "cache_smoothed"]
+        register(
+            Procedure(
+                f"{_isvs}-{_augmentation}",
+                f"--procedure {_augmentation}'s augmentation, then the smoothing of --procedure {_isvs}",
+                settings=tuple(dict.fromkeys(_settings)),
+                sparsity_at=_smoothing.sparsity_at,
+                sparsity_per_image=_smoothing.sparsity_per_image,
+                transform=_baseline.transform,
+            )
+        )
 
 PROCEDURES = tuple(name for name, p in REGISTRY.items() if not p.baseline)  # the ISVS procedures
 BASELINES = tuple(name for name, p in REGISTRY.items() if p.baseline)  # the alternatives, applied like `fixed`
