@@ -15,6 +15,8 @@ import torch
 
 from ..filters import gaussian_blur, gaussian_noise, lowpass, photometric, tv_chambolle
 from ..rng import sample_uniform
+from .augmix import DRAWS as AUGMIX_DRAWS
+from .augmix import augmix
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -182,9 +184,7 @@ def _photometric(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.
 
 
 def _augmix(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
-    from .augmix import DRAWS, augmix
-
-    return augmix(x, sample_uniform(index, epoch, config.seed + 5563, DRAWS), config.augmix_severity)
+    return augmix(x, sample_uniform(index, epoch, config.seed + 5563, AUGMIX_DRAWS), config.augmix_severity)
 
 
 def _blur(config: TrainConfig, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
@@ -222,7 +222,7 @@ for _name, _help, _setting, _transform, _test_filter in (
     ),
     (
         "augmix",
-        "AugMix (train/augmix.py): three chains of kornia operations at up to --augmix-severity, mixed per image",
+        "AugMix (train/augmix.py): three chains of the paper's operations at up to --augmix-severity, mixed per image",
         "augmix_severity",
         _augmix,
         None,

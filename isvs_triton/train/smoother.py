@@ -87,7 +87,7 @@ class Smoother:
             sparsity = procedure.sparsity_per_image(config, epoch, index).to(x.device)
         transform = procedure.transform
         if sparsity is not None and not config.cache_smoothed:
-            if transform is not None:  # the noise augmentation first, then the smoothing sees the noisy image
+            if transform is not None:  # fixed-noise, augment-augmix, ...: the augmentation first, then the smoothing
                 x = transform(config, x, epoch, index)
             return self(x, sparsity, index)
         if transform is None:

@@ -363,7 +363,7 @@ def _solve_beta(beta, xs, wh, wv, p, q, steps):
     p and q are scratch in ``_chebyshev_pass``'s layout whose zero rows are left as they are."""
     channels, size = beta.shape[0], beta[0].size
     fb, fp = beta.ravel(), p.ravel()
-    for c in range(channels):  # both iterates start at beta (a_0 = 0: the first iteration ignores the previous)
+    for c in range(channels):  # the current iterate is beta; the previous one is read times a_0 = 0 only
         fp[_pixel_start(p, c) : _pixel_start(p, c) + size] = fb[c * size : (c + 1) * size]
     for k in range(steps.shape[0]):
         _chebyshev_pass(p, q, xs, wh, wv, steps[k, 0], steps[k, 1])
