@@ -13,20 +13,42 @@ def test_candidates_sweep_one_setting_and_take_the_winners_of_others():
     sweep = compare.FAMILIES["isvs fixed"]["sparsity"]
     assert compare.candidates("isvs fixed", {}) == [{"procedure": "fixed", "sparsity": s} for s in sweep]
     assert compare.candidates("isvs fixed", {}, "ends") == [
-        {"procedure": "fixed", "sparsity": 0.2},
-        {"procedure": "fixed", "sparsity": 0.8},
+        {"procedure": "fixed", "sparsity": sweep[0]},
+        {"procedure": "fixed", "sparsity": sweep[-1]},
     ]
     chosen = {"isvs fixed": {"sparsity": 0.6}, "noise augmentation": {"noise_sigma": 0.1}}
-    assert compare.candidates("isvs + noise augmentation", chosen) == [
+    assert compare.candidates("isvs fixed + noise augmentation", chosen) == [
         {"procedure": "fixed-noise", "sparsity": 0.6, "noise_sigma": 0.1}
     ]
+    # a combination with the best ISVS family takes that family's procedure and winning setting
+    chosen = {
+        "isvs fixed": {"procedure": "fixed", "sparsity": 0.4},
+        "isvs augmentation": {"procedure": "augment", "sparsity_min": 0.2},
+        "augmix": {"procedure": "augmix", "augmix_severity": 3.0},
+    }
+    scores = {
+        "isvs fixed": [{"mean_corruption": 0.70, "clean": 0.9}, {"mean_corruption": 0.72, "clean": 0.8}],
+        "isvs augmentation": [{"mean_corruption": 0.71, "clean": 0.9}],
+    }
+    assert compare.candidates("isvs + augmix", chosen, scores=scores) == [
+        {"procedure": "fixed-augmix", "sparsity": 0.4, "augmix_severity": 3.0}
+    ]
+    scores["isvs augmentation"][0]["mean_corruption"] = 0.72  # a tie: the higher clean accuracy wins
+    assert compare.candidates("isvs + augmix", chosen, scores=scores) == [
+        {"procedure": "augment-augmix", "sparsity_min": 0.2, "augmix_severity": 3.0}
+    ]
+    selection = {"chosen": {**chosen, "isvs + augmix": {}, "standard": {}}, "validation_scores": {
+        **scores, "isvs + augmix": [{"mean_corruption": 0.5, "clean": 0.5}]}}  # fmt: skip
+    assert compare.every_seed(selection) == {*compare.EVERY_SEED, "isvs augmentation", "isvs + augmix"}
     order = compare._order(list(compare.FAMILIES))
     for family, settings in compare.FAMILIES.items():
         for value in settings.values():
             if isinstance(value, compare.Chosen):
                 assert order.index(value.family) < order.index(family)
     with pytest.raises(ValueError, match="include those too"):
-        compare._order(["isvs + noise augmentation"])
+        compare._order(["isvs fixed + noise augmentation"])
+    with pytest.raises(ValueError, match="include those too"):
+        compare._order(["isvs fixed", "augmix", "isvs + augmix"])  # the best ISVS family needs both
 
 
 def test_interval_is_the_t_interval():
@@ -46,7 +68,7 @@ def test_quick_comparison(tmp_path):
     fixed = selection["validation_scores"]["isvs fixed"]
     best = max(fixed, key=lambda s: (s["mean_corruption"], s["clean"]))
     assert len(fixed) == 2 and selection["chosen"]["isvs fixed"] == best["settings"]
-    assert selection["chosen"]["isvs + noise augmentation"]["sparsity"] == best["settings"]["sparsity"]
+    assert selection["chosen"]["isvs fixed + noise augmentation"]["sparsity"] == best["settings"]["sparsity"]
     assert set(selection["test_filters"]) == {option for option, _ in compare.TEST_FILTERS.values()}
     # test is read once per family and seed: only the winners have a test evaluation
     tested = list(tmp_path.glob("runs/*/eval-test/results.json"))
@@ -56,15 +78,20 @@ def test_quick_comparison(tmp_path):
     assert validation and all(r["split"] == "validation" for r in validation)
     report = (tmp_path / "results.md").read_text()
     for row in ("| standard | plain |", "| standard | median filter |", "| standard | bilateral filter |",
-                "| isvs fixed | ISVS smoothing (BPDA) |",
-                "| gaussian blur | its own filter |", "(trained on Gaussian noise) | plain |"):  # fmt: skip
+                "| isvs fixed | ISVS smoothing (BPDA) |", "| augmix | plain |", "| isvs + augmix | plain |",
+                "(trained on Gaussian noise) | plain |"):  # fmt: skip
         assert row in report, row
-    assert "Paired difference to standard training" in report and "robust 2/255" in report
+    assert "Paired difference to standard training" in report and "Wilcoxon signed-rank" in report
+    p_values = [v for row in results["image_tests"].values() for v in row.values()]
+    assert len(results["image_tests"]) >= len(runs) and all(0 <= v <= 1 for v in p_values)
+    # robust accuracy in the summary exactly when every attacked pipeline passed the 32/255 check
+    assert ("robust 2/255" in report.split("Paired difference")[0]) == (not compare.failed_sanity(runs))
+    assert ("Robust accuracy is left out of the summary" in report) == bool(compare.failed_sanity(runs))
     # each attack and the sanity checks, and each corruption, beside the summary
     for column in (
         "square (after the gradient attacks)",
         "random ±eps (sanity)",
-        "pgd 32/255 (sanity)",
+        "apgd 32/255 (sanity)",
         "jpeg compression",
     ):
         assert column in report, column
@@ -80,10 +107,10 @@ def test_quick_comparison(tmp_path):
     saved = tmp_path / "saved-selection.json"
     saved.write_text(json.dumps(selection))
     rerun = compare.main(
-        ["--quick", "--output", str(tmp_path), "--families", "isvs fixed + noise stop", "--seeds", "0,1"]
+        ["--quick", "--output", str(tmp_path), "--families", "isvs fixed + events solver", "--seeds", "0,1"]
         + ["--selection", str(saved)]
     )
-    assert rerun["runs"]["isvs fixed + noise stop"] == runs["isvs fixed + noise stop"]
+    assert rerun["runs"]["isvs fixed + events solver"] == runs["isvs fixed + events solver"]
     assert rerun["selection"] == selection
     # a selection made before a test-time filter existed: the rerun chooses that filter by the same rule
     older = {**selection, "test_filters": dict(selection["test_filters"])}
@@ -100,22 +127,24 @@ def test_quick_comparison(tmp_path):
     wrong = json.loads(json.dumps(selection))
     loser = next(s["settings"] for s in fixed if s["settings"] != best["settings"])
     wrong["chosen"]["isvs fixed"] = loser
-    wrong["chosen"]["isvs + noise augmentation"]["sparsity"] = loser["sparsity"]
+    wrong["chosen"]["isvs fixed + noise augmentation"]["sparsity"] = loser["sparsity"]
     saved.write_text(json.dumps(wrong))
-    families = ["--families", "isvs fixed,isvs + noise augmentation", "--reselect", "isvs fixed"]
+    combination = "isvs fixed + noise augmentation"
+    families = ["--families", f"isvs fixed,{combination}", "--reselect", "isvs fixed"]
     rerun = compare.main(["--quick", "--output", str(tmp_path), "--seeds", "0", "--selection", str(saved), *families])
     assert rerun["selection"]["chosen"]["isvs fixed"] == best["settings"]
-    assert rerun["selection"]["chosen"]["isvs + noise augmentation"] == selection["chosen"]["isvs + noise augmentation"]
-    assert rerun["selection"]["reselected_here"] == ["isvs fixed", "isvs + noise augmentation"]
-    assert "isvs fixed + noise stop" not in rerun["selection"]["chosen"]
+    assert rerun["selection"]["chosen"][combination] == selection["chosen"][combination]
+    assert rerun["selection"]["reselected_here"] == ["isvs fixed", combination]
+    assert "isvs fixed + events solver" not in rerun["selection"]["chosen"]
     assert rerun["runs"]["isvs fixed"][0] == runs["isvs fixed"][0]  # the same runs, reused
     assert "chosen again in this run" in (tmp_path / "results.md").read_text()
     with pytest.raises(SystemExit):
         compare.main(["--quick", "--output", str(tmp_path), "--reselect", "isvs fixed"])  # without --selection
-    del selection["chosen"]["isvs iterative"]
-    saved.write_text(json.dumps(selection))
+    without = json.loads(json.dumps(selection))
+    del without["chosen"]["augmix"]
+    saved.write_text(json.dumps(without))
     with pytest.raises(SystemExit):
-        compare.main(["--quick", "--output", str(tmp_path), "--families", "isvs iterative", "--selection", str(saved)])
+        compare.main(["--quick", "--output", str(tmp_path), "--families", "augmix", "--selection", str(saved)])
     # a fresh clone of an interrupted comparison: what is committed (records and evaluations, not weights, which
     # .gitignore leaves out), and one run trained but not yet evaluated when it stopped: resumed to the same results
     for ignored in [*tmp_path.glob("runs/*/model.safetensors"), *tmp_path.glob("runs/*/checkpoints")]:

@@ -16,7 +16,9 @@ from isvs_triton.robustness import (
     ATTACK_GRADS,
     CONSTANTS,
     CORRUPTIONS,
+    LOSSES,
     Pipeline,
+    apgd,
     corrupt,
     evaluate_run,
     fgsm,
@@ -27,7 +29,9 @@ from isvs_triton.robustness import (
     square,
     suite_names,
 )
+from isvs_triton.robustness.attacks import apgd_checkpoints
 from isvs_triton.robustness.corruptions import constants_for
+from isvs_triton.robustness.evaluate import per_image_counts
 from isvs_triton.samples import crops
 
 FLAT = torch.full((2, 3, 96, 96), 0.5)  # not an 8-bit value: the definitions are tested with quantize=False
@@ -164,11 +168,29 @@ def test_attacks_stay_in_the_ball_and_raise_the_loss():
     torch.manual_seed(0)
     model, x, y = _Linear(), torch.rand(16, 3, 8, 8), torch.randint(0, 2, (16,))
     loss = lambda z: torch.nn.functional.cross_entropy(model(z), y).item()  # noqa: E731
-    for attack in (lambda: fgsm(model, x, y, 4 / 255), lambda: pgd(model, x, y, 4 / 255, steps=5, seed=3)):
+    attacks = (
+        lambda: fgsm(model, x, y, 4 / 255),
+        lambda: pgd(model, x, y, 4 / 255, steps=5, seed=3),
+        *[lambda loss=loss: apgd(model, x, y, 4 / 255, steps=8, loss=loss, seed=3) for loss in LOSSES],
+    )
+    for attack in attacks:
         adversarial = attack()
         assert (adversarial - x).abs().max() <= 4 / 255 + 1e-6 and adversarial.min() >= 0 and adversarial.max() <= 1
         assert loss(adversarial) > loss(x)
     assert torch.equal(pgd(model, x, y, 4 / 255, steps=2, seed=3), pgd(model, x, y, 4 / 255, steps=2, seed=3))
+    assert torch.equal(apgd(model, x, y, 4 / 255, steps=3, seed=3), apgd(model, x, y, 4 / 255, steps=3, seed=3))
+
+
+def test_apgd_checkpoints_and_its_attack_of_an_image_alone():
+    """The step-halving checkpoints are the paper's (p_1 = 0.22, gaps shrinking by 0.03 to at least 0.06); an
+    image's attack does not depend on the rest of its batch (its start is drawn from its index)."""
+    assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]  # as torchattacks counts them
+    assert apgd_checkpoints(10) == [3, 5, 6, 7, 8, 9, 10] and apgd_checkpoints(1) == [1]
+    torch.manual_seed(1)
+    model, x, y = _Linear(), torch.rand(8, 3, 8, 8), torch.randint(0, 2, (8,))
+    whole = apgd(model, x, y, 8 / 255, steps=6, loss="dlr", index=torch.arange(8))
+    alone = apgd(model, x[5:6], y[5:6], 8 / 255, steps=6, loss="dlr", index=torch.tensor([5]))
+    torch.testing.assert_close(alone, whole[5:6])
 
 
 def test_attacks_leave_every_module_in_its_mode():
@@ -177,6 +199,7 @@ def test_attacks_leave_every_module_in_its_mode():
     x, y = torch.rand(4, 3, 8, 8), torch.randint(0, 2, (4,))
     fgsm(pipeline, x, y, 2 / 255)
     pgd(pipeline, x, y, 2 / 255, steps=2)
+    apgd(pipeline, x, y, 2 / 255, steps=2)
     assert pipeline.training and not any(m.training for m in model.modules())
 
 
@@ -254,9 +277,9 @@ def test_the_suite_counts_an_image_only_if_no_attack_fooled_it():
     y = torch.randint(0, 2, (12,))
     smoothed = Pipeline(model, lambda z: (z * 4).round() / 4)
     names = suite_names(smoothed, restarts=2, square_queries=20)
-    assert names == ["fgsm", "pgd-bpda-ce-r0", "pgd-bpda-margin-r1", "pgd-projection-ce-r0",
-                     "pgd-projection-margin-r1", "square", "transfer"]  # fmt: skip
-    assert suite_names(Pipeline(model), square_queries=0) == ["fgsm", "pgd-exact-ce-r0", "pgd-exact-margin-r1"]
+    assert names == ["fgsm", "apgd-bpda-ce-r0", "apgd-bpda-dlr-r1", "apgd-projection-ce-r0",
+                     "apgd-projection-dlr-r1", "square", "transfer"]  # fmt: skip
+    assert suite_names(Pipeline(model), square_queries=0) == ["fgsm", "apgd-exact-ce-r0", "apgd-exact-dlr-r1"]
     survived = robust(smoothed, x, y, 8 / 255, steps=3, square_queries=20)
     assert list(survived) == [*names, "worst"]
     assert torch.equal(survived["worst"], torch.stack([survived[n] for n in names]).all(0))
@@ -279,8 +302,9 @@ def test_the_suite_on_the_images_left_standing_finds_the_same_worst_case(eps):
 
 
 @pytest.mark.slow
-def test_pgd_and_square_agree_with_torchattacks(trained_run):
-    """A cross-check of the attacks on the plain model against torchattacks' PGD and Square (independent code)."""
+def test_pgd_apgd_and_square_agree_with_torchattacks(trained_run):
+    """A cross-check of the attacks on the plain model against torchattacks' PGD, APGD and Square (independent
+    code)."""
     import torchattacks  # installed with --no-deps by `make install`
 
     from isvs_triton.data import Images, load_data
@@ -300,6 +324,10 @@ def test_pgd_and_square_agree_with_torchattacks(trained_run):
     ours = accuracy(pgd(model, x, y, eps, steps=10, seed=0))
     theirs = accuracy(torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / 10, steps=10, random_start=True)(x, y))
     assert abs(ours - theirs) <= 0.05, (ours, theirs)
+    for loss in ("ce", "dlr"):
+        ours = accuracy(apgd(model, x, y, eps, steps=10, loss=loss, seed=0))
+        theirs = accuracy(torchattacks.APGD(model, eps=eps, steps=10, loss=loss, seed=0)(x, y))
+        assert abs(ours - theirs) <= 0.05, (loss, ours, theirs)
     ours = accuracy(square(model, x, y, eps, queries=200, seed=0))
     theirs = accuracy(torchattacks.Square(model, eps=eps, n_queries=200, seed=0)(x, y))
     assert abs(ours - theirs) <= 0.08, (ours, theirs)
@@ -312,7 +340,7 @@ def test_the_smoothed_pipeline_passes_the_sanity_checks(trained_run):
                            pgd_steps=10, square_queries=100, pipelines=("smoothed",), progress=False)  # fmt: skip
     smoothed = results["pipelines"]["smoothed"]
     assert smoothed["clean"] > smoothed["robust"]["2/255"] >= smoothed["robust"]["8/255"]
-    assert smoothed["sanity"]["pgd 32/255"] <= 0.05
+    assert smoothed["sanity"]["apgd 32/255"] == 0
     assert all(smoothed["robust"][e] < smoothed["sanity"]["random"][e] for e in smoothed["robust"])
 
 
@@ -328,21 +356,27 @@ def trained_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_pgd_falls_with_epsilon_and_undercuts_fgsm(trained_run, tmp_path):
+def test_apgd_falls_with_epsilon_and_undercuts_fgsm(trained_run, tmp_path):
     results = evaluate_run(trained_run, limit_test=128, corruptions=("gaussian_noise", "contrast"), severities=(1, 5),
                            epsilons=[1 / 255, 4 / 255, 16 / 255], pgd_steps=10, square_queries=100,
                            pipelines=("plain",), output=tmp_path / "eval", progress=False)  # fmt: skip
     plain = results["pipelines"]["plain"]
     assert plain["clean"] > 0.4, "the briefly trained model learned something"
-    pgd_acc, fgsm_acc = list(plain["attacks"]["pgd-exact-ce-r0"].values()), list(plain["attacks"]["fgsm"].values())
+    pgd_acc, fgsm_acc = list(plain["attacks"]["apgd-exact-ce-r0"].values()), list(plain["attacks"]["fgsm"].values())
     worst = list(plain["robust"].values())
     assert plain["clean"] > pgd_acc[0] >= pgd_acc[1] >= pgd_acc[2]
     assert pgd_acc[-1] <= 0.05, "a large epsilon breaks an undefended model"
     assert all(p <= f + 1 / 128 for p, f in zip(pgd_acc, fgsm_acc))
     assert all(w <= min(a[e] for a in plain["attacks"].values()) for w, e in zip(worst, plain["robust"]))
-    assert plain["sanity"]["pgd 32/255"] <= 0.02
+    assert plain["sanity"]["apgd 32/255"] == 0
     assert all(w < plain["sanity"]["random"][e] for w, e in zip(worst, plain["robust"])), "beats random noise"
     assert plain["corruptions"]["gaussian_noise"][4] < plain["corruptions"]["gaussian_noise"][0]
+    # the per-image counts the comparison's paired test reads: their means are the table's figures
+    per_image = {m: per_image_counts(entry) for m, entry in plain["per_image"].items()}
+    assert len(per_image["clean"]) == 128 and per_image["clean"].mean() == pytest.approx(plain["clean"])
+    assert plain["per_image"]["corruption_15"]["conditions"] == 4  # two corruptions x two severities
+    assert per_image["corruption_15"].mean() == pytest.approx(plain["mean_corruption"])
+    assert per_image["corruption_10"].mean() == pytest.approx(plain["mean_corruption_10"])
     for name in ("results.json", "results.csv", "results.md", "corruptions.png", "adversarial.png"):
         assert (tmp_path / "eval" / name).stat().st_size > 0, name
     assert "| plain |" in (tmp_path / "eval" / "results.md").read_text()
@@ -368,7 +402,7 @@ def test_evaluate_tool_writes_its_report(trained_run, tmp_path, capsys):
                    "--pipelines", "plain,smoothed,median", "--no-progress"])  # fmt: skip
     printed = capsys.readouterr().out
     assert "| smoothed |" in printed and "robust 2/255" in printed and "shot_noise" in printed
-    assert "| smoothed | pgd-projection-margin-r1 |" in printed and "| smoothed | transfer" in printed
+    assert "| smoothed | apgd-projection-dlr-r1 |" in printed and "| smoothed | transfer" in printed
     assert "| median |" in printed
     assert json.loads((tmp_path / "e" / "results.json").read_text())["median_size"] == 3
     with pytest.raises(SystemExit):
@@ -407,6 +441,12 @@ def test_evaluation_over_two_processes_matches_one(trained_run, tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
         results[name] = json.loads((tmp_path / name / "results.json").read_text())
     assert results["one"]["test_images"] == results["two"]["test_images"] == 50
+    # the per-image counts in the data's order: the same images, each counted once, in either launch
+    for pipeline, entry in results["one"]["pipelines"].items():
+        theirs = results["two"]["pipelines"][pipeline].pop("per_image")
+        for measure, counts in entry.pop("per_image").items():
+            ours, other = per_image_counts(counts), per_image_counts(theirs[measure])
+            assert len(ours) == len(other) == 50 and (ours != other).sum() <= 1, (pipeline, measure)
     one, two = _leaves(results["one"]["pipelines"]), _leaves(results["two"]["pipelines"])
     assert one.keys() == two.keys() and all((one[k] is None) == (two[k] is None) for k in one)  # severities not run
     one, two = ({k: v for k, v in table.items() if v is not None} for table in (one, two))

@@ -1,7 +1,7 @@
 """Robustness of a trained run: clean, the benchmark's corruptions x severities, low resolution x2 / x4, and the
-attack suite over an epsilon sweep (robust accuracy = the worst case per image over FGSM, PGD with restarts and the
+attack suite over an epsilon sweep (robust accuracy = the worst case per image over FGSM, APGD with restarts and the
 bpda and exact-projection gradients through the smoothing, Square, transfer); for the plain model and with test-time
-smoothing, each with sanity checks (random noise of the same norm, PGD at 32/255).
+smoothing, each with sanity checks (random noise of the same norm, APGD at 32/255).
 
     python tools/evaluate.py runs/demo                      # the run's own test data; writes runs/demo/eval/
     accelerate launch tools/evaluate.py runs/cifar --data-dir ~/cifar10 -b 256

@@ -18,7 +18,7 @@ from .corruptions import CONSTANTS, CORRUPTIONS
 PIPELINES = ("plain", "smoothed", "adaptive", "median", "gaussian", "bilateral", "nlmeans", "trained")
 DEFAULT_PIPELINES = ("plain", "smoothed", "adaptive")
 SPLITS = ("test", "validation")  # what an evaluation reads: the test split, or the run's held-out training images
-# "suite": every attack of attacks.robust, robust accuracy = the worst case; a surrogate name: PGD with it alone (the
+# "suite": every attack of attacks.robust, robust accuracy = the worst case; a surrogate name: APGD with it alone (the
 # restarts still run), e.g. "naive" to show what gradient masking would report
 ATTACK_MODES = ("suite", *ATTACK_GRADS)
 CONSTANT_TIERS = ("auto", *CONSTANTS)  # the corruptions' severity constants: by image size, or one tier
@@ -42,11 +42,12 @@ class EvalConfig:
     constants: str = "auto"  # corruption severity constants; auto: by image size
     # attacks
     epsilons: list[float] | None = None  # L-inf radii in [0, 1] units; None: 1,2,4,8/255 to 64 px, else 1,2,4/255
-    attack: str = "suite"  # suite: the worst case over every attack; a gradient's name: PGD with it alone
-    pgd_steps: int = 20  # PGD iterations per start (step 2.5 eps / steps)
-    restarts: int = 2  # PGD random starts per gradient, losses alternating
+    attack: str = "suite"  # suite: the worst case over every attack; a gradient's name: APGD with it alone
+    pgd_steps: int = 20  # APGD iterations per start (its step schedule scales with them)
+    restarts: int = 2  # APGD random starts per gradient, losses alternating (CE, DLR)
     square_queries: int = 1000  # Square attack queries per image (0: none)
     attack_limit: int | None = None  # attack only the images of index below this; None: all
+    attacked: list[str] | None = None  # the pipelines attacked (a subset of --pipelines); None: all of them
     sanity: bool = True  # the random-noise and 32/255 sanity checks of every attacked pipeline
     # pipelines
     pipelines: list[str] = field(default_factory=lambda: list(DEFAULT_PIPELINES))  # what the model sees
@@ -73,9 +74,11 @@ class EvalConfig:
 
         for name, accepted in choices().items():
             values = getattr(self, name)
-            for value in values if isinstance(values, (list, tuple)) else [values]:
+            for value in values if isinstance(values, (list, tuple)) else [] if values is None else [values]:
                 check(value in accepted, f"unknown --{name.replace('_', '-')} {value!r}; accepted: {list(accepted)}")
         check(bool(self.pipelines), f"--pipelines must name one or more of {list(PIPELINES)}")
+        outside = [p for p in self.attacked or [] if p not in self.pipelines]
+        check(not outside, f"--attacked {outside} not among --pipelines {list(self.pipelines)}")
         check(all(1 <= s <= 5 for s in self.severities), f"--severities must be in 1-5, got {self.severities}")
         check(all(f >= 1 for f in self.resolutions), f"--resolutions must be factors >= 1, got {self.resolutions}")
         counts = {"batch_size": 1, "restarts": 1, "square_queries": 0, "pgd_steps": 0, "limit_test": 1,
@@ -107,6 +110,7 @@ def choices() -> dict[str, tuple]:
         "constants": CONSTANT_TIERS,
         "attack": ATTACK_MODES,
         "pipelines": PIPELINES,
+        "attacked": PIPELINES,
     }
 
 
