@@ -44,6 +44,7 @@ import json
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -286,14 +287,41 @@ def _pick(options: list, results: list[dict], pipeline: str = "plain") -> tuple[
     return options[max(range(len(options)), key=scores.__getitem__)], table
 
 
+def source_tree() -> str:
+    """The commit the code runs from, "+changes" when the library or the recipes differ from it ("unknown" outside a
+    git checkout): each training and evaluation records it, so a report can say which trees its figures come from."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if not commit:
+        return "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--", "isvs_triton", "recipes") else "")
+
+
 class Comparison:
-    """One comparison's folder: its runs (trained once), their evaluations (once each), the choices made."""
+    """One comparison's folder: its runs (trained once), their evaluations (once each), the choices made, and the
+    tree and seconds each training and evaluation took (made.json)."""
 
     def __init__(self, setting: str, folder: Path, dataset: str | None, data_dir: str | None):
         self.setting, self.folder = SETTINGS[setting], folder
         self.data = {k: v for k, v in (("dataset", dataset), ("data_dir", data_dir)) if v}
         self.recipes: dict[Path, tuple[str, dict, int]] = {}  # each run's (family, settings, seed)
         self.log_start = time.perf_counter()
+        self.tree = source_tree()
+
+    def made(self) -> dict[str, dict]:
+        """Each training's and evaluation's tree and seconds, by its folder relative to the comparison's."""
+        path = self.folder / "made.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _record(self, folder: Path, start: float) -> None:
+        made = self.made()
+        made[str(folder.relative_to(self.folder))] = {"tree": self.tree, "seconds": time.perf_counter() - start}
+        (self.folder / "made.json").write_text(json.dumps(dict(sorted(made.items())), indent=1))
 
     def log(self, message: str) -> None:
         print(f"[{time.perf_counter() - self.log_start:7.0f} s] {message}", flush=True)
@@ -311,7 +339,9 @@ class Comparison:
         merged = {**self.setting["train"], **self.data, **settings, "seed": seed}
         merged = procedures.get(settings["procedure"]).epoch_split(merged)
         resume = ["--resume"] if (run / "checkpoints").exists() else []
+        start = time.perf_counter()
         train(parse_args([*_flags(merged), "--output", str(run), "--no-progress", "--log-with", "none", *resume]))
+        self._record(run, start)
         self.log(f"trained {run.name}")
 
     def evaluate(self, run: Path, split: str, pipelines: tuple[str, ...], name: str = "", **options) -> dict:
@@ -326,7 +356,9 @@ class Comparison:
                 self._train(run)
             settings = {**self.setting["eval"], **(SELECTION_EVAL if split == "validation" else {}), **options}
             settings["limit_test"] = self.setting["train"].get("limit_test")  # as many validation images as test
+            start = time.perf_counter()
             evaluate_run(run, split=split, pipelines=pipelines, output=folder, progress=False, **settings)
+            self._record(folder, start)
             self.log(f"evaluated {run.name} on {split} {name}")
         return json.loads((folder / "results.json").read_text())
 
@@ -664,6 +696,12 @@ def example_figure(folder: Path, dataset: str | None, data_dir: str | None) -> N
     plt.close(fig)
 
 
+def _trees(trees: list | None) -> str:
+    if not trees:
+        return "trees not recorded"
+    return f"tree {trees[0]}" if len(trees) == 1 else f"{len(trees)} trees ({', '.join(trees)}; made.json: which)"
+
+
 def _sanity_note(runs: dict) -> str:
     failed = failed_sanity(runs)
     if not failed:
@@ -795,6 +833,10 @@ def main(argv: list[str] | None = None) -> dict:
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
             "minutes": (time.perf_counter() - start) / 60,
             "selection_from": args.selection,
+            # the trees the runs and evaluations in this folder were made on, and the hours they took in all
+            # (made.json: each one's; a training resumed after an interruption counts its last part only)
+            "trees": sorted({m["tree"] for m in comparison.made().values()}),
+            "compute_hours": sum(m["seconds"] for m in comparison.made().values()) / 3600,
         },
         "selection": selection,
         "image_tests": image_tests(runs),

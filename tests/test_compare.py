@@ -65,6 +65,11 @@ def test_quick_comparison(tmp_path):
     assert list(runs) == list(compare.FAMILIES) and all(len(seeds) == 2 for seeds in runs.values())
     selection = json.loads((tmp_path / "selection.json").read_text())
     first_selection = json.loads(json.dumps(selection))
+    # every training and evaluation recorded with its tree and time; the report names the tree
+    made = json.loads((tmp_path / "made.json").read_text())
+    folders = [p for p in (tmp_path / "runs").glob("*") if p.is_dir()] + list(tmp_path.glob("runs/*/eval-*"))
+    assert sorted(made) == sorted(str(p.relative_to(tmp_path)) for p in folders)
+    assert results["protocol"]["trees"] == [compare.source_tree()] and results["protocol"]["compute_hours"] > 0
     fixed = selection["validation_scores"]["isvs fixed"]
     best = max(fixed, key=lambda s: (s["mean_corruption"], s["clean"]))
     assert len(fixed) == 2 and selection["chosen"]["isvs fixed"] == best["settings"]
