@@ -763,6 +763,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", help="default: the setting's folder (fashion: docs/results/fashion-mnist)")
     parser.add_argument("--report", metavar="RESULTS_JSON", help="only rebuild results.md and the figure from it")
     parser.add_argument(
+        "--mixed-trees",
+        action="store_true",
+        help="continue a folder whose runs were made on another tree (made.json) from this one; without it the "
+        "comparison refuses, so that every figure of a folder comes from one tree (the report names every tree)",
+    )
+    parser.add_argument(
         "--selection",
         metavar="SELECTION_JSON",
         help="take the winners and test-time filters from this selection.json (e.g. a published one) instead of "
@@ -787,6 +793,13 @@ def main(argv: list[str] | None = None) -> dict:
     folder = Path(args.output or SETTINGS[args.setting].get("output", f"runs/compare-{args.setting}"))  # quick: runs/
     folder.mkdir(parents=True, exist_ok=True)
     comparison, start = Comparison(args.setting, folder, args.dataset, args.data_dir), time.perf_counter()
+    others = sorted({m["tree"] for m in comparison.made().values()} - {comparison.tree})
+    if others and not args.mixed_trees:
+        parser.error(
+            f"{folder} holds runs made on tree {', '.join(others)}, and this checkout is {comparison.tree}: continue "
+            f"it from that tree (git worktree add ../compare-tree {others[0].removesuffix('+changes')}, and run this "
+            "command there) so that every figure comes from one tree, or pass --mixed-trees"
+        )
     if args.selection:  # the winners are given: no family needs another's selection run
         selection = json.loads(Path(args.selection).read_text())
         for made_there in ("filters_selected_here", "reselected_here"):  # said of the run that saved it, not this one

@@ -51,6 +51,15 @@ def test_candidates_sweep_one_setting_and_take_the_winners_of_others():
         compare._order(["isvs fixed", "augmix", "isvs + augmix"])  # the best ISVS family needs both
 
 
+def test_a_folder_made_on_another_tree_is_continued_only_when_asked(tmp_path, capsys):
+    (tmp_path / "made.json").write_text(json.dumps({"runs/standard-s0": {"tree": "0123456789ab", "seconds": 1.0}}))
+    with pytest.raises(SystemExit):
+        compare.main(["--quick", "--output", str(tmp_path), "--families", "standard", "--seeds", "0"])
+    message = capsys.readouterr().err
+    assert "made on tree 0123456789ab" in message and "git worktree add ../compare-tree 0123456789ab" in message
+    assert not (tmp_path / "runs").exists(), "refused before anything was trained"
+
+
 def test_interval_is_the_t_interval():
     mean, low, high = compare.interval([1.0, 2.0, 3.0])
     assert mean == 2.0 and high - mean == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-5)
