@@ -14,7 +14,8 @@ and ``project`` (the regions' means):
 - "triton": the Split LBI kernels of ``ops/lbi/triton_fused.py`` (float32) on CUDA tensors, and on CPU tensors under
   TRITON_INTERPRET=1 (how the kernel tests run), with the block projection of ``ops/projection/triton_block.py``.
   Both integrators: the explicit one in ``triton_kernels.py``, the events one in ``triton_events.py`` (one program
-  per image for its whole path).
+  per image for its whole path) up to 64 px a side and ``triton_events_tiled.py`` (every pass over blocks of every
+  image) above.
 """
 
 from __future__ import annotations

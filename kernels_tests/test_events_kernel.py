@@ -1,7 +1,10 @@
-"""The events integrator's kernel (ops/lbi/triton_events.py) in Triton's CPU interpreter (TRITON_INTERPRET=1, set by
-the root conftest.py): its pieces against the math (the order statistic against numpy's, the solve against a dense
-solve), then the conformance suite's events cases, whole paths against the torch backend (iterations, stops,
+"""The events integrator's kernels (ops/lbi/triton_events.py, one program per image; triton_events_tiled.py, tile-
+parallel) in Triton's CPU interpreter (TRITON_INTERPRET=1, set by the root conftest.py): their pieces against the math
+(the order statistic against numpy's, the solves against a dense solve), the tiled step against the torch backend's,
+then the conformance suite's events cases on both, whole paths against the torch backend (iterations, stops,
 regions; outputs to float32 rounding)."""
+
+import types
 
 import numpy as np
 import pytest
@@ -9,9 +12,9 @@ import torch
 import triton
 import triton.language as tl
 
-from isvs_triton.config import SolverConfig
+from isvs_triton.config import EVENTS, SolverConfig
 from isvs_triton.ops.graph import grad, grad_adjoint
-from isvs_triton.ops.lbi import triton_events
+from isvs_triton.ops.lbi import torch_path, triton_events, triton_events_tiled, triton_fused
 from isvs_triton.ops.lbi.reference import chebyshev_steps
 from isvs_triton.testing import assert_close, conformance_cases, waiting_times
 
@@ -72,4 +75,60 @@ def test_conformance(case):
     """The conformance suite's events cases (isvs_triton/testing.py): whole paths against the torch backend over
     shapes that cut the chunks, both channel modes, noise stops, a budget, a path and a state continued, a state
     that views larger buffers."""
+    case("triton")
+
+
+# ------------------------------------------------------------------------------------------ the tiled path
+@pytest.mark.parametrize("joint", [False, True], ids=["independent", "joint"])
+@pytest.mark.parametrize("height,width", [(1, 7), (6, 1), (9, 13), (20, 30)], ids=lambda s: str(s))
+def test_tiled_solve_is_the_dense_solve(height, width, joint):
+    """The tiled solve (one program per block of an image-channel, an iteration per launch) against
+    (I + D^T W D / nu) beta = s x solved densely in float64, on random supports; joint: one support for both
+    channels."""
+    torch.manual_seed(height * 7 + width)
+    channels, cj = 2, 1 if joint else 2
+    wh = (torch.rand(1, cj, height, width - 1) < 0.6).float()
+    wv = (torch.rand(1, cj, height - 1, width) < 0.6).float()
+    xs = torch.rand(1, channels, height, width) * 5
+    beta = torch.rand(1, channels, height, width)  # a warm start, as along the path
+    cfg = SolverConfig(nu=1.0, tolerance=1e-6)
+    triton_events_tiled.solve_beta(beta, xs, wh, wv, cfg)
+    for c in range(channels):
+        eye = torch.eye(height * width, dtype=torch.float64).view(-1, height, width)
+        dh, dv = grad(eye)
+        w = 0 if joint else c
+        operator = eye + grad_adjoint(wh[0, w].double() * dh, wv[0, w].double() * dv)
+        expected = torch.linalg.solve(operator.flatten(1).T, xs[0, c].double().flatten())
+        assert_close(f"channel {c}", beta[0, c].flatten(), expected, 1e-4)
+
+
+@pytest.mark.parametrize("joint", [False, True], ids=["independent", "joint"])
+@pytest.mark.parametrize("shape", [(5, 3, 67, 45), (2, 1, 1, 300), (2, 3, 300, 1), (1, 3, 224, 224)],
+                         ids=lambda s: "x".join(map(str, s)))  # fmt: skip
+def test_tiled_step_is_the_torch_step(shape, joint):
+    """One step of the tiled kernels against ``torch_path._event_step`` from the same random mid-path state (active
+    and inactive edges, jumps on ~60 % of the edges, counts from one jump to more than there are): the same images
+    stuck, the state to float32 rounding, over shapes that span several blocks and one 224 x 224 image."""
+    torch.manual_seed(sum(shape))
+    batch, channels, height, width = shape
+    cj = 1 if joint else channels
+    beta, xs = torch.rand(shape) * 100, torch.rand(shape) * 400
+    zh = torch.rand(batch, channels, height, width - 1) * 2.4 - 1.2
+    zv = torch.rand(batch, channels, height - 1, width) * 2.4 - 1.2
+    rule = types.SimpleNamespace(
+        jumps_h=torch.rand(batch, cj, height, width - 1) < 0.6, jumps_v=torch.rand(batch, cj, height - 1, width) < 0.6
+    )
+    count = torch.tensor([1, 40, 10**6, 7, 300])[:batch]
+    ours, stuck = triton_events_tiled.event_step(beta, zh, zv, xs, rule, count, EVENTS, joint)
+    theirs, their_stuck = torch_path._event_step(beta, zh, zv, xs, rule, count, EVENTS, joint)
+    assert torch.equal(stuck, their_stuck)
+    for name, a, b in zip(("beta", "zh", "zv"), ours, theirs):
+        size = float(b.abs().max()) if b.numel() else 0.0
+        assert_close(name, a, b, 1e-5 + 2e-6 * size)  # float32 rounding at the values held
+
+
+@pytest.mark.parametrize("case", [case for _, case in CASES], ids=[name for name, _ in CASES])
+def test_conformance_tiled(case, monkeypatch):
+    """The same conformance cases with every image on the tiled path (its side limit set to 0)."""
+    monkeypatch.setattr(triton_fused, "EVENTS_PER_IMAGE_MAX_SIDE", 0)
     case("triton")

@@ -27,7 +27,7 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.backends.nvidia.compiler import get_ptxas  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from isvs_triton.ops.lbi import triton_events, triton_kernels, triton_launch  # noqa: E402
+from isvs_triton.ops.lbi import triton_events, triton_events_tiled, triton_kernels, triton_launch  # noqa: E402
 
 
 def launch_configs() -> list[dict]:
@@ -72,6 +72,20 @@ def events_sources():
         signature = {name: "constexpr" if name in constexprs else types.get(name, "*fp32") for name in names}
         name = f"_events_kernel joint={joint} noise={noise} block={triton_events.BLOCK}"
         yield name, ASTSource(triton_events._events_kernel, signature, constexprs), triton_events.NUM_WARPS
+
+
+def tiled_events_sources():
+    """(name, ASTSource, num_warps) for the tiled events path's four kernels, independent and joint channels."""
+    tiled = triton_events_tiled
+    types = {**dict.fromkeys(("p_jh", "p_jv"), "*u8"), "p_entries": "*i32",
+             **dict.fromkeys(("C", "H", "W"), "i32"),
+             **dict.fromkeys(("inv_nu", "inv_kappa", "floor", "a", "b_coef"), "fp32")}  # fmt: skip
+    kernels = (tiled._times_kernel, tiled._move_kernel, tiled._chebyshev_kernel, tiled._correct_kernel)
+    for kernel, joint in itertools.product(kernels, (False, True)):
+        constexprs = {"JOINT": joint, "BLOCK": tiled.BLOCK}
+        signature = {n: "constexpr" if n in constexprs else types.get(n, "*fp32") for n in kernel.arg_names}
+        name = f"{kernel.fn.__name__} joint={joint} block={tiled.BLOCK}"
+        yield name, ASTSource(kernel, signature, constexprs), tiled.NUM_WARPS
 
 
 def write_back_sources():
@@ -133,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| kernel | target | warps | registers | spill bytes | shared bytes |\n|---|---|---|---|---|---|")
     for arch in map(int, args.archs.split(",")):
         for name, source, warps in itertools.chain(
-            lbi_sources(), events_sources(), write_back_sources(), projection_sources()
+            lbi_sources(), events_sources(), tiled_events_sources(), write_back_sources(), projection_sources()
         ):
             try:
                 compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})

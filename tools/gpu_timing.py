@@ -1,6 +1,7 @@
 """What tools/gpu_check.sh measures on a GPU, in one JSON file: the kernels against the torch backend at real sizes,
-their throughput over batch sizes for the default (events) and FAST, the smoothing's share of a training step, and
-whether a CUDA graph captures SparsifyLayer.
+their throughput over batch sizes for the default (events) and FAST, the events integrator's two Triton paths (one
+program per image, tile-parallel) over sizes, the smoothing's share of a training step, and whether a CUDA graph
+captures SparsifyLayer.
 
     python tools/gpu_timing.py --output gpu_check/timing.json            # on a CUDA GPU (the triton backend)
     python tools/gpu_timing.py --device cpu --quick --output t.json      # the same steps on the CPU (numba), small
@@ -24,6 +25,10 @@ from isvs_triton.samples import crops
 
 PRESETS = {"events": EVENTS, "fast": FAST}
 SPARSITY = {32: 0.6, 224: 0.3}  # the seed's defaults for CIFAR-size and ImageNet-size images
+
+
+def _sparsity(size: int) -> float:
+    return SPARSITY.get(size, SPARSITY[32] if size <= 64 else SPARSITY[224])
 
 
 def _clock(device: torch.device):
@@ -78,6 +83,26 @@ def throughput(device: torch.device, backend: str, settings, repeat: int) -> lis
             options = {"backend": backend, **preset.kwargs()}
             seconds = _best_seconds(device, repeat, isvs.sparsify, x, SPARSITY[size], **options)
             rows.append({"size": size, "batch": batch, "preset": name, "images_per_second": batch / seconds})
+    return rows
+
+
+def events_paths(device: torch.device, settings, repeat: int) -> list[dict]:
+    """images/s of the events integrator's two Triton paths on the same calls, per (size, batch): one program per
+    image (triton_events.py) and tile-parallel (triton_events_tiled.py), which settles the side at which the dispatch
+    (``triton_fused.EVENTS_PER_IMAGE_MAX_SIDE``) changes from the first to the second."""
+    from isvs_triton.ops.lbi import triton_fused
+
+    rows, limit = [], triton_fused.EVENTS_PER_IMAGE_MAX_SIDE
+    try:
+        for size, batch in settings:
+            x = crops(size, min(batch, 256), seed=0).to(device)
+            x = x.repeat((batch + len(x) - 1) // len(x), 1, 1, 1)[:batch].contiguous()
+            for path, side in (("per image", 1 << 30), ("tiled", 0)):
+                triton_fused.EVENTS_PER_IMAGE_MAX_SIDE = side
+                seconds = _best_seconds(device, repeat, isvs.sparsify, x, _sparsity(size), backend="triton")
+                rows.append({"size": size, "batch": batch, "path": path, "images_per_second": batch / seconds})
+    finally:
+        triton_fused.EVENTS_PER_IMAGE_MAX_SIDE = limit
     return rows
 
 
@@ -149,10 +174,12 @@ def main(argv: list[str] | None = None) -> dict:
     backend = "triton" if device.type == "cuda" else "numba"
     if args.quick:
         real, batches, models, repeat = [(32, 8)], [(32, 8), (32, 16)], [("resnet8", 32, 8)], 1
+        paths = [(32, 8), (96, 2)]
     else:
         real = [(32, 256), (224, 16)]
         batches = [(32, b) for b in (16, 132, 256, 512, 2048)] + [(224, b) for b in (16, 128)]
         models, repeat = [("resnet18", 32, 256), ("resnet50", 224, 64)], args.repeat
+        paths = [(32, 256), (64, 64), (96, 64), (224, 16), (224, 128)]
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -162,6 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
     sections = (
         ("agreement", lambda: agreement(device, backend, real)),
         ("throughput", lambda: throughput(device, backend, batches, repeat)),
+        # the events paths' crossover (the triton backend only: numba has one path)
+        *([("events_paths", lambda: events_paths(device, paths, repeat))] if backend == "triton" else []),
         ("step_share", lambda: step_share(device, models, repeat)),
         ("graph_capture", lambda: graph_capture(device)),
     )

@@ -179,16 +179,22 @@ def _event_step(beta, zh, zv, xs, rule: StopRule, count: torch.Tensor, cfg: Solv
     return [torch.where(keep, old, new) for old, new in ((beta, new_beta), (zh, new_zh), (zv, new_zv))], stuck
 
 
-def advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool) -> PathState:
+def advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool,
+                   step=None, solve_support=None) -> PathState:  # fmt: skip
     """``path.Advance`` with the events integrator (``reference.events_path_image`` for a batch). ``state`` moves on
     its grid of steps; returns the state each image's output is read from: the grid state where it stopped, or the
-    shorter last step that reaches its target (a path not started is first solved for its empty support)."""
+    shorter last step that reaches its target (a path not started is first solved for its empty support).
+
+    ``step`` and ``solve_support`` (default: this module's ``_event_step`` and ``_solve_support``) are how a step
+    and a solve run: the tiled Triton path (``triton_events_tiled.py``) passes its kernels' and keeps this control
+    flow."""
+    step, solve_support = step or _event_step, solve_support or _solve_support
     per_step = required_active(cfg.events, rule.jump_count).clamp(min=1)  # jumps activated per grid step
     fresh = state.beta.flatten(1).eq(0).all(1) & (state.iterations == 0)
     if bool(fresh.any()):  # a path not started: beta solved for the empty support, from s x
         index = fresh.nonzero().squeeze(1)
         beta, xw = xs.index_select(0, index).clone(), xs.index_select(0, index)
-        _solve_support(beta, xw, state.zh.index_select(0, index), state.zv.index_select(0, index), cfg, joint)
+        solve_support(beta, xw, state.zh.index_select(0, index), state.zv.index_select(0, index), cfg, joint)
         state.beta.index_copy_(0, index, beta)
     out = PathState(state.beta.clone(), state.zh.clone(), state.zv.clone(), None, state.iterations.clone())
     finished = torch.zeros_like(fresh)  # images whose output came from a last step (or that cannot move)
@@ -199,7 +205,7 @@ def advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: Solv
         xw, rw, steps = xs.index_select(0, index), rule.take(index), state.iterations.index_select(0, index)
         remaining, share = rw.need - active.index_select(0, index), per_step.index_select(0, index)
         last = remaining <= share
-        new, stuck = _event_step(beta, zh, zv, xw, rw, torch.where(last, remaining, share), cfg, joint)
+        new, stuck = step(beta, zh, zv, xw, rw, torch.where(last, remaining, share), cfg, joint)
         grid = (~last & ~stuck).view(-1, 1, 1, 1)  # the images whose grid moves; a last step is an output only
         for dst, old, moved in zip((state.beta, state.zh, state.zv), (beta, zh, zv), new):
             dst.index_copy_(0, index, torch.where(grid, moved, old))

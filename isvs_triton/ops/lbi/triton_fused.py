@@ -1,7 +1,7 @@
 """Split LBI in Triton, the host side: the state in rotating slots, one launch for all iterations (persistent) or
 one per iteration, the host check, the write-back (the kernels are in ``triton_kernels.py``, their launch
-configurations in ``triton_launch.py``; README.md beside this file). The events integrator has its kernel and host
-side in ``triton_events.py``."""
+configurations in ``triton_launch.py``; README.md beside this file). The events integrator has its kernels and host
+sides in ``triton_events.py`` (one program per image) and ``triton_events_tiled.py`` (large images)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 import triton
 
 from ...config import SolverConfig
+from . import triton_events_tiled
 from .path import PathState, StopRule, running
 from .triton_events import _arg, advance_events
 from .triton_kernels import _lbi_persistent_kernel, _lbi_step_kernel, _write_back_kernel
@@ -17,6 +18,10 @@ from .triton_launch import BLOCK, CONFIG_DIR, DEFAULT_LAUNCH, config_file, confi
 __all__ = ["BLOCK", "CONFIG_DIR", "DEFAULT_LAUNCH", "advance", "config_file", "config_key", "tuned_configs"]
 
 PERSISTENT_MAX_SIDE = 64  # images up to this size per channel run in the persistent kernel, larger ones per iteration
+# the events integrator: images up to this side run one program each for their whole path (triton_events.py), larger
+# ones tile-parallel, every pass over (image, block) (triton_events_tiled.py): the same split as the explicit
+# kernels', by the performance model (docs/performance.md), to be confirmed on a GPU (tools/gpu_check.sh)
+EVENTS_PER_IMAGE_MAX_SIDE = PERSISTENT_MAX_SIDE
 CHECK_EVERY = 8  # launches of the step kernel between host checks for "every image has stopped"
 INDEX_LIMIT = 2**31 - 1  # the kernels index the three slots with int32: larger batches run in chunks
 
@@ -51,9 +56,12 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
     one launch per iteration (``functools.partial(advance, persistent=False)`` is the per-iteration backend that the
     tests and the bench run). ``launch`` ({"BLOCK_H", "BLOCK_W", "num_warps"}) defaults to the tuned configuration
     of this GPU and size. ``index_limit``: the largest index of the slots in one launch (a batch past it runs in
-    chunks). The events integrator runs in its own kernel (``triton_events.py``), which takes none of these options.
+    chunks). The events integrator runs in its own kernels (``triton_events.py`` up to EVENTS_PER_IMAGE_MAX_SIDE,
+    ``triton_events_tiled.py`` above), which take none of these options.
     """
     if cfg.integrator == "events":
+        if max(state.beta.shape[-2:]) > EVENTS_PER_IMAGE_MAX_SIDE:
+            return triton_events_tiled.advance_events(state, xs, rule, cfg, joint)
         return advance_events(state, xs, rule, cfg, joint)
     go, active, squares = running(state, xs, rule, cfg, joint)
     index = go.nonzero().squeeze(1)

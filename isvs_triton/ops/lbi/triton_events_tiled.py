@@ -1,0 +1,328 @@
+"""The events integrator in Triton for images larger than one program should carry (README.md beside this file,
+"Events integrator"): every pass of a step runs over (image, block of pixels), so a batch of a few large images fills
+the GPU, where ``triton_events.py`` gives each image one program for its whole path.
+
+A step is ``torch_path._event_step`` with its passes fused, in the torch backend's layouts (no padding):
+
+1. ``_times_kernel``: each inactive edge's time to activate at the rates D beta / nu, and the jumps' among them as
+   the waiting times (inf for the other edges);
+2. the step's time: the k-th smallest waiting time per image, by torch's sort (as the torch backend picks it);
+3. ``_move_kernel``: z moves to it, the edges whose time has come entering at their quasi-steady size; the new
+   support's weights for the solve; each block's sum and number of entry times (summed per image after it, in a
+   fixed order: no atomics, so a batch's result does not depend on the order blocks run in);
+4. ``_chebyshev_kernel``, once per iteration of ``reference.chebyshev_steps``: beta solved for the new support, three
+   buffers rotating (no copies);
+5. ``_correct_kernel``: z corrected for the change of the rates since the step's mean entry time, the active edges
+   settled.
+
+The steps' control flow (which images still run, the shorter last step, the grid and output states, the noise stop,
+the budget) is ``torch_path.advance_events``', which reads each image's count back once per step. Bytes and passes
+per step, and when the dispatch takes this path: docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ...config import SolverConfig
+from . import torch_path
+from .path import PathState, StopRule, support
+from .reference import ACTIVE_FLOOR, chebyshev_steps
+from .triton_events import _arg, _time_independent, _time_joint
+
+BLOCK = 256  # pixels per program
+NUM_WARPS = 4
+
+
+@triton.jit
+def _edges(p, H, W, VERTICAL: tl.constexpr):
+    """The edges that start at the pixels ``p`` in one direction: (exists, its index within a channel, the far
+    pixel's offset, edges per channel) in the torch layouts (H, W - 1) and (H - 1, W)."""
+    i = p // W
+    if VERTICAL:
+        exists, index, offset, count = (p < H * W) & (i < H - 1), p, W, (H - 1) * W
+    else:
+        exists, index, offset, count = (p < H * W) & (p % W < W - 1), p - i, 1, H * (W - 1)
+    return exists, index, offset, count
+
+
+@triton.jit
+def _times(p_beta, p_z, p_jump, p_t, p_wait, p, C, H, W, inv_nu, JOINT: tl.constexpr, VERTICAL: tl.constexpr):
+    """One direction's edges at pixels ``p`` of one image: times into t, the jumps' into wait (inf otherwise)."""
+    m, e, offset, n = _edges(p, H, W, VERTICAL)
+    if JOINT:
+        squares = tl.zeros(p.shape, dtype=tl.float32)
+        zr = tl.zeros(p.shape, dtype=tl.float32)
+        rr = tl.zeros(p.shape, dtype=tl.float32)
+        for c in range(C):
+            d = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
+                                                                                      other=0.0)  # fmt: skip
+            z = tl.load(p_z + c * n + e, mask=m, other=0.0)
+            rate = d * inv_nu
+            squares += z * z
+            zr += z * rate
+            rr += rate * rate
+        time = _time_joint(squares, zr, rr)
+        jump = tl.load(p_jump + e, mask=m, other=0) != 0
+        tl.store(p_t + e, time, mask=m)
+        tl.store(p_wait + e, tl.where(jump, time, float("inf")), mask=m)
+    else:
+        for c in range(C):
+            d = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
+                                                                                      other=0.0)  # fmt: skip
+            time = _time_independent(d, tl.load(p_z + c * n + e, mask=m, other=0.0), inv_nu)
+            jump = tl.load(p_jump + c * n + e, mask=m, other=0) != 0
+            tl.store(p_t + c * n + e, time, mask=m)
+            tl.store(p_wait + c * n + e, tl.where(jump, time, float("inf")), mask=m)
+
+
+@triton.jit
+def _times_kernel(p_beta, p_zh, p_zv, p_jh, p_jv, p_th, p_tv, p_wait, C, H, W, inv_nu, JOINT: tl.constexpr,
+                  BLOCK: tl.constexpr):  # fmt: skip
+    """Pass 1 over block ``program_id(1)`` of image ``program_id(0)``: wait holds the horizontal jumps' times, then
+    the vertical ones' (each channel's in turn), as ``torch_path._event_step`` concatenates them."""
+    b = tl.program_id(0).to(tl.int64)
+    p = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    CJ = 1 if JOINT else C
+    nh, nv = H * (W - 1), (H - 1) * W
+    p_beta += b * C * H * W
+    p_wait += b * CJ * (nh + nv)
+    _times(p_beta, p_zh + b * C * nh, p_jh + b * CJ * nh, p_th + b * CJ * nh, p_wait, p, C, H, W, inv_nu, JOINT,
+           False)  # fmt: skip
+    _times(p_beta, p_zv + b * C * nv, p_jv + b * CJ * nv, p_tv + b * CJ * nv, p_wait + CJ * nh, p, C, H, W, inv_nu,
+           JOINT, True)  # fmt: skip
+
+
+@triton.jit
+def _settled(z, size_z, size_d, inv_kappa, floor):
+    """z at its quasi-steady size: its direction z / |z| times 1 + max(|D beta| / kappa, floor) (``reference.settle``;
+    ``size_z``, ``size_d``: the norms over the channels that share the edge)."""
+    return z / tl.maximum(size_z, 1e-30) * (1.0 + tl.maximum(size_d * inv_kappa, floor))
+
+
+@triton.jit
+def _move(p_beta, p_z, p_t, p_new, p_w, dt, p, C, H, W, inv_nu, inv_kappa, floor, JOINT: tl.constexpr,
+          VERTICAL: tl.constexpr):  # fmt: skip
+    """One direction's edges at pixels ``p``: z moved to the step's time ``dt`` into new, the weights of the new
+    support into w (1 inactive, 0 active). Returns the entering edges' (sum of times, number) over the block."""
+    m, e, offset, n = _edges(p, H, W, VERTICAL)
+    if JOINT:
+        squares = tl.zeros(p.shape, dtype=tl.float32)
+        for c in range(C):
+            z = tl.load(p_z + c * n + e, mask=m, other=0.0)
+            squares += z * z
+        active = squares > 1.0
+        time = tl.load(p_t + e, mask=m, other=float("inf"))
+        entering = m & ~active & (time <= dt)
+        span = tl.minimum(time, dt)
+        arrived = tl.zeros(p.shape, dtype=tl.float32)
+        dd = tl.zeros(p.shape, dtype=tl.float32)
+        for c in range(C):
+            d = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
+                                                                                      other=0.0)  # fmt: skip
+            v = tl.load(p_z + c * n + e, mask=m, other=0.0) + span * (d * inv_nu)
+            arrived += v * v
+            dd += d * d
+        after = tl.zeros(p.shape, dtype=tl.float32)
+        for c in range(C):  # recomputed: the same operations, so the same values
+            d = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
+                                                                                      other=0.0)  # fmt: skip
+            z = tl.load(p_z + c * n + e, mask=m, other=0.0)
+            v = _settled(z + span * (d * inv_nu), tl.sqrt_rn(arrived), tl.sqrt_rn(dd), inv_kappa, floor)
+            moved = tl.where(entering, v, tl.where(active, z, z + dt * (d * inv_nu)))
+            tl.store(p_new + c * n + e, moved, mask=m)
+            after += moved * moved
+        tl.store(p_w + e, tl.where(after > 1.0, 0.0, 1.0), mask=m)
+        total = tl.sum(tl.where(entering, time, 0.0))
+        entries = tl.sum(entering.to(tl.int32))
+    else:
+        total = tl.zeros([], dtype=tl.float32)
+        entries = tl.zeros([], dtype=tl.int32)
+        for c in range(C):
+            d = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
+                                                                                      other=0.0)  # fmt: skip
+            z = tl.load(p_z + c * n + e, mask=m, other=0.0)
+            time = tl.load(p_t + c * n + e, mask=m, other=float("inf"))
+            active = tl.abs(z) > 1.0
+            entering = m & ~active & (time <= dt)
+            v = z + tl.minimum(time, dt) * (d * inv_nu)
+            v = _settled(v, tl.abs(v), tl.abs(d), inv_kappa, floor)
+            moved = tl.where(entering, v, tl.where(active, z, z + dt * (d * inv_nu)))
+            tl.store(p_new + c * n + e, moved, mask=m)
+            tl.store(p_w + c * n + e, tl.where(tl.abs(moved) > 1.0, 0.0, 1.0), mask=m)
+            total += tl.sum(tl.where(entering, time, 0.0))
+            entries += tl.sum(entering.to(tl.int32))
+    return total, entries
+
+
+@triton.jit
+def _move_kernel(p_beta, p_zh, p_zv, p_th, p_tv, p_dt, p_new_zh, p_new_zv, p_wh, p_wv, p_total, p_entries, C, H, W,
+                 inv_nu, inv_kappa, floor, JOINT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    """Pass 3 over one block of one image: both directions moved to the image's dt; the block's entry-time sum and
+    count into its own slot of (B, blocks)."""
+    b = tl.program_id(0).to(tl.int64)
+    block = tl.program_id(1)
+    p = block * BLOCK + tl.arange(0, BLOCK)
+    CJ = 1 if JOINT else C
+    nh, nv = H * (W - 1), (H - 1) * W
+    dt = tl.load(p_dt + b)
+    p_beta += b * C * H * W
+    total, entries = _move(p_beta, p_zh + b * C * nh, p_th + b * CJ * nh, p_new_zh + b * C * nh, p_wh + b * CJ * nh,
+                           dt, p, C, H, W, inv_nu, inv_kappa, floor, JOINT, False)  # fmt: skip
+    total_v, entries_v = _move(p_beta, p_zv + b * C * nv, p_tv + b * CJ * nv, p_new_zv + b * C * nv,
+                               p_wv + b * CJ * nv, dt, p, C, H, W, inv_nu, inv_kappa, floor, JOINT,
+                               True)  # fmt: skip
+    slot = b * tl.num_programs(1) + block
+    tl.store(p_total + slot, total + total_v)
+    tl.store(p_entries + slot, entries + entries_v)
+
+
+@triton.jit
+def _chebyshev_kernel(p_cur, p_prev, p_out, p_xs, p_wh, p_wv, a, b_coef, inv_nu, C, H, W, JOINT: tl.constexpr,
+                      BLOCK: tl.constexpr):  # fmt: skip
+    """One iteration of the solve for block ``program_id(1)`` of image-channel ``program_id(0)``: out = v + a (v -
+    prev) + b (s x - (I + D^T W D / nu) v), with (D^T W D v) at a pixel = the weighted differences to its four
+    neighbours (weights 1 on inactive edges, 0 on active ones)."""
+    bc = tl.program_id(0).to(tl.int64)
+    p = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    CJ = 1 if JOINT else C
+    image, channel = bc // C, bc % C
+    weights = image * CJ + (0 if JOINT else channel)  # the weights' (image, channel) row
+    nh, nv = H * (W - 1), (H - 1) * W
+    m = p < H * W
+    i, j = p // W, p % W
+    base = bc * H * W
+    p_wh += weights * nh
+    p_wv += weights * nv
+    v = tl.load(p_cur + base + p, mask=m, other=0.0)
+    right, left, down, up = m & (j < W - 1), m & (j > 0), m & (i < H - 1), m & (i > 0)
+    lap = tl.load(p_wh + p - i, mask=right, other=0.0) * (v - tl.load(p_cur + base + p + 1, mask=right, other=0.0))
+    lap += tl.load(p_wh + p - i - 1, mask=left, other=0.0) * (v - tl.load(p_cur + base + p - 1, mask=left, other=0.0))
+    lap += tl.load(p_wv + p, mask=down, other=0.0) * (v - tl.load(p_cur + base + p + W, mask=down, other=0.0))
+    lap += tl.load(p_wv + p - W, mask=up, other=0.0) * (v - tl.load(p_cur + base + p - W, mask=up, other=0.0))
+    previous = tl.load(p_prev + base + p, mask=m, other=0.0)
+    xs = tl.load(p_xs + base + p, mask=m, other=0.0)
+    tl.store(p_out + base + p, v + a * (v - previous) + b_coef * (xs - v - lap * inv_nu), mask=m)
+
+
+@triton.jit
+def _correct(p_beta, p_start, p_z, p_lag_b, p, C, H, W, inv_nu, inv_kappa, floor, JOINT: tl.constexpr,
+             VERTICAL: tl.constexpr):  # fmt: skip
+    """One direction's edges at pixels ``p``, in place: the inactive z gain lag (D beta - D start) / nu, then every
+    active edge (entered by the correction too) takes its quasi-steady size at the rates D beta."""
+    m, e, offset, n = _edges(p, H, W, VERTICAL)
+    lag = tl.load(p_lag_b)
+    if JOINT:
+        before = tl.zeros(p.shape, dtype=tl.float32)
+        after = tl.zeros(p.shape, dtype=tl.float32)
+        dd = tl.zeros(p.shape, dtype=tl.float32)
+        for c in range(C):
+            z = tl.load(p_z + c * n + e, mask=m, other=0.0)
+            before += z * z
+        inactive = before <= 1.0
+        for c in range(C):
+            d1 = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
+                                                                                       other=0.0)  # fmt: skip
+            d0 = tl.load(p_start + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_start + c * H * W + p,
+                                                                                        mask=m, other=0.0)  # fmt: skip
+            z = tl.load(p_z + c * n + e, mask=m, other=0.0)
+            z = tl.where(inactive, z + lag * (d1 - d0) * inv_nu, z)
+            tl.store(p_z + c * n + e, z, mask=m)
+            after += z * z
+            dd += d1 * d1
+        settle = after > 1.0
+        for c in range(C):  # the corrected z, read back from this program's own stores
+            z = tl.load(p_z + c * n + e, mask=m, other=0.0)
+            z = tl.where(settle, _settled(z, tl.sqrt_rn(after), tl.sqrt_rn(dd), inv_kappa, floor), z)
+            tl.store(p_z + c * n + e, z, mask=m)
+    else:
+        for c in range(C):
+            d1 = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
+                                                                                       other=0.0)  # fmt: skip
+            d0 = tl.load(p_start + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_start + c * H * W + p,
+                                                                                        mask=m, other=0.0)  # fmt: skip
+            z = tl.load(p_z + c * n + e, mask=m, other=0.0)
+            z = tl.where(tl.abs(z) > 1.0, z, z + lag * (d1 - d0) * inv_nu)
+            z = tl.where(tl.abs(z) > 1.0, _settled(z, tl.abs(z), tl.abs(d1), inv_kappa, floor), z)
+            tl.store(p_z + c * n + e, z, mask=m)
+
+
+@triton.jit
+def _correct_kernel(p_beta, p_start, p_zh, p_zv, p_lag, C, H, W, inv_nu, inv_kappa, floor, JOINT: tl.constexpr,
+                    BLOCK: tl.constexpr):  # fmt: skip
+    """Pass 5 over one block of one image: both directions corrected and settled in place."""
+    b = tl.program_id(0).to(tl.int64)
+    p = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    nh, nv = H * (W - 1), (H - 1) * W
+    p_beta += b * C * H * W
+    p_start += b * C * H * W
+    _correct(p_beta, p_start, p_zh + b * C * nh, p_lag + b, p, C, H, W, inv_nu, inv_kappa, floor, JOINT, False)
+    _correct(p_beta, p_start, p_zv + b * C * nv, p_lag + b, p, C, H, W, inv_nu, inv_kappa, floor, JOINT, True)
+
+
+# ------------------------------------------------------------------------------------------ the host side
+def _grid(beta: torch.Tensor) -> tuple[int, int]:
+    return beta.shape[0], triton.cdiv(beta.shape[2] * beta.shape[3], BLOCK)
+
+
+def solve_beta(beta: torch.Tensor, xs: torch.Tensor, wh: torch.Tensor, wv: torch.Tensor, cfg: SolverConfig) -> None:
+    """``torch_path.solve_beta`` on the kernel, in place: ``wh``, ``wv`` (B, C or 1, ...) float, 1 on the inactive
+    edges; the iterates rotate through three buffers, the last one copied into beta."""
+    batch, channels, height, width = beta.shape
+    joint = wh.shape[1] == 1 and channels > 1
+    cur, prev, out = beta.clone(), beta.clone(), torch.empty_like(beta)
+    grid = (batch * channels, triton.cdiv(height * width, BLOCK))
+    for a, b in chebyshev_steps(cfg):
+        _chebyshev_kernel[grid](cur, prev, out, xs, _arg(wh), _arg(wv), a, b, 1.0 / cfg.nu, channels, height, width,
+                                JOINT=joint, BLOCK=BLOCK, num_warps=NUM_WARPS)  # fmt: skip
+        cur, prev, out = out, cur, prev
+    beta.copy_(cur)
+
+
+def _solve_support(beta, xs, zh, zv, cfg: SolverConfig, joint: bool) -> None:
+    ah, av = support(zh, zv, joint)
+    solve_beta(beta, xs.contiguous(), (~ah).float().contiguous(), (~av).float().contiguous(), cfg)
+
+
+def event_step(beta, zh, zv, xs, rule: StopRule, count: torch.Tensor, cfg: SolverConfig, joint: bool):
+    """``torch_path._event_step`` on the kernels: the new (beta, zh, zv) of a batch whose images activate ``count``
+    (A,) jumps each, and (A,) bool, the images in which no jump can activate any more (their state unchanged)."""
+    batch, channels, height, width = beta.shape
+    beta, zh, zv, xs = (t.contiguous() for t in (beta, zh, zv, xs))
+    cj = 1 if joint else channels
+    jh, jv = (j.contiguous().view(torch.uint8) for j in (rule.jumps_h, rule.jumps_v))
+    th = beta.new_empty(batch, cj, height, width - 1)
+    tv = beta.new_empty(batch, cj, height - 1, width)
+    waiting = beta.new_empty(batch, th[0].numel() + tv[0].numel())
+    grid = _grid(beta)
+    inv_nu, inv_kappa = 1.0 / cfg.nu, 1.0 / cfg.kappa
+    _times_kernel[grid](beta, _arg(zh), _arg(zv), _arg(jh), _arg(jv), _arg(th), _arg(tv), waiting, channels, height,
+                        width, inv_nu, JOINT=joint, BLOCK=BLOCK, num_warps=NUM_WARPS)  # fmt: skip
+    finite = waiting.isfinite().sum(1)
+    stuck = finite == 0
+    count = torch.minimum(count, finite).clamp(min=1)
+    dt = waiting.sort(1).values.gather(1, (count - 1).view(-1, 1)).view(-1)
+    dt = torch.where(stuck, 0, dt).contiguous()
+    new_zh, new_zv = torch.empty_like(zh), torch.empty_like(zv)
+    wh, wv = torch.empty_like(th), torch.empty_like(tv)
+    total = beta.new_empty(grid)
+    entries = torch.empty(grid, dtype=torch.int32, device=beta.device)
+    _move_kernel[grid](beta, _arg(zh), _arg(zv), _arg(th), _arg(tv), dt, _arg(new_zh), _arg(new_zv), _arg(wh),
+                       _arg(wv), total, entries, channels, height, width, inv_nu, inv_kappa, ACTIVE_FLOOR,
+                       JOINT=joint, BLOCK=BLOCK, num_warps=NUM_WARPS)  # fmt: skip
+    new_beta = beta.clone()
+    solve_beta(new_beta, xs, wh, wv, cfg)
+    # the rates changed as the step's edges entered: correct for the rest of the step after their mean entry time
+    lag = (dt - total.sum(1) / entries.sum(1).clamp(min=1)).contiguous()
+    _correct_kernel[grid](new_beta, beta, _arg(new_zh), _arg(new_zv), lag, channels, height, width, inv_nu,
+                          inv_kappa, ACTIVE_FLOOR, JOINT=joint, BLOCK=BLOCK, num_warps=NUM_WARPS)  # fmt: skip
+    keep = stuck.view(-1, 1, 1, 1)
+    return [torch.where(keep, old, new) for old, new in ((beta, new_beta), (zh, new_zh), (zv, new_zv))], stuck
+
+
+def advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool) -> PathState:
+    """``path.Advance`` with the events integrator, each step's passes on the kernels above and the control flow of
+    ``torch_path.advance_events``; returns the state each image's output is read from."""
+    return torch_path.advance_events(state, xs, rule, cfg, joint, step=event_step, solve_support=_solve_support)
