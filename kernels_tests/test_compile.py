@@ -18,9 +18,12 @@ def test_compile_report_has_no_failures_or_spills():
     assert len(rows) == 32, result.stdout  # 2 kernels x 2 targets x (joint, momentum, noise stop) on/off
     events = [line for line in result.stdout.splitlines() if line.startswith("| _events_kernel")]
     assert len(events) == 8, result.stdout  # 2 targets x (joint, noise stop) on/off
-    tiled = [line for line in result.stdout.splitlines() if line.startswith(("| _times_", "| _move_", "| _chebyshev_",
-                                                                               "| _correct_"))]  # fmt: skip
-    assert len(tiled) == 16, result.stdout  # 2 targets x 4 kernels x joint on/off
+    tiled = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith(("| _times_", "| _move_", "| _chebyshev_", "| _correct_", "| _histogram_", "| _pick_"))
+    ]
+    assert len(tiled) == 24, result.stdout  # 2 targets x (4 passes x joint on/off + histogram, pick x 2 widths)
     write_back = [line for line in result.stdout.splitlines() if line.startswith("| _write_back_kernel")]
     assert len(write_back) == 4, result.stdout  # 2 targets x joint on/off
     projection = [

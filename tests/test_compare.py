@@ -212,3 +212,20 @@ def test_paired_tool_reads_row_b_from_another_run_of_the_same_protocol(tmp_path,
     other.write_text(json.dumps({**results, "protocol": {**results["protocol"], "seeds": [0, 1, 3]}}))
     with pytest.raises(SystemExit, match=r"--b-results ran seeds \[0, 1, 3\]"):
         paired.main([str(path), "isvs fixed", "standard", "--b-results", str(other)])
+
+
+def test_gitignore_keeps_a_comparisons_records_and_drops_its_weights():
+    """What a comparison commits as it runs: every run's record and evaluations, not its weights or checkpoints
+    (.gitignore); the top-level runs/ of local training stays ignored."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    run = "docs/results/fashion-mnist/runs/standard-s0"
+    kept = [f"{run}/run.json", f"{run}/eval-test/results.json", "docs/results/fashion-mnist/made.json"]
+    ignored = [f"{run}/model.safetensors", f"{run}/checkpoints/epoch_1/model.safetensors", "runs/demo/run.json"]
+    paths = kept + ignored
+    done = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=root, capture_output=True, text=True)
+    if done.returncode == 128:
+        pytest.skip(f"not a git checkout: {done.stderr.strip()}")
+    assert done.stdout.split() == ignored

@@ -75,16 +75,19 @@ def events_sources():
 
 
 def tiled_events_sources():
-    """(name, ASTSource, num_warps) for the tiled events path's four kernels, independent and joint channels."""
+    """(name, ASTSource, num_warps) for the tiled events path's kernels: the four passes with independent and joint
+    channels, the order statistic's histogram and pick at both widths."""
     tiled = triton_events_tiled
-    types = {**dict.fromkeys(("p_jh", "p_jv"), "*u8"), "p_entries": "*i32",
-             **dict.fromkeys(("C", "H", "W"), "i32"),
+    types = {**dict.fromkeys(("p_jh", "p_jv"), "*u8"), "p_entries": "*i32", "p_counts": "*i32",
+             **dict.fromkeys(("p_prefix", "p_rank"), "*i64"), **dict.fromkeys(("C", "H", "W", "n", "shift"), "i32"),
              **dict.fromkeys(("inv_nu", "inv_kappa", "floor", "a", "b_coef"), "fp32")}  # fmt: skip
-    kernels = (tiled._times_kernel, tiled._move_kernel, tiled._chebyshev_kernel, tiled._correct_kernel)
-    for kernel, joint in itertools.product(kernels, (False, True)):
-        constexprs = {"JOINT": joint, "BLOCK": tiled.BLOCK}
+    passes = (tiled._times_kernel, tiled._move_kernel, tiled._chebyshev_kernel, tiled._correct_kernel)
+    variants = [(kernel, {"JOINT": joint, "BLOCK": tiled.BLOCK}) for kernel in passes for joint in (False, True)]
+    variants += [(tiled._histogram_kernel, {"BITS": bits, "BLOCK": tiled.BLOCK}) for bits in (11, 10)]
+    variants += [(tiled._pick_kernel, {"BITS": bits, "LAST": bits == 10}) for bits in (11, 10)]
+    for kernel, constexprs in variants:
         signature = {n: "constexpr" if n in constexprs else types.get(n, "*fp32") for n in kernel.arg_names}
-        name = f"{kernel.fn.__name__} joint={joint} block={tiled.BLOCK}"
+        name = f"{kernel.fn.__name__} " + " ".join(f"{k.lower()}={v}" for k, v in constexprs.items())
         yield name, ASTSource(kernel, signature, constexprs), tiled.NUM_WARPS
 
 

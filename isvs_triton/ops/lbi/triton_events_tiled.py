@@ -6,7 +6,9 @@ A step is ``torch_path._event_step`` with its passes fused, in the torch backend
 
 1. ``_times_kernel``: each inactive edge's time to activate at the rates D beta / nu, and the jumps' among them as
    the waiting times (inf for the other edges);
-2. the step's time: the k-th smallest waiting time per image, by torch's sort (as the torch backend picks it);
+2. the step's time: the k-th smallest waiting time per image, exactly (what the torch backend's sort picks), by three
+   histogram passes over the waiting times' integer keys, each summed over blocks by integer atomics, and a pick per
+   image after each (``kth_smallest``);
 3. ``_move_kernel``: z moves to it, the edges whose time has come entering at their quasi-steady size; the new
    support's weights for the solve; each block's sum and number of entry times (summed per image after it, in a
    fixed order: no atomics, so a batch's result does not depend on the order blocks run in);
@@ -30,7 +32,7 @@ from ...config import SolverConfig
 from . import torch_path
 from .path import PathState, StopRule, support
 from .reference import ACTIVE_FLOOR, chebyshev_steps
-from .triton_events import _arg, _time_independent, _time_joint
+from .triton_events import _arg, _bin_of, _key, _time_independent, _time_joint, _value
 
 BLOCK = 256  # pixels per program
 NUM_WARPS = 4
@@ -262,6 +264,58 @@ def _correct_kernel(p_beta, p_start, p_zh, p_zv, p_lag, C, H, W, inv_nu, inv_kap
     _correct(p_beta, p_start, p_zv + b * C * nv, p_lag + b, p, C, H, W, inv_nu, inv_kappa, floor, JOINT, True)
 
 
+# ------------------------------------------------------------------------------------------ the step's time
+# The k-th smallest waiting time of each image, exactly, as ``triton_events._kth_smallest`` picks it (a histogram of
+# the keys' top 11 bits, then of the next 11 and the last 10 bits inside the bin that holds it), each histogram
+# summed over the image's blocks by integer atomics (exact, so in any order), each pick one program per image.
+@triton.jit
+def _histogram_kernel(p_wait, p_counts, p_prefix, n, shift, BITS: tl.constexpr, BLOCK: tl.constexpr):
+    """Block ``program_id(1)`` of image ``program_id(0)``'s waiting times: the histogram of their keys' bits
+    [shift, shift + BITS) over the values whose bits above them are the image's prefix, added to its counts."""
+    b = tl.program_id(0).to(tl.int64)
+    i = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    m = i < n
+    key = _key(tl.load(p_wait + b * n + i, mask=m, other=float("inf")))
+    digit = ((key >> shift) & ((1 << BITS) - 1)).to(tl.int32)
+    counts = tl.histogram(digit, 1 << BITS, mask=m & ((key >> (shift + BITS)) == tl.load(p_prefix + b)))
+    tl.atomic_add(p_counts + b * (1 << BITS) + tl.arange(0, 1 << BITS), counts, mask=counts > 0)
+
+
+@triton.jit
+def _pick_kernel(p_counts, p_prefix, p_rank, p_dt, BITS: tl.constexpr, LAST: tl.constexpr):
+    """Image ``program_id(0)``: the bin of its counts that holds its rank-th value, appended to its prefix, the rank
+    inside it; the last pick turns the whole key into the step's time. The counts are cleared for the next pass."""
+    b = tl.program_id(0).to(tl.int64)
+    bins = tl.arange(0, 1 << BITS)
+    counts = tl.load(p_counts + b * (1 << BITS) + bins)
+    digit, rank = _bin_of(counts, tl.load(p_rank + b), 1 << BITS)
+    prefix = tl.load(p_prefix + b) * (1 << BITS) + digit
+    tl.store(p_counts + b * (1 << BITS) + bins, tl.zeros_like(counts))
+    tl.store(p_prefix + b, prefix)
+    tl.store(p_rank + b, rank)
+    if LAST:
+        tl.store(p_dt + b, _value(prefix))
+
+
+# the passes' bits: (shift, bits), from the top; 11 + 11 + 10 = the 32 bits of a float's key
+_PASSES = ((21, 11), (10, 11), (0, 10))
+
+
+def kth_smallest(waiting: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Each row's k-th smallest (0-based) value of ``waiting`` (B, n) float32, k (B,) below the row's number of finite
+    values: three histogram passes over the row, and a pick per row after each."""
+    batch, n = waiting.shape
+    counts = torch.zeros(batch, 1 << 11, dtype=torch.int32, device=waiting.device)
+    prefix = torch.zeros(batch, dtype=torch.int64, device=waiting.device)
+    rank = k.to(device=waiting.device, dtype=torch.int64).contiguous()
+    dt = torch.empty(batch, dtype=waiting.dtype, device=waiting.device)
+    grid = (batch, triton.cdiv(n, BLOCK))
+    for index, (shift, bits) in enumerate(_PASSES):
+        _histogram_kernel[grid](waiting, counts, prefix, n, shift, BITS=bits, BLOCK=BLOCK, num_warps=NUM_WARPS)
+        _pick_kernel[(batch,)](counts, prefix, rank, dt, BITS=bits, LAST=index == len(_PASSES) - 1, num_warps=4)
+    return dt
+
+
 # ------------------------------------------------------------------------------------------ the host side
 def _grid(beta: torch.Tensor) -> tuple[int, int]:
     return beta.shape[0], triton.cdiv(beta.shape[2] * beta.shape[3], BLOCK)
@@ -303,8 +357,7 @@ def event_step(beta, zh, zv, xs, rule: StopRule, count: torch.Tensor, cfg: Solve
     finite = waiting.isfinite().sum(1)
     stuck = finite == 0
     count = torch.minimum(count, finite).clamp(min=1)
-    dt = waiting.sort(1).values.gather(1, (count - 1).view(-1, 1)).view(-1)
-    dt = torch.where(stuck, 0, dt).contiguous()
+    dt = torch.where(stuck, 0, kth_smallest(waiting, count - 1)).contiguous()
     new_zh, new_zv = torch.empty_like(zh), torch.empty_like(zv)
     wh, wv = torch.empty_like(th), torch.empty_like(tv)
     total = beta.new_empty(grid)
