@@ -82,7 +82,8 @@ def test_conformance(case):
 @pytest.mark.parametrize("joint", [False, True], ids=["independent", "joint"])
 @pytest.mark.parametrize("height,width", [(1, 7), (6, 1), (9, 13), (20, 30)], ids=lambda s: str(s))
 def test_tiled_solve_is_the_dense_solve(height, width, joint):
-    """The tiled solve (one program per block of an image-channel, an iteration per launch) against
+    """The tiled solve (a tile of an image-channel per program, blocked in time: up to 8 iterations per launch, here
+    several launches) against
     (I + D^T W D / nu) beta = s x solved densely in float64, on random supports; joint: one support for both
     channels."""
     torch.manual_seed(height * 7 + width)

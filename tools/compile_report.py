@@ -79,16 +79,20 @@ def tiled_events_sources():
     channels, the order statistic's histogram and pick at both widths."""
     tiled = triton_events_tiled
     types = {**dict.fromkeys(("p_jh", "p_jv"), "*u8"), "p_entries": "*i32", "p_counts": "*i32",
-             **dict.fromkeys(("p_prefix", "p_rank"), "*i64"), **dict.fromkeys(("C", "H", "W", "n", "shift"), "i32"),
-             **dict.fromkeys(("inv_nu", "inv_kappa", "floor", "a", "b_coef"), "fp32")}  # fmt: skip
-    passes = (tiled._times_kernel, tiled._move_kernel, tiled._chebyshev_kernel, tiled._correct_kernel)
-    variants = [(kernel, {"JOINT": joint, "BLOCK": tiled.BLOCK}) for kernel in passes for joint in (False, True)]
-    variants += [(tiled._histogram_kernel, {"BITS": bits, "BLOCK": tiled.BLOCK}) for bits in (11, 10)]
-    variants += [(tiled._pick_kernel, {"BITS": bits, "LAST": bits == 10}) for bits in (11, 10)]
-    for kernel, constexprs in variants:
+             **dict.fromkeys(("p_prefix", "p_rank"), "*i64"),
+             **dict.fromkeys(("C", "H", "W", "n", "shift", "first", "last"), "i32"),
+             **dict.fromkeys(("inv_nu", "inv_kappa", "floor"), "fp32")}  # fmt: skip
+    warps = tiled.NUM_WARPS
+    passes = (tiled._times_kernel, tiled._move_kernel, tiled._correct_kernel)
+    variants = [(k, {"JOINT": joint, "BLOCK": tiled.BLOCK}, warps) for k in passes for joint in (False, True)]
+    solve = {"TILE": tiled.TILE, "SPAN": tiled.SPAN}
+    variants += [(tiled._chebyshev_kernel, {"JOINT": joint, **solve}, tiled.SOLVE_WARPS) for joint in (False, True)]
+    variants += [(tiled._histogram_kernel, {"BITS": bits, "BLOCK": tiled.BLOCK}, warps) for bits in (11, 10)]
+    variants += [(tiled._pick_kernel, {"BITS": bits, "LAST": bits == 10}, warps) for bits in (11, 10)]
+    for kernel, constexprs, num_warps in variants:
         signature = {n: "constexpr" if n in constexprs else types.get(n, "*fp32") for n in kernel.arg_names}
         name = f"{kernel.fn.__name__} " + " ".join(f"{k.lower()}={v}" for k, v in constexprs.items())
-        yield name, ASTSource(kernel, signature, constexprs), tiled.NUM_WARPS
+        yield name, ASTSource(kernel, signature, constexprs), num_warps
 
 
 def write_back_sources():

@@ -12,8 +12,9 @@ A step is ``torch_path._event_step`` with its passes fused, in the torch backend
 3. ``_move_kernel``: z moves to it, the edges whose time has come entering at their quasi-steady size; the new
    support's weights for the solve; each block's sum and number of entry times (summed per image after it, in a
    fixed order: no atomics, so a batch's result does not depend on the order blocks run in);
-4. ``_chebyshev_kernel``, once per iteration of ``reference.chebyshev_steps``: beta solved for the new support, three
-   buffers rotating (no copies);
+4. ``_chebyshev_kernel``: beta solved for the new support, blocked in time: each program reads a tile with a halo
+   as wide as the iterations it runs (8, the default's all) and iterates in registers, so the solve reads the state
+   once instead of once per iteration;
 5. ``_correct_kernel``: z corrected for the change of the rates since the step's mean entry time, the active edges
    settled.
 
@@ -36,6 +37,11 @@ from .triton_events import _arg, _bin_of, _key, _time_independent, _time_joint, 
 
 BLOCK = 256  # pixels per program
 NUM_WARPS = 4
+# the solve, blocked in time: a TILE x TILE tile per program, read with a halo of HALO pixels (SPAN = TILE + 2 HALO,
+# a power of two) so that HALO iterations run per launch: the default's 8 in one
+TILE, HALO = 48, 8
+SPAN = TILE + 2 * HALO
+SOLVE_WARPS = 16
 
 
 @triton.jit
@@ -182,31 +188,51 @@ def _move_kernel(p_beta, p_zh, p_zv, p_th, p_tv, p_dt, p_new_zh, p_new_zv, p_wh,
 
 
 @triton.jit
-def _chebyshev_kernel(p_cur, p_prev, p_out, p_xs, p_wh, p_wv, a, b_coef, inv_nu, C, H, W, JOINT: tl.constexpr,
-                      BLOCK: tl.constexpr):  # fmt: skip
-    """One iteration of the solve for block ``program_id(1)`` of image-channel ``program_id(0)``: out = v + a (v -
-    prev) + b (s x - (I + D^T W D / nu) v), with (D^T W D v) at a pixel = the weighted differences to its four
-    neighbours (weights 1 on inactive edges, 0 on active ones)."""
+def _chebyshev_kernel(p_cur, p_prev, p_cur_out, p_prev_out, p_xs, p_wh, p_wv, p_steps, p_scratch, first, last, inv_nu,
+                      C, H, W, JOINT: tl.constexpr, TILE: tl.constexpr, SPAN: tl.constexpr):  # fmt: skip
+    """Iterations [first, last) of the solve (``reference.chebyshev_steps``' coefficients in p_steps) on one TILE x
+    TILE tile of image-channel ``program_id(0)``, blocked in time: the tile and a halo of (SPAN - TILE) / 2 >= last -
+    first pixels around it are read once, every iteration runs on them in registers (each neighbour read back from
+    the program's own scratch, after a barrier), and the tile's last two iterates are written. A halo pixel's value
+    goes wrong by one pixel from the span's edge per iteration; the halo is wide enough that the tile never sees it.
+    Each iteration: next = v + a (v - previous) + b (s x - (I + D^T W D / nu) v), the weights 1 on inactive edges."""
     bc = tl.program_id(0).to(tl.int64)
-    p = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     CJ = 1 if JOINT else C
-    image, channel = bc // C, bc % C
-    weights = image * CJ + (0 if JOINT else channel)  # the weights' (image, channel) row
-    nh, nv = H * (W - 1), (H - 1) * W
-    m = p < H * W
-    i, j = p // W, p % W
+    halo = (SPAN - TILE) // 2
+    r = tl.program_id(1) * TILE - halo + tl.arange(0, SPAN)[:, None]  # the span's rows and columns in the image
+    c = tl.program_id(2) * TILE - halo + tl.arange(0, SPAN)[None, :]
+    inside = (r >= 0) & (r < H) & (c >= 0) & (c < W)
     base = bc * H * W
-    p_wh += weights * nh
-    p_wv += weights * nv
-    v = tl.load(p_cur + base + p, mask=m, other=0.0)
-    right, left, down, up = m & (j < W - 1), m & (j > 0), m & (i < H - 1), m & (i > 0)
-    lap = tl.load(p_wh + p - i, mask=right, other=0.0) * (v - tl.load(p_cur + base + p + 1, mask=right, other=0.0))
-    lap += tl.load(p_wh + p - i - 1, mask=left, other=0.0) * (v - tl.load(p_cur + base + p - 1, mask=left, other=0.0))
-    lap += tl.load(p_wv + p, mask=down, other=0.0) * (v - tl.load(p_cur + base + p + W, mask=down, other=0.0))
-    lap += tl.load(p_wv + p - W, mask=up, other=0.0) * (v - tl.load(p_cur + base + p - W, mask=up, other=0.0))
-    previous = tl.load(p_prev + base + p, mask=m, other=0.0)
-    xs = tl.load(p_xs + base + p, mask=m, other=0.0)
-    tl.store(p_out + base + p, v + a * (v - previous) + b_coef * (xs - v - lap * inv_nu), mask=m)
+    weights = (bc // C) * CJ + (0 if JOINT else bc % C)  # the weights' (image, channel) row
+    p_wh += weights * H * (W - 1)
+    p_wv += weights * (H - 1) * W
+    at = r * W + c
+    right, left = inside & (c < W - 1), inside & (c > 0)
+    down, up = inside & (r < H - 1), inside & (r > 0)
+    w_right = tl.load(p_wh + r * (W - 1) + c, mask=right, other=0.0)
+    w_left = tl.load(p_wh + r * (W - 1) + c - 1, mask=left, other=0.0)
+    w_down = tl.load(p_wv + at, mask=down, other=0.0)
+    w_up = tl.load(p_wv + at - W, mask=up, other=0.0)
+    cur = tl.load(p_cur + base + at, mask=inside, other=0.0)
+    prev = tl.load(p_prev + base + at, mask=inside, other=0.0)
+    xs = tl.load(p_xs + base + at, mask=inside, other=0.0)
+    program = (tl.program_id(0).to(tl.int64) * tl.num_programs(1) + tl.program_id(1)) * tl.num_programs(2)
+    p_scratch += (program + tl.program_id(2)) * SPAN * SPAN
+    i, j = tl.arange(0, SPAN)[:, None], tl.arange(0, SPAN)[None, :]
+    local = i * SPAN + j
+    for k in range(first, last):
+        a, b = tl.load(p_steps + 2 * k), tl.load(p_steps + 2 * k + 1)
+        tl.store(p_scratch + local, cur)
+        tl.debug_barrier()  # every thread's share stored before any thread reads its neighbours
+        lap = w_right * (cur - tl.load(p_scratch + local + 1, mask=j < SPAN - 1, other=0.0))
+        lap += w_left * (cur - tl.load(p_scratch + local - 1, mask=j > 0, other=0.0))
+        lap += w_down * (cur - tl.load(p_scratch + local + SPAN, mask=i < SPAN - 1, other=0.0))
+        lap += w_up * (cur - tl.load(p_scratch + local - SPAN, mask=i > 0, other=0.0))
+        tl.debug_barrier()  # every read done before the next iteration's stores
+        cur, prev = cur + a * (cur - prev) + b * (xs - cur - lap * inv_nu), cur
+    tile = inside & (i >= halo) & (i < halo + TILE) & (j >= halo) & (j < halo + TILE)
+    tl.store(p_cur_out + base + at, cur, mask=tile)
+    tl.store(p_prev_out + base + at, prev, mask=tile)
 
 
 @triton.jit
@@ -323,15 +349,20 @@ def _grid(beta: torch.Tensor) -> tuple[int, int]:
 
 def solve_beta(beta: torch.Tensor, xs: torch.Tensor, wh: torch.Tensor, wv: torch.Tensor, cfg: SolverConfig) -> None:
     """``torch_path.solve_beta`` on the kernel, in place: ``wh``, ``wv`` (B, C or 1, ...) float, 1 on the inactive
-    edges; the iterates rotate through three buffers, the last one copied into beta."""
+    edges; HALO iterations per launch (the default's 8 in one), each launch reading the state once."""
     batch, channels, height, width = beta.shape
     joint = wh.shape[1] == 1 and channels > 1
-    cur, prev, out = beta.clone(), beta.clone(), torch.empty_like(beta)
-    grid = (batch * channels, triton.cdiv(height * width, BLOCK))
-    for a, b in chebyshev_steps(cfg):
-        _chebyshev_kernel[grid](cur, prev, out, xs, _arg(wh), _arg(wv), a, b, 1.0 / cfg.nu, channels, height, width,
-                                JOINT=joint, BLOCK=BLOCK, num_warps=NUM_WARPS)  # fmt: skip
-        cur, prev, out = out, cur, prev
+    steps = torch.tensor(chebyshev_steps(cfg), dtype=torch.float32, device=beta.device)
+    grid = (batch * channels, triton.cdiv(height, TILE), triton.cdiv(width, TILE))
+    scratch = beta.new_empty(grid[0] * grid[1] * grid[2] * SPAN * SPAN)
+    cur, prev = beta.contiguous(), beta.clone()
+    cur_out, prev_out = torch.empty_like(cur), torch.empty_like(cur)
+    for first in range(0, len(steps), HALO):
+        last = min(first + HALO, len(steps))
+        _chebyshev_kernel[grid](cur, prev, cur_out, prev_out, xs, _arg(wh), _arg(wv), steps, scratch, first, last,
+                                1.0 / cfg.nu, channels, height, width, JOINT=joint, TILE=TILE, SPAN=SPAN,
+                                num_warps=SOLVE_WARPS)  # fmt: skip
+        cur, prev, cur_out, prev_out = cur_out, prev_out, cur, prev
     beta.copy_(cur)
 
 
