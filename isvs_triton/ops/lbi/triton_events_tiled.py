@@ -33,7 +33,7 @@ from ...config import SolverConfig
 from . import torch_path
 from .path import PathState, StopRule, support
 from .reference import ACTIVE_FLOOR, chebyshev_steps
-from .triton_events import _arg, _bin_of, _key, _time_independent, _time_joint, _value
+from .triton_events import _arg, _bin_of, _difference, _key, _time_independent, _time_joint, _value
 
 BLOCK = 256  # pixels per program
 NUM_WARPS = 4
@@ -65,8 +65,7 @@ def _times(p_beta, p_z, p_jump, p_t, p_wait, p, C, H, W, inv_nu, JOINT: tl.const
         zr = tl.zeros(p.shape, dtype=tl.float32)
         rr = tl.zeros(p.shape, dtype=tl.float32)
         for c in range(C):
-            d = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
-                                                                                      other=0.0)  # fmt: skip
+            d = _difference(p_beta + c * H * W, p, offset, m)
             z = tl.load(p_z + c * n + e, mask=m, other=0.0)
             rate = d * inv_nu
             squares += z * z
@@ -78,8 +77,7 @@ def _times(p_beta, p_z, p_jump, p_t, p_wait, p, C, H, W, inv_nu, JOINT: tl.const
         tl.store(p_wait + e, tl.where(jump, time, float("inf")), mask=m)
     else:
         for c in range(C):
-            d = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
-                                                                                      other=0.0)  # fmt: skip
+            d = _difference(p_beta + c * H * W, p, offset, m)
             time = _time_independent(d, tl.load(p_z + c * n + e, mask=m, other=0.0), inv_nu)
             jump = tl.load(p_jump + c * n + e, mask=m, other=0) != 0
             tl.store(p_t + c * n + e, time, mask=m)
@@ -128,15 +126,13 @@ def _move(p_beta, p_z, p_t, p_new, p_w, dt, p, C, H, W, inv_nu, inv_kappa, floor
         arrived = tl.zeros(p.shape, dtype=tl.float32)
         dd = tl.zeros(p.shape, dtype=tl.float32)
         for c in range(C):
-            d = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
-                                                                                      other=0.0)  # fmt: skip
+            d = _difference(p_beta + c * H * W, p, offset, m)
             v = tl.load(p_z + c * n + e, mask=m, other=0.0) + span * (d * inv_nu)
             arrived += v * v
             dd += d * d
         after = tl.zeros(p.shape, dtype=tl.float32)
         for c in range(C):  # recomputed: the same operations, so the same values
-            d = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
-                                                                                      other=0.0)  # fmt: skip
+            d = _difference(p_beta + c * H * W, p, offset, m)
             z = tl.load(p_z + c * n + e, mask=m, other=0.0)
             v = _settled(z + span * (d * inv_nu), tl.sqrt_rn(arrived), tl.sqrt_rn(dd), inv_kappa, floor)
             moved = tl.where(entering, v, tl.where(active, z, z + dt * (d * inv_nu)))
@@ -149,8 +145,7 @@ def _move(p_beta, p_z, p_t, p_new, p_w, dt, p, C, H, W, inv_nu, inv_kappa, floor
         total = tl.zeros([], dtype=tl.float32)
         entries = tl.zeros([], dtype=tl.int32)
         for c in range(C):
-            d = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
-                                                                                      other=0.0)  # fmt: skip
+            d = _difference(p_beta + c * H * W, p, offset, m)
             z = tl.load(p_z + c * n + e, mask=m, other=0.0)
             time = tl.load(p_t + c * n + e, mask=m, other=float("inf"))
             active = tl.abs(z) > 1.0
@@ -251,10 +246,8 @@ def _correct(p_beta, p_start, p_z, p_lag_b, p, C, H, W, inv_nu, inv_kappa, floor
             before += z * z
         inactive = before <= 1.0
         for c in range(C):
-            d1 = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
-                                                                                       other=0.0)  # fmt: skip
-            d0 = tl.load(p_start + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_start + c * H * W + p,
-                                                                                        mask=m, other=0.0)  # fmt: skip
+            d1 = _difference(p_beta + c * H * W, p, offset, m)
+            d0 = _difference(p_start + c * H * W, p, offset, m)
             z = tl.load(p_z + c * n + e, mask=m, other=0.0)
             z = tl.where(inactive, z + lag * (d1 - d0) * inv_nu, z)
             tl.store(p_z + c * n + e, z, mask=m)
@@ -267,10 +260,8 @@ def _correct(p_beta, p_start, p_z, p_lag_b, p, C, H, W, inv_nu, inv_kappa, floor
             tl.store(p_z + c * n + e, z, mask=m)
     else:
         for c in range(C):
-            d1 = tl.load(p_beta + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_beta + c * H * W + p, mask=m,
-                                                                                       other=0.0)  # fmt: skip
-            d0 = tl.load(p_start + c * H * W + p + offset, mask=m, other=0.0) - tl.load(p_start + c * H * W + p,
-                                                                                        mask=m, other=0.0)  # fmt: skip
+            d1 = _difference(p_beta + c * H * W, p, offset, m)
+            d0 = _difference(p_start + c * H * W, p, offset, m)
             z = tl.load(p_z + c * n + e, mask=m, other=0.0)
             z = tl.where(tl.abs(z) > 1.0, z, z + lag * (d1 - d0) * inv_nu)
             z = tl.where(tl.abs(z) > 1.0, _settled(z, tl.abs(z), tl.abs(d1), inv_kappa, floor), z)
