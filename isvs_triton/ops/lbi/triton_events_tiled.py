@@ -322,6 +322,7 @@ def kth_smallest(waiting: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Each row's k-th smallest (0-based) value of ``waiting`` (B, n) float32, k (B,) below the row's number of finite
     values: three histogram passes over the row, and a pick per row after each."""
     batch, n = waiting.shape
+    # each pass reads its rows 2^bits apart in this buffer, which every pick leaves zero
     counts = torch.zeros(batch, 1 << 11, dtype=torch.int32, device=waiting.device)
     prefix = torch.zeros(batch, dtype=torch.int64, device=waiting.device)
     rank = k.to(device=waiting.device, dtype=torch.int64).contiguous()
