@@ -73,12 +73,17 @@ def agreement(device: torch.device, backend: str, settings) -> list[dict]:
     return rows
 
 
+def _images(size: int, batch: int, device: torch.device) -> torch.Tensor:
+    """``batch`` crops of ``size``: up to 256 distinct ones, repeated to fill larger batches."""
+    x = crops(size, min(batch, 256), seed=0).to(device)
+    return x.repeat((batch + len(x) - 1) // len(x), 1, 1, 1)[:batch].contiguous()
+
+
 def throughput(device: torch.device, backend: str, settings, repeat: int) -> list[dict]:
     """images/s of whole sparsify calls, events and FAST, per (size, batch)."""
     rows = []
     for size, batch in settings:
-        x = crops(size, min(batch, 256), seed=0).to(device)
-        x = x.repeat((batch + len(x) - 1) // len(x), 1, 1, 1)[:batch].contiguous()
+        x = _images(size, batch, device)
         for name, preset in PRESETS.items():
             options = {"backend": backend, **preset.kwargs()}
             seconds = _best_seconds(device, repeat, isvs.sparsify, x, SPARSITY[size], **options)
@@ -95,8 +100,7 @@ def events_paths(device: torch.device, settings, repeat: int) -> list[dict]:
     rows, limit = [], triton_fused.EVENTS_PER_IMAGE_MAX_SIDE
     try:
         for size, batch in settings:
-            x = crops(size, min(batch, 256), seed=0).to(device)
-            x = x.repeat((batch + len(x) - 1) // len(x), 1, 1, 1)[:batch].contiguous()
+            x = _images(size, batch, device)
             for path, side in (("per image", 1 << 30), ("tiled", 0)):
                 triton_fused.EVENTS_PER_IMAGE_MAX_SIDE = side
                 seconds = _best_seconds(device, repeat, isvs.sparsify, x, _sparsity(size), backend="triton")
