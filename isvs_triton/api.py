@@ -122,6 +122,14 @@ def _value_range(value_range, default: tuple[float, float]) -> tuple[float, floa
     return lo, hi
 
 
+def capturing(t: torch.Tensor) -> bool:
+    """Whether ``t``'s device is being captured into a CUDA graph. Reading a tensor's values on the host is then an
+    error (a synchronisation), so the checks of values (NaN, range) are left out while capturing, as for any op
+    captured in a graph; the checks of types, shapes and settings remain. Run the call once outside the capture
+    (the warm-up a capture needs anyway) to have its values checked."""
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
 def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor], float]:
     """(C,H,W) or (B,C,H,W) uint8/float tensor -> float (B,C,H,W) in [0,1], the map back to x's form, and the
     width hi - lo of x's value range."""
@@ -139,14 +147,17 @@ def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[
     x = x.detach()  # the smoothing is not differentiable: its output never requires grad (BPDA is the attacks' job)
     math_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     lo, hi = _value_range(value_range, (0.0, 255.0) if x.dtype == torch.uint8 else (0.0, 1.0))
-    if not math.isfinite(float(torch.tensor(hi - lo, dtype=math_dtype))):
+    with np.errstate(over="ignore"):  # the width in the math's dtype (on the host: no device read), inf past it
+        width = np.asarray(hi - lo, dtype=np.float64 if x.dtype == torch.float64 else np.float32)
+    if not math.isfinite(width):
         raise ValueError(
             f"value_range must have a width hi - lo that is finite in {math_dtype} (the math's dtype), "
             f"got {value_range!r}"
         )
     xf = x.to(math_dtype)
-    inside = True  # whether the values lie in [lo, hi] already (then [0, 1] needs no clamp)
-    if xf.numel():
+    # whether the values lie in [lo, hi] already (then [0, 1] needs no clamp); unknown while capturing: clamped
+    inside = not capturing(xf)
+    if xf.numel() and not capturing(xf):
         # one pass for both checks: min and max propagate NaN and show an Inf (a separate isfinite pass is a
         # noticeable share of a small batch's call)
         low, high = (float(v) for v in torch.aminmax(xf))
@@ -235,7 +246,7 @@ def _per_image(
 def _per_image_sparsity(sparsity: torch.Tensor, batch: torch.Tensor, unbatched: bool) -> torch.Tensor:
     """``sparsity=`` as a tensor: one target per image, each in (0, 1]."""
     targets = _per_image(sparsity, "sparsity", "target", batch, unbatched, floating=True)
-    if not bool(((targets > 0) & (targets <= 1)).all()):  # NaN fails too
+    if not capturing(targets) and not bool(((targets > 0) & (targets <= 1)).all()):  # NaN fails too
         raise ValueError(f"sparsity must lie in (0.0, 1.0] for every image, got {sparsity.tolist()}")
     return targets
 
@@ -254,7 +265,7 @@ def _noise_levels(noise, batch: torch.Tensor, unbatched: bool, width: float) -> 
     accepted = f"a standard deviation in [0, {width:g}] (the input's units: at most the width of its value range)"
     if isinstance(noise, torch.Tensor):
         levels = _per_image(noise, "noise", "standard deviation", batch, unbatched, floating=False)
-        if not bool(((levels >= 0) & (levels <= width)).all()):  # NaN fails too
+        if not capturing(levels) and not bool(((levels >= 0) & (levels <= width)).all()):  # NaN fails too
             raise ValueError(f"noise must be {accepted} for every image, got {noise.tolist()}")
         return (levels / width).to(batch.dtype)
     value = _real("noise", noise, 0.0, math.inf, False, True)

@@ -3,6 +3,9 @@ explains itself, models with trained-like batch norm."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import torch
 
 from .config import EVENTS, FAST, INTEGRATORS, SolverConfig
@@ -23,6 +26,43 @@ def with_trained_like_batch_norm(model: torch.nn.Module, seed: int = 3) -> torch
                 tensor.data.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
             m.bias.data.copy_(torch.randn(m.bias.shape, generator=generator) * 0.2)
     return model.eval()
+
+
+# What reads a tensor's values on the host: on a GPU each waits for the device (a synchronisation), which a CUDA graph
+# cannot capture; and what copies host data to a device (``torch.tensor(..., device=...)``), which it cannot either.
+HOST_READS = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "numpy", "nonzero")
+HOST_COPIES = ("tensor", "as_tensor")
+
+
+@contextlib.contextmanager
+def no_host_reads(package: str = "isvs_triton"):
+    """Fails at the first host read of a tensor's values (``HOST_READS``), or host data copied to a device
+    (``HOST_COPIES`` with a ``device``), made by ``package``'s own code inside the block, naming the call and the
+    line. Code outside the package (Triton's interpreter, which runs the kernels on the CPU tensors) is not watched,
+    so this checks on the CPU what a CUDA graph needs of the host side on a GPU."""
+
+    def guarded(owner, name):
+        original = getattr(owner, name)
+
+        def check(*args, **kwargs):
+            caller = sys._getframe(1)
+            to_device = name not in HOST_COPIES or kwargs.get("device") is not None
+            if to_device and caller.f_globals.get("__name__", "").split(".")[0] == package:
+                where = f"{caller.f_code.co_filename}:{caller.f_lineno}"
+                raise AssertionError(f"{name} on the host at {where}: a synchronisation inside the path")
+            return original(*args, **kwargs)
+
+        return original, check
+
+    patched = [(torch.Tensor, name, *guarded(torch.Tensor, name)) for name in HOST_READS]
+    patched += [(torch, name, *guarded(torch, name)) for name in HOST_COPIES]
+    for owner, name, _, check in patched:
+        setattr(owner, name, check)
+    try:
+        yield
+    finally:
+        for owner, name, original, _ in patched:
+            setattr(owner, name, original)
 
 
 def assert_close(name: str, actual: torch.Tensor, expected: torch.Tensor, atol: float) -> None:

@@ -6,7 +6,7 @@ import torch
 
 from isvs_triton.ops.projection import torch_path as projection_torch
 from isvs_triton.ops.projection import triton_block
-from isvs_triton.testing import assert_close, projection_conformance_cases
+from isvs_triton.testing import assert_close, no_host_reads, projection_conformance_cases
 
 BH, BW = triton_block.BLOCK_H, triton_block.BLOCK_W
 CASES = projection_conformance_cases()
@@ -35,3 +35,20 @@ def test_regions_that_cross_tiles_many_times():
     assert_close("serpentine", out, expected, 1e-5)
     corridor = values[0, 0][~wall]
     assert np.isclose(float(out[0, 0][~wall][0]), float(corridor.mean()), atol=1e-5)
+
+
+def test_many_tiles_merge_in_one_pass_without_host_reads():
+    """Random supports over 4x4 tiles per image (and none at all: every border edge joins one region, every union
+    contending for the same roots) label as the torch projection does, in a fixed sequence of launches that reads
+    nothing back on the host."""
+    generator = torch.Generator().manual_seed(5)
+    height, width = 4 * BH - 3, 4 * BW + 1
+    for density in (0.0, 0.15, 0.4):
+        active_h = torch.rand(3, 2, height, width - 1, generator=generator) < density
+        active_v = torch.rand(3, 2, height - 1, width, generator=generator) < density
+        values = torch.rand(3, 2, height, width, generator=generator)
+        with no_host_reads():
+            out, regions = triton_block.project(values, active_h, active_v)
+        expected, expected_regions = projection_torch.project(values, active_h, active_v)
+        assert torch.equal(regions, expected_regions), density
+        assert_close(f"density {density}", out, expected, 1e-5)

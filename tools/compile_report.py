@@ -116,10 +116,9 @@ def projection_sources():
     kernels = {
         "_tile_label_kernel": (tb._tile_label_kernel, {"p_label": "*i32", "p_ah": "*i8", "p_av": "*i8", "H": i32,
                                "W": i32, "tiles_w": i32}, {"BLOCK_H": tb.BLOCK_H, "BLOCK_W": tb.BLOCK_W}),
-        "_hook_kernel": (tb._hook_kernel, {"p_label": "*i32", "p_ah": "*i8", "p_av": "*i8", "p_changed": "*i32",
-                         "H": i32, "W": i32, "n": i32}, {"BLOCK": tb.BLOCK}),
-        "_jump_kernel": (tb._jump_kernel, {"p_label": "*i32", "p_changed": "*i32", "n": i32},
-                         {"BLOCK": tb.BLOCK, "JUMPS": 4}),
+        "_merge_kernel": (tb._merge_kernel, {"p_label": "*i32", "p_ah": "*i8", "p_av": "*i8", "H": i32, "W": i32,
+                          "n": i32}, {"BLOCK": tb.BLOCK, "BLOCK_H": tb.BLOCK_H, "BLOCK_W": tb.BLOCK_W}),
+        "_flatten_kernel": (tb._flatten_kernel, {"p_label": "*i32", "n": i32}, {"BLOCK": tb.BLOCK}),
         "_region_sum_kernel": (tb._region_sum_kernel, {"p_values": "*fp32", "p_label": "*i32", "p_sums": "*fp32",
                                "p_counts": "*i32", "p_regions": "*i32", "C": i32, "G": i32, "HW": i32, "n": i32},
                                {"BLOCK": tb.BLOCK}),

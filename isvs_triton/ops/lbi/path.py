@@ -115,14 +115,12 @@ class StopRule:
     jumps_h: torch.Tensor  # (B, C or 1, H, W-1) bool: edges whose input difference is non-zero (joint: any channel)
     jumps_v: torch.Tensor  # (B, C or 1, H-1, W) bool
     jump_count: torch.Tensor  # (B,) int64: the jumps of each image
+    # whether a noise stop was asked for (the backends then track the residual too): known on the host, so that no
+    # backend reads ``limit`` back from the device to decide it
+    has_noise: bool = False
 
     def take(self, index: torch.Tensor) -> StopRule:
-        return StopRule(*(t.index_select(0, index) for t in vars(self).values()))
-
-    @property
-    def has_noise(self) -> bool:
-        """Whether any image has a noise stop (the backends then track the residual too)."""
-        return bool((self.limit >= 0).any())
+        return replace(self, **{k: v.index_select(0, index) for k, v in vars(self).items() if torch.is_tensor(v)})
 
 
 def jumps(xs: torch.Tensor, joint: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,9 +209,10 @@ def stop_rule(
 ) -> StopRule:
     """The rule for one target sparsity: ``need`` = ceil(target * jumps) per image; ``limit`` (B,) or None."""
     jumps_h, jumps_v, jump_count = masks.jumps(xs, joint)
+    noise = limit is not None
     if limit is None:
         limit = torch.full((xs.shape[0],), NO_LIMIT, dtype=torch.float64, device=xs.device)
-    return StopRule(required_active(target, jump_count), limit, jumps_h, jumps_v, jump_count)
+    return StopRule(required_active(target, jump_count), limit, jumps_h, jumps_v, jump_count, noise)
 
 
 def residual_limit(noise: torch.Tensor, discrepancy: float, x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -253,14 +252,28 @@ def stops(
         rule = replace(first, need=need)
         # an advance may return the state the outputs are read from, when it is not the one the path goes on from
         # (the events integrator's last step to a target); None: the path's state itself
-        view = advance_fn(state, xs, rule, config, joint) if not bool(passthrough.all()) else None
+        # (a target of 1 for every image is known on the host; per-image targets advance, those of 1 with need 0)
+        view = None if returns_input(target) else advance_fn(state, xs, rule, config, joint)
         view = state if view is None else view
         yield view, masks.support(view.zh, view.zv, rule, joint), rule
 
 
 def input_returned(target: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """(B,) bool: the images whose target (a number, or one per image) is 1, for which the output is the input."""
-    return (torch.as_tensor(target, dtype=torch.float64, device=x.device) >= 1).expand(x.shape[0])
+    if torch.is_tensor(target):
+        return (target.to(x.device) >= 1).expand(x.shape[0])
+    return torch.full((x.shape[0],), target >= 1, dtype=torch.bool, device=x.device)
+
+
+def returns_input(target: float | torch.Tensor) -> bool:
+    """Whether a target returns the input for every image, decided on the host: a number of 1 (a tensor of targets,
+    one per image, is not read back to decide it: its images of 1 take the per-image branch)."""
+    return not torch.is_tensor(target) and target >= 1
+
+
+def may_return_input(target: float | torch.Tensor) -> bool:
+    """Whether any image's target may be 1, decided on the host (a tensor of targets may hold one)."""
+    return torch.is_tensor(target) or target >= 1
 
 
 def solve(
@@ -287,7 +300,7 @@ def solve(
     for target, (stop, active, rule) in zip(targets, stops(x, targets, config, joint, advance_fn, state, limit, masks)):
         passthrough = input_returned(target, x)
         jump_count = rule.jump_count
-        if bool(passthrough.any()):  # the input unchanged: every jump kept, the regions are the runs of equal pixels
+        if may_return_input(target):  # the input unchanged: every jump kept, the regions are the runs of equal pixels
             image = passthrough.view(-1, 1, 1, 1)
             active = Support(
                 torch.where(image, rule.jumps_h, active.h),
@@ -297,17 +310,15 @@ def solve(
             )
         iterations = torch.where(passthrough, 0, stop.iterations)
         reached = active.jumps >= rule.need
-        stopped_by = _stopped_by(reached, iterations, config.max_iter, stop.beta, x, config.scale, rule.limit)
+        stopped_by = _stopped_by(reached, iterations, config.max_iter, stop.beta, x, config.scale, rule)
         beta = stop.beta / config.scale
         projected, regions = project_fn(x if projection in ("input", "auto") else beta, active.h, active.v)
         out = beta if projection == "none" else projected
-        by_noise = stopped_by == STOP_RULES.index("noise")
-        if projection == "auto" and bool(by_noise.any()):  # beta / scale itself for the images stopped by noise
-            out = torch.where(by_noise.view(-1, 1, 1, 1), beta, out)
+        # (each choice below by a select over the batch, not by reading which images it concerns: no host read)
+        if projection == "auto" and rule.has_noise:  # beta / scale itself for the images stopped by noise
+            out = torch.where((stopped_by == STOP_RULES.index("noise")).view(-1, 1, 1, 1), beta, out)
         # an image without jumps (constant, or 1x1) and a target of 1 return the input itself
-        unchanged = (jump_count == 0) | passthrough
-        if bool(unchanged.any()):
-            out = torch.where(unchanged.view(-1, 1, 1, 1), x, out)
+        out = torch.where(((jump_count == 0) | passthrough).view(-1, 1, 1, 1), x, out)
         edges = edge_count(h, w) * (1 if joint else c)
         ones = torch.ones(batch, dtype=torch.float64, device=x.device)
         info = SparsifyInfo(
@@ -323,13 +334,13 @@ def solve(
     return results
 
 
-def _stopped_by(reached, iterations, max_iter, beta, x, scale, limit) -> torch.Tensor:
+def _stopped_by(reached, iterations, max_iter, beta, x, scale, rule: StopRule) -> torch.Tensor:
     """(B,) int8 index into STOP_RULES: the sparsity target, else the noise level (the only other reason to stop
     before the budget; at the budget the residual decides), else the budget."""
     noise = ~reached & (iterations < max_iter)
     at_budget = ~reached & ~noise
-    if bool((at_budget & (limit >= 0)).any()):  # an image at its budget that also reached its noise level
-        noise |= at_budget & (residual(beta, x * scale) <= limit)
+    if rule.has_noise:  # an image at its budget that also reached its noise level
+        noise |= at_budget & (residual(beta, x * scale) <= rule.limit)
     code = torch.full_like(iterations, STOP_RULES.index("budget"), dtype=torch.int8)
     code[noise] = STOP_RULES.index("noise")
     code[reached] = STOP_RULES.index("sparsity")

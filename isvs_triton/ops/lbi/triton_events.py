@@ -27,6 +27,8 @@ docs/performance.md.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -487,6 +489,13 @@ def _arg(t: torch.Tensor) -> torch.Tensor:
     return t if t.numel() else t.new_empty(1)
 
 
+@functools.lru_cache(maxsize=32)
+def steps_on(cfg: SolverConfig, device: torch.device) -> torch.Tensor:
+    """``reference.chebyshev_steps`` (iterations, 2) float32 on ``device``, made once per solver and device: a copy
+    from the host inside every call would be a synchronisation, which a CUDA graph cannot capture."""
+    return torch.tensor(chebyshev_steps(cfg), dtype=torch.float32, device=device)
+
+
 def advance_events(state, xs: torch.Tensor, rule, cfg: SolverConfig, joint: bool):
     """``path.Advance`` with the events integrator on the kernel (``torch_path.advance_events``, one launch for the
     whole batch): ``state`` moves on its grid of steps; returns the state each image's output is read from."""
@@ -499,7 +508,7 @@ def advance_events(state, xs: torch.Tensor, rule, cfg: SolverConfig, joint: bool
     halo = (batch, channels, height + 2, width)
     wh, wv, p, q = (beta.new_zeros(halo) for _ in range(4))
     start = torch.empty_like(beta)
-    steps = torch.tensor(chebyshev_steps(cfg), dtype=torch.float32, device=beta.device)
+    steps = steps_on(cfg, beta.device)
     th, tv = torch.empty(jh.shape, device=beta.device), torch.empty(jv.shape, device=beta.device)
     wait = torch.full((batch, jh[0].numel() + jv[0].numel()), torch.inf, device=beta.device)
     grid = [t.contiguous() for t in (state.beta, state.zh, state.zv)]

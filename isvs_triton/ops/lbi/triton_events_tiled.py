@@ -32,8 +32,8 @@ import triton.language as tl
 from ...config import SolverConfig
 from . import torch_path
 from .path import PathState, StopRule, support
-from .reference import ACTIVE_FLOOR, chebyshev_steps
-from .triton_events import _arg, _bin_of, _difference, _key, _time_independent, _time_joint, _value
+from .reference import ACTIVE_FLOOR
+from .triton_events import _arg, _bin_of, _difference, _key, _time_independent, _time_joint, _value, steps_on
 
 BLOCK = 256  # pixels per program
 NUM_WARPS = 4
@@ -344,7 +344,7 @@ def solve_beta(beta: torch.Tensor, xs: torch.Tensor, wh: torch.Tensor, wv: torch
     edges; HALO iterations per launch (the default's 8 in one), each launch reading the state once."""
     batch, channels, height, width = beta.shape
     joint = wh.shape[1] == 1 and channels > 1
-    steps = torch.tensor(chebyshev_steps(cfg), dtype=torch.float32, device=beta.device)
+    steps = steps_on(cfg, beta.device)
     grid = (batch * channels, triton.cdiv(height, TILE), triton.cdiv(width, TILE))
     scratch = beta.new_empty(grid[0] * grid[1] * grid[2] * SPAN * SPAN)
     cur, prev = beta.contiguous(), beta.clone()

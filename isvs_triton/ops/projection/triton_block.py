@@ -4,14 +4,17 @@
    on its own: every pixel starts with its global index, then takes the smallest label among itself and its
    neighbours across inactive edges inside the tile, and jumps to its label's label, until nothing changes
    (a barrier between rounds; the labels live in global memory, hot in L1).
-2. ``_hook_kernel`` + ``_jump_kernel``, repeated until stable: across tile borders, every inactive edge whose ends
-   carry different roots hooks the larger root under the smaller (``atomic_min``), then every pixel jumps to its
-   label's label. Labels only decrease and stay inside their component, so the loop ends with every pixel labelled
-   by the smallest index of its region; tile-local labelling leaves few rounds.
+2. ``_merge_kernel``: across tile borders, every inactive edge joins its two ends' sets by union-find (find each
+   end's root, hook the larger root under the smaller with ``atomic_min``; a root that another edge hooked meanwhile
+   returns its new parent, and the union goes on from there), then ``_flatten_kernel`` points every pixel at its
+   root. Roots only move under smaller indices of their own component, so every pixel ends labelled by the smallest
+   index of its region: in a fixed sequence of launches, with nothing read back by the host (no rounds to check,
+   so the call can be captured in a CUDA graph).
 3. ``_region_sum_kernel``: sums and counts per (region, channel), one atomic per run of equal regions in a block
    (a segmented scan adds up the run first); ``_region_mean_kernel``: the gather.
 
-Bytes per pixel: the supports (2 B), labels (8 B read, 8 B written per round), values and output (8 B), the sums.
+Bytes per pixel: the supports (2 B), labels (4 B written, ~12 B read over the merge and the flatten), values and
+output (8 B), the sums.
 """
 
 from __future__ import annotations
@@ -74,36 +77,59 @@ def _tile_label_kernel(
 
 
 @triton.jit
-def _hook_kernel(p_label, p_ah, p_av, p_changed, H, W, n, BLOCK: tl.constexpr):
-    """Every inactive edge (to the right, below) whose ends carry different labels hooks max under min."""
+def _root(p_label, x, todo):
+    """Each lane's root (the pixel whose label is itself) from pixel ``x``, for the lanes ``todo``; labels strictly
+    decrease along the way, so the walk ends even on labels another program is lowering meanwhile."""
+    parent = tl.load(p_label + x, mask=todo, other=0)
+    todo = todo & (parent != x)
+    while tl.sum(todo.to(tl.int32), axis=0) > 0:
+        x = tl.where(todo, parent, x)
+        parent = tl.load(p_label + x, mask=todo, other=0)
+        todo = todo & (parent != x)
+    return x
+
+
+@triton.jit
+def _union(p_label, a, b, todo):
+    """Joins the sets of pixels ``a`` and ``b`` on the lanes ``todo``: the larger root hangs under the smaller. The
+    atomic returns what the larger root held: itself (it was a root: done), or the parent another union gave it
+    meanwhile (which the minimum may just have cut off): then the union goes on between that parent and the smaller
+    root."""
+    a = _root(p_label, a, todo)
+    b = _root(p_label, b, todo)
+    todo = todo & (a != b)
+    while tl.sum(todo.to(tl.int32), axis=0) > 0:
+        lo, hi = tl.minimum(a, b), tl.maximum(a, b)
+        old = tl.atomic_min(p_label + hi, lo, mask=todo, sem=RELAXED)
+        todo = todo & (old != hi)
+        a = _root(p_label, tl.where(todo, old, a), todo)
+        b = _root(p_label, lo, todo)
+        todo = todo & (a != b)
+
+
+@triton.jit
+def _merge_kernel(p_label, p_ah, p_av, H, W, n, BLOCK: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """Every inactive edge across a tile border (to the right of a tile's last column, below its last row) joins the
+    sets of its two pixels."""
     o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = o < n
     plane, rem = o // (H * W), o % (H * W)
     i, j = rem // W, rem % W
-    m_r = m & (j < W - 1)
-    m_d = m & (i < H - 1)
+    m_r = m & (j < W - 1) & (j % BLOCK_W == BLOCK_W - 1)
+    m_d = m & (i < H - 1) & (i % BLOCK_H == BLOCK_H - 1)
     m_r = m_r & (tl.load(p_ah + (plane * H + i) * (W - 1) + j, mask=m_r, other=1) == 0)
     m_d = m_d & (tl.load(p_av + (plane * (H - 1) + i) * W + j, mask=m_d, other=1) == 0)
-    lu = tl.load(p_label + o, mask=m, other=0)
-    lr = tl.load(p_label + o + 1, mask=m_r, other=0)
-    ld = tl.load(p_label + o + W, mask=m_d, other=0)
-    m_r = m_r & (lr != lu)
-    m_d = m_d & (ld != lu)
-    tl.atomic_min(p_label + tl.maximum(lu, lr), tl.minimum(lu, lr), mask=m_r, sem=RELAXED)
-    tl.atomic_min(p_label + tl.maximum(lu, ld), tl.minimum(lu, ld), mask=m_d, sem=RELAXED)
-    tl.atomic_add(p_changed, tl.sum((m_r | m_d).to(tl.int32), axis=0), sem=RELAXED)
+    pixel = o.to(tl.int32)
+    _union(p_label, pixel, pixel + 1, m_r)
+    _union(p_label, pixel, pixel + W, m_d)
 
 
 @triton.jit
-def _jump_kernel(p_label, p_changed, n, BLOCK: tl.constexpr, JUMPS: tl.constexpr):
+def _flatten_kernel(p_label, n, BLOCK: tl.constexpr):
+    """Every pixel labelled by its root (after the merge: the smallest index of its region)."""
     o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = o < n
-    label = tl.load(p_label + o, mask=m, other=0)
-    start = label
-    for _ in tl.static_range(JUMPS):
-        label = tl.load(p_label + label, mask=m, other=0)
-    tl.store(p_label + o, label, mask=m)
-    tl.atomic_add(p_changed, tl.sum((m & (label != start)).to(tl.int32), axis=0), sem=RELAXED)
+    tl.store(p_label + o, _root(p_label, o.to(tl.int32), m), mask=m)
 
 
 @triton.jit
@@ -175,14 +201,9 @@ def segment(active_h: torch.Tensor, active_v: torch.Tensor) -> torch.Tensor:
     _tile_label_kernel[(triton.cdiv(height, BLOCK_H) * tiles_w, planes)](
         label, ah, av, height, width, tiles_w, BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W
     )
-    changed = torch.zeros(1, dtype=torch.int32, device=label.device)
     grid = (triton.cdiv(n, BLOCK),)
-    while True:  # each round merges regions across tile borders; a handful of rounds after the tile pass
-        changed.zero_()
-        _hook_kernel[grid](label, ah, av, changed, height, width, n, BLOCK=BLOCK)
-        _jump_kernel[grid](label, changed, n, BLOCK=BLOCK, JUMPS=4)
-        if int(changed) == 0:
-            break
+    _merge_kernel[grid](label, ah, av, height, width, n, BLOCK=BLOCK, BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W)
+    _flatten_kernel[grid](label, n, BLOCK=BLOCK)
     return label.view(batch, groups, height, width)
 
 

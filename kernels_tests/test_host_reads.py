@@ -1,0 +1,60 @@
+"""The Triton backend's default path (images up to 64 px a side: the events kernel, one program per image, and the
+block projection) reads nothing back on the host between the input and the result, so a CUDA graph can capture a
+call: checked on the host side with ``testing.no_host_reads`` (each read it catches is a synchronisation on a GPU)."""
+
+import pytest
+import torch
+
+import isvs_triton as isvs
+from isvs_triton import api, backends
+from isvs_triton.config import EVENTS
+from isvs_triton.ops.projection import torch_path as projection_torch
+from isvs_triton.samples import crops
+from isvs_triton.testing import no_host_reads
+
+
+def test_the_guard_catches_a_host_read():
+    """The negative control: the torch projection decides its merge rounds on the host, and the guard says where."""
+    active_h, active_v = torch.rand(1, 1, 6, 5) < 0.3, torch.rand(1, 1, 5, 6) < 0.3
+    with pytest.raises(AssertionError, match="torch_path.py"), no_host_reads():
+        projection_torch.project(torch.rand(1, 1, 6, 6), active_h, active_v)
+
+
+@pytest.mark.parametrize("channels", ["independent", "joint"])
+def test_the_default_path_reads_nothing_back(channels):
+    """The backend's whole call — the jumps, the events kernel, the supports, the stop codes, the projection, the
+    info — with targets below 1 and of 1 (as numbers and one per image) and with a noise stop. A first call makes the
+    per-device constants (the solve's coefficients), as the warm-up before a capture does."""
+    x = crops(16, 3, seed=2)
+    solve = backends.REGISTRY["triton"]
+    calls = [
+        dict(targets=[0.4, 1.0]),
+        dict(targets=[torch.tensor([0.3, 1.0, 0.6])]),
+        dict(targets=[0.5], noise=torch.tensor([0.02, 0.05, 0.1]), discrepancy=1.0),
+    ]
+    solve(x[:1], [0.5], EVENTS, channels, "auto")
+    for call in calls:
+        targets = call.pop("targets")
+        with no_host_reads():
+            solve(x, targets, EVENTS, channels, "auto", **call)
+
+
+def test_while_capturing_sparsify_and_the_layer_read_nothing_back(monkeypatch):
+    """While a CUDA graph captures, ``sparsify`` leaves out the checks of values (NaN, ranges), which would read the
+    device, and keeps the others; the output is the same as outside the capture."""
+    x = crops(16, 2, seed=1)
+    layer = isvs.SparsifyLayer(0.6, backend="triton")
+    calls = {
+        "one target": lambda: isvs.sparsify(x, 0.6, backend="triton"),
+        "per image": lambda: isvs.sparsify(x, torch.tensor([0.5, 1.0]), backend="triton"),
+        "noise stop": lambda: isvs.sparsify(x, 0.6, noise=torch.tensor([0.05, 0.1]), backend="triton"),
+        "layer": lambda: layer(x),
+    }
+    eager = {name: call() for name, call in calls.items()}
+    monkeypatch.setattr(api, "capturing", lambda t: True)
+    for name, call in calls.items():
+        with no_host_reads():
+            captured = call()
+        assert torch.equal(captured, eager[name]), name
+    with pytest.raises(ValueError, match="sparsity"):  # a setting's check stays
+        isvs.sparsify(x, 1.5, backend="triton")
