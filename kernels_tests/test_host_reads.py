@@ -1,13 +1,14 @@
-"""The Triton backend's default path (images up to 64 px a side: the events kernel, one program per image, and the
-block projection) reads nothing back on the host between the input and the result, so a CUDA graph can capture a
-call: checked on the host side with ``testing.no_host_reads`` (each read it catches is a synchronisation on a GPU)."""
+"""The Triton backend's call with images up to 64 px a side (one program per image for the whole path: the events
+kernel, or the explicit persistent kernel; the block projection) reads nothing back on the host between the input
+and the result, so a CUDA graph can capture a call: checked on the host side with ``testing.no_host_reads`` (each
+read it catches is a synchronisation on a GPU)."""
 
 import pytest
 import torch
 
 import isvs_triton as isvs
 from isvs_triton import api, backends
-from isvs_triton.config import EVENTS
+from isvs_triton.config import EVENTS, FAST
 from isvs_triton.ops.projection import torch_path as projection_torch
 from isvs_triton.samples import crops
 from isvs_triton.testing import no_host_reads
@@ -20,11 +21,12 @@ def test_the_guard_catches_a_host_read():
         projection_torch.project(torch.rand(1, 1, 6, 6), active_h, active_v)
 
 
-@pytest.mark.parametrize("channels", ["independent", "joint"])
-def test_the_default_path_reads_nothing_back(channels):
-    """The backend's whole call — the jumps, the events kernel, the supports, the stop codes, the projection, the
-    info — with targets below 1 and of 1 (as numbers and one per image) and with a noise stop. A first call makes the
-    per-device constants (the solve's coefficients), as the warm-up before a capture does."""
+@pytest.mark.parametrize("solver, channels", [(EVENTS, "independent"), (EVENTS, "joint"), (FAST, "independent")])
+def test_a_call_reads_nothing_back(solver, channels):
+    """The backend's whole call — the jumps, the kernel (the events one, or the explicit persistent one of `FAST`),
+    the supports, the stop codes, the projection, the info — with targets below 1 and of 1 (as numbers and one per
+    image) and with a noise stop. A first call makes the per-device constants (the solve's coefficients), as the
+    warm-up before a capture does."""
     x = crops(16, 3, seed=2)
     solve = backends.REGISTRY["triton"]
     calls = [
@@ -32,11 +34,11 @@ def test_the_default_path_reads_nothing_back(channels):
         dict(targets=[torch.tensor([0.3, 1.0, 0.6])]),
         dict(targets=[0.5], noise=torch.tensor([0.02, 0.05, 0.1]), discrepancy=1.0),
     ]
-    solve(x[:1], [0.5], EVENTS, channels, "auto")
+    solve(x[:1], [0.5], solver, channels, "auto")
     for call in calls:
         targets = call.pop("targets")
         with no_host_reads():
-            solve(x, targets, EVENTS, channels, "auto", **call)
+            solve(x, targets, solver, channels, "auto", **call)
 
 
 def test_while_capturing_sparsify_and_the_layer_read_nothing_back(monkeypatch):

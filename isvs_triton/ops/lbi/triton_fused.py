@@ -64,9 +64,6 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
             return triton_events_tiled.advance_events(state, xs, rule, cfg, joint)
         return advance_events(state, xs, rule, cfg, joint)
     go, active, squares = running(state, xs, rule, cfg, joint)
-    index = go.nonzero().squeeze(1)
-    if not index.numel():
-        return
     noise = squares is not None
     squares = squares if noise else rule.limit  # a placeholder the kernels never read without NOISE
     height, width = state.beta.shape[-2:]
@@ -75,6 +72,12 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
     momentum = cfg.momentum > 0
     if persistent is None:
         persistent = use_persistent(height, width, joint, momentum, state.beta.device)
+    if persistent:  # every image: one that has stopped runs no iteration (the kernel tests its stop first), and
+        index = torch.arange(len(go), device=go.device)  # the host reads nothing back (a CUDA graph can capture it)
+    else:  # the images still running: the host drives the launches anyway
+        index = go.nonzero().squeeze(1)
+        if not index.numel():
+            return
     launch = launch or launch_config(height, width, joint, momentum, state.beta.device)
     run = _run_persistent if persistent else _run_stepped
     # the kernels write where the state lives: a non-contiguous state goes through a contiguous copy
