@@ -41,12 +41,12 @@ def test_many_tiles_merge_in_one_pass_without_host_reads():
     """Random supports over 4x4 tiles per image (and none at all: every border edge joins one region, every union
     contending for the same roots) label as the torch projection does, in a fixed sequence of launches that reads
     nothing back on the host."""
-    generator = torch.Generator().manual_seed(5)
+    torch.manual_seed(5)
     height, width = 4 * BH - 3, 4 * BW + 1
     for density in (0.0, 0.15, 0.4):
-        active_h = torch.rand(3, 2, height, width - 1, generator=generator) < density
-        active_v = torch.rand(3, 2, height - 1, width, generator=generator) < density
-        values = torch.rand(3, 2, height, width, generator=generator)
+        active_h = torch.rand(3, 2, height, width - 1) < density
+        active_v = torch.rand(3, 2, height - 1, width) < density
+        values = torch.rand(3, 2, height, width)
         with no_host_reads():
             out, regions = triton_block.project(values, active_h, active_v)
         expected, expected_regions = projection_torch.project(values, active_h, active_v)
