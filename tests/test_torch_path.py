@@ -4,7 +4,9 @@ import pytest
 import torch
 
 import isvs_triton as isvs
-from isvs_triton.config import FAST
+from isvs_triton.config import EVENTS, FAST
+from isvs_triton.ops.lbi import path as lbi_path
+from isvs_triton.ops.lbi import torch_path
 from isvs_triton.samples import crops
 from isvs_triton.testing import SHORT, SHORT_MOMENTUM, assert_close
 
@@ -104,3 +106,29 @@ def test_max_iter_stops_and_reports():
     assert bool((info.sparsity < 0.9).all())
     ref = isvs.sparsify(x, 0.9, backend="reference", **options)
     assert_close("output at max_iter", y, ref, 1e-12)
+
+
+@pytest.mark.parametrize("channels", ["independent", "joint"])
+def test_fixed_rounds_of_event_steps_are_the_compacting_loop(channels):
+    """``advance_events`` stepping every image a fixed number of rounds (stopped ones kept by selects, nothing read
+    on the host: the tile-parallel GPU path's form) gives the states, outputs and steps of the loop over the running
+    images, whether the rounds suffice (``step_bound``), fall short (the loop finishes) or exceed; on a batch with a
+    flat image, a noise stop, and a path continued to a second target."""
+    x = torch.cat([crops(20, 5, seed=6), torch.full((1, 3, 20, 20), 0.4)])
+    noise = torch.tensor([0.0, 0.0, 0.08, 0.0, 0.0, 0.0])
+    assert torch_path.step_bound(lbi_path.StopRule(*(torch.zeros(1),) * 5, target=0.6), EVENTS) == 15
+    assert torch_path.step_bound(lbi_path.StopRule(*(torch.zeros(1),) * 5), EVENTS) is None  # one target per image
+    project = isvs.backends.REGISTRY["torch"].project
+    results = {}
+    for rounds in (None, "bound", 2, 40):
+
+        def advance(state, xs, rule, cfg, joint, rounds=rounds):
+            count = torch_path.step_bound(rule, cfg) if rounds == "bound" else rounds
+            return torch_path.advance_events(state, xs, rule, cfg, joint, rounds=count)
+
+        state = lbi_path.PathState.zeros(x, momentum=False)
+        calls = [lbi_path.solve(x, [t], EVENTS, channels, "auto", advance, project, state, noise) for t in (0.3, 0.6)]
+        results[rounds] = [t for ((out, info),) in calls for t in (out, info.iterations, info.sparsity)] + [state.beta]
+    for rounds, got in results.items():
+        for name, a, b in zip(("out", "steps", "sparsity") * 2 + ("state",), got, results[None]):
+            assert torch.equal(a, b), (rounds, name)

@@ -118,6 +118,7 @@ class StopRule:
     # whether a noise stop was asked for (the backends then track the residual too): known on the host, so that no
     # backend reads ``limit`` back from the device to decide it
     has_noise: bool = False
+    target: float | None = None  # the target sparsity when one number (None: one per image), known on the host
 
     def take(self, index: torch.Tensor) -> StopRule:
         return replace(self, **{k: v.index_select(0, index) for k, v in vars(self).items() if torch.is_tensor(v)})
@@ -249,7 +250,7 @@ def stops(
         passthrough = input_returned(target, x)
         # a target of 1 is the input itself: nothing to run for it
         need = torch.where(passthrough, 0, required_active(target, first.jump_count))
-        rule = replace(first, need=need)
+        rule = replace(first, need=need, target=None if torch.is_tensor(target) else float(target))
         # an advance may return the state the outputs are read from, when it is not the one the path goes on from
         # (the events integrator's last step to a target); None: the path's state itself
         # (a target of 1 for every image is known on the host; per-image targets advance, those of 1 with need 0)

@@ -13,6 +13,8 @@ backend's part of the shared driver in ``path.py``:
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ...config import SolverConfig, required_active
@@ -180,26 +182,47 @@ def _event_step(beta, zh, zv, xs, rule: StopRule, count: torch.Tensor, cfg: Solv
 
 
 def advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool,
-                   step=None, solve_support=None) -> PathState:  # fmt: skip
+                   step=None, solve_support=None, rounds: int | None = None) -> PathState:  # fmt: skip
     """``path.Advance`` with the events integrator (``reference.events_path_image`` for a batch). ``state`` moves on
     its grid of steps; returns the state each image's output is read from: the grid state where it stopped, or the
     shorter last step that reaches its target (a path not started is first solved for its empty support).
 
     ``step`` and ``solve_support`` (default: this module's ``_event_step`` and ``_solve_support``) are how a step
     and a solve run: the tiled Triton path (``triton_events_tiled.py``) passes its kernels' and keeps this control
-    flow."""
+    flow. ``rounds``: first step every image that many times, the stopped ones kept by selects, nothing read back to
+    the host (``step_bound``); then, and without it from the start, step the images still running, found on the
+    host after each step (the check at the end is one read when the rounds were enough)."""
     step, solve_support = step or _event_step, solve_support or _solve_support
     per_step = required_active(cfg.events, rule.jump_count).clamp(min=1)  # jumps activated per grid step
     fresh = state.beta.flatten(1).eq(0).all(1) & (state.iterations == 0)
-    if bool(fresh.any()):  # a path not started: beta solved for the empty support, from s x
+    if rounds:  # a path not started: beta solved for the empty support, from s x (here every image is solved)
+        beta = xs.clone()
+        solve_support(beta, xs, state.zh, state.zv, cfg, joint)
+        state.beta.copy_(torch.where(fresh.view(-1, 1, 1, 1), beta, state.beta))
+    elif bool(fresh.any()):
         index = fresh.nonzero().squeeze(1)
         beta, xw = xs.index_select(0, index).clone(), xs.index_select(0, index)
         solve_support(beta, xw, state.zh.index_select(0, index), state.zv.index_select(0, index), cfg, joint)
         state.beta.index_copy_(0, index, beta)
     out = PathState(state.beta.clone(), state.zh.clone(), state.zv.clone(), None, state.iterations.clone())
     finished = torch.zeros_like(fresh)  # images whose output came from a last step (or that cannot move)
+    for _ in range(rounds or 0):
+        go, active, _ = running(state, xs, rule, cfg, joint)
+        go &= ~finished
+        remaining = rule.need - active
+        last = remaining <= per_step
+        new, stuck = step(state.beta, state.zh, state.zv, xs, rule, torch.where(last, remaining, per_step), cfg, joint)
+        grid = go & ~last & ~stuck  # the images whose grid moves; a last step is an output only
+        for dst, moved in zip((state.beta, state.zh, state.zv), new):
+            dst.copy_(torch.where(grid.view(-1, 1, 1, 1), moved, dst))
+        for dst, moved in zip((out.beta, out.zh, out.zv), new):
+            dst.copy_(torch.where(go.view(-1, 1, 1, 1), moved, dst))
+        steps = state.iterations.clone()
+        state.iterations.copy_(torch.where(go, torch.where(stuck, cfg.max_iter, steps + grid.long()), steps))
+        out.iterations.copy_(torch.where(go, torch.where(stuck, cfg.max_iter, steps + 1), out.iterations))
+        finished |= go & (last | stuck)
     go, active, _ = running(state, xs, rule, cfg, joint)
-    index = go.nonzero().squeeze(1)
+    index = (go & ~finished).nonzero().squeeze(1)
     while index.numel():
         beta, zh, zv = (t.index_select(0, index) for t in (state.beta, state.zh, state.zv))
         xw, rw, steps = xs.index_select(0, index), rule.take(index), state.iterations.index_select(0, index)
@@ -217,3 +240,10 @@ def advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: Solv
         go, active, _ = running(state, xs, rule, cfg, joint)
         index = (go & ~finished).nonzero().squeeze(1)
     return out
+
+
+def step_bound(rule: StopRule, cfg: SolverConfig) -> int | None:
+    """Grid steps (the last, shorter one included) that bring an image to a number target when each step activates
+    its share, ceil(target / events) + 1, at most the budget; None for per-image targets (no bound known on the host
+    without reading them). An image whose step finds fewer waiting edges than its share may need more."""
+    return None if rule.target is None else min(math.ceil(rule.target / cfg.events) + 1, cfg.max_iter)

@@ -400,5 +400,10 @@ def event_step(beta, zh, zv, xs, rule: StopRule, count: torch.Tensor, cfg: Solve
 
 def advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfig, joint: bool) -> PathState:
     """``path.Advance`` with the events integrator, each step's passes on the kernels above and the control flow of
-    ``torch_path.advance_events``; returns the state each image's output is read from."""
-    return torch_path.advance_events(state, xs, rule, cfg, joint, step=event_step, solve_support=_solve_support)
+    ``torch_path.advance_events``, stepping every image ``torch_path.step_bound`` times before the host looks (one
+    read per call instead of one per step, for a number target); returns the state each image's output is read
+    from."""
+    rounds = torch_path.step_bound(rule, cfg)
+    return torch_path.advance_events(
+        state, xs, rule, cfg, joint, step=event_step, solve_support=_solve_support, rounds=rounds
+    )
