@@ -206,40 +206,46 @@ def advance_events(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: Solv
         state.beta.index_copy_(0, index, beta)
     out = PathState(state.beta.clone(), state.zh.clone(), state.zv.clone(), None, state.iterations.clone())
     finished = torch.zeros_like(fresh)  # images whose output came from a last step (or that cannot move)
-    for _ in range(rounds or 0):
+    for _ in range(rounds or 0):  # every image, the stopped ones kept by the selects
         go, active, _ = running(state, xs, rule, cfg, joint)
-        go &= ~finished
-        remaining = rule.need - active
-        last = remaining <= per_step
-        new, stuck = step(state.beta, state.zh, state.zv, xs, rule, torch.where(last, remaining, per_step), cfg, joint)
-        grid = go & ~last & ~stuck  # the images whose grid moves; a last step is an output only
-        for dst, moved in zip((state.beta, state.zh, state.zv), new):
-            dst.copy_(torch.where(grid.view(-1, 1, 1, 1), moved, dst))
-        for dst, moved in zip((out.beta, out.zh, out.zv), new):
-            dst.copy_(torch.where(go.view(-1, 1, 1, 1), moved, dst))
-        steps = state.iterations.clone()
-        state.iterations.copy_(torch.where(go, torch.where(stuck, cfg.max_iter, steps + grid.long()), steps))
-        out.iterations.copy_(torch.where(go, torch.where(stuck, cfg.max_iter, steps + 1), out.iterations))
-        finished |= go & (last | stuck)
+        _grid_step(state, out, finished, go & ~finished, active, xs, rule, per_step, cfg, joint, step, None)
     go, active, _ = running(state, xs, rule, cfg, joint)
     index = (go & ~finished).nonzero().squeeze(1)
-    while index.numel():
-        beta, zh, zv = (t.index_select(0, index) for t in (state.beta, state.zh, state.zv))
-        xw, rw, steps = xs.index_select(0, index), rule.take(index), state.iterations.index_select(0, index)
-        remaining, share = rw.need - active.index_select(0, index), per_step.index_select(0, index)
-        last = remaining <= share
-        new, stuck = step(beta, zh, zv, xw, rw, torch.where(last, remaining, share), cfg, joint)
-        grid = (~last & ~stuck).view(-1, 1, 1, 1)  # the images whose grid moves; a last step is an output only
-        for dst, old, moved in zip((state.beta, state.zh, state.zv), (beta, zh, zv), new):
-            dst.index_copy_(0, index, torch.where(grid, moved, old))
-        for dst, moved in zip((out.beta, out.zh, out.zv), new):
-            dst.index_copy_(0, index, moved)
-        state.iterations.index_copy_(0, index, torch.where(stuck, cfg.max_iter, steps + grid.view(-1).long()))
-        out.iterations.index_copy_(0, index, torch.where(stuck, cfg.max_iter, steps + 1))
-        finished.index_fill_(0, index[last | stuck], True)
+    while index.numel():  # the images still running
+        _grid_step(state, out, finished, None, active, xs, rule, per_step, cfg, joint, step, index)
         go, active, _ = running(state, xs, rule, cfg, joint)
         index = (go & ~finished).nonzero().squeeze(1)
     return out
+
+
+def _grid_step(state, out, finished, go, active, xs, rule, per_step, cfg, joint, step, index) -> None:
+    """One step of ``advance_events``, in place: of the images ``index`` (every image: None), those that ``go``
+    (None: all of them) move; a last step (the target within a step) is written to ``out`` only, the grid stays."""
+    if index is not None:  # the running images gathered; rule.take copies only what the step reads
+        take = lambda t: t.index_select(0, index)  # noqa: E731 - the same gather for every tensor below
+        rule, active, per_step, xs = rule.take(index), take(active), take(per_step), take(xs)
+    else:
+        take = lambda t: t  # noqa: E731
+    beta, zh, zv, steps = (take(t) for t in (state.beta, state.zh, state.zv, state.iterations))
+    remaining = rule.need - active
+    last = remaining <= per_step
+    new, stuck = step(beta, zh, zv, xs, rule, torch.where(last, remaining, per_step), cfg, joint)
+    go = torch.ones_like(last) if go is None else go
+    grid = go & ~last & ~stuck  # the images whose grid moves
+    updates = [(dst, torch.where(grid.view(-1, 1, 1, 1), moved, old)) for dst, old, moved in
+               zip((state.beta, state.zh, state.zv), (beta, zh, zv), new)]  # fmt: skip
+    updates += [(dst, torch.where(go.view(-1, 1, 1, 1), moved, take(dst))) for dst, moved in
+                zip((out.beta, out.zh, out.zv), new)]  # fmt: skip
+    updates += [
+        (state.iterations, torch.where(go, torch.where(stuck, cfg.max_iter, steps + grid.long()), steps)),
+        (out.iterations, torch.where(go, torch.where(stuck, cfg.max_iter, steps + 1), take(out.iterations))),
+        (finished, take(finished) | (go & (last | stuck))),
+    ]
+    for dst, value in updates:
+        if index is None:
+            dst.copy_(value)
+        else:
+            dst.index_copy_(0, index, value)
 
 
 def step_bound(rule: StopRule, cfg: SolverConfig) -> int | None:
