@@ -91,8 +91,9 @@ def assert_backend_agrees(backend: str, x: torch.Tensor, sparsity: float, agains
 
 def waiting_times(rng, trials: int, longest: int):
     """(values, n, k) cases for a step's order statistic: float32 waiting times spread over decades, with ties (every
-    third trial), zeros, small negative values (a joint edge rounding inside the unit ball) and infinities (edges not
-    waiting); k a rank among the finite ones. ``rng``: a numpy Generator."""
+    third trial), zeros, small negative values of their own spread (a joint edge rounding inside the unit ball; 30 %
+    of every third trial) and infinities (edges not waiting); k a rank among the finite ones. ``rng``: a numpy
+    Generator."""
     import numpy as np
 
     for trial in range(trials):
@@ -100,7 +101,8 @@ def waiting_times(rng, trials: int, longest: int):
         values = rng.lognormal(0.0, 3.0, n).astype(np.float32)
         values[rng.random(n) < 0.2] = np.inf
         values[rng.random(n) < 0.05] = 0.0
-        values[rng.random(n) < 0.02] = -1e-7
+        negative = rng.random(n) < (0.3 if trial % 3 == 1 else 0.02)  # some trials' ranks fall among them
+        values[negative] = -rng.lognormal(-16.0, 2.0, int(negative.sum())).astype(np.float32)
         if trial % 3 == 0:
             values = np.round(values, 1)
         finite = int(np.isfinite(values).sum())

@@ -18,6 +18,8 @@ def test_compile_report_has_no_failures_or_spills():
     assert len(rows) == 32, result.stdout  # 2 kernels x 2 targets x (joint, momentum, noise stop) on/off
     events = [line for line in result.stdout.splitlines() if line.startswith("| _events_kernel")]
     assert len(events) == 8, result.stdout  # 2 targets x (joint, noise stop) on/off
+    onchip = [line for line in result.stdout.splitlines() if line.startswith("| _events_onchip_kernel")]
+    assert len(onchip) == 40, result.stdout  # 2 targets x 5 shapes x (joint, noise stop) on/off
     tiled = [
         line
         for line in result.stdout.splitlines()
@@ -29,10 +31,10 @@ def test_compile_report_has_no_failures_or_spills():
     projection = [
         line
         for line in result.stdout.splitlines()
-        if line.startswith("| _") and line not in rows + events + tiled + write_back
+        if line.startswith("| _") and line not in rows + events + onchip + tiled + write_back
     ]
     assert len(projection) == 10, result.stdout  # 5 projection kernels x 2 targets
-    assert all(line.split("|")[5].strip() == "0" for line in rows + events + tiled + write_back + projection), (
-        result.stdout
-    )
+    assert all(
+        line.split("|")[5].strip() == "0" for line in rows + events + onchip + tiled + write_back + projection
+    ), result.stdout
     assert "all kernels compiled without spills" in result.stdout

@@ -1,8 +1,9 @@
-"""The events integrator's kernels (ops/lbi/triton_events.py, one program per image; triton_events_tiled.py, tile-
-parallel) in Triton's CPU interpreter (TRITON_INTERPRET=1, set by the root conftest.py): their pieces against the math
-(the order statistic against numpy's, the solves against a dense solve), the tiled step against the torch backend's,
-then the conformance suite's events cases on both, whole paths against the torch backend (iterations, stops,
-regions; outputs to float32 rounding)."""
+"""The events integrator's kernels (ops/lbi/triton_events_onchip.py, one program per small image in registers;
+triton_events.py, one program per image in global memory; triton_events_tiled.py, tile-parallel) in Triton's CPU
+interpreter (TRITON_INTERPRET=1, set by the root conftest.py): their pieces against the math (the order statistics
+against numpy's, the solves against a dense solve), the tiled step against the torch backend's, then the conformance
+suite's events cases on each, whole paths against the torch backend (iterations, stops, regions; outputs to float32
+rounding)."""
 
 import types
 
@@ -14,7 +15,7 @@ import triton.language as tl
 
 from isvs_triton.config import EVENTS, SolverConfig
 from isvs_triton.ops.graph import grad, grad_adjoint
-from isvs_triton.ops.lbi import torch_path, triton_events, triton_events_tiled, triton_fused
+from isvs_triton.ops.lbi import torch_path, triton_events, triton_events_onchip, triton_events_tiled, triton_fused
 from isvs_triton.ops.lbi.reference import chebyshev_steps
 from isvs_triton.testing import assert_close, conformance_cases, waiting_times
 
@@ -72,10 +73,91 @@ def test_solve_is_the_dense_solve(height, width):
 
 @pytest.mark.parametrize("case", [case for _, case in CASES], ids=[name for name, _ in CASES])
 def test_conformance(case):
-    """The conformance suite's events cases (isvs_triton/testing.py): whole paths against the torch backend over
-    shapes that cut the chunks, both channel modes, noise stops, a budget, a path and a state continued, a state
-    that views larger buffers."""
+    """The conformance suite's events cases (isvs_triton/testing.py) as the Triton backend dispatches them (the
+    images that fit on chip there, the others in global memory): whole paths against the torch backend over shapes
+    that cut the chunks, both channel modes, noise stops, a budget, a path and a state continued, a state that views
+    larger buffers."""
     case("triton")
+
+
+# the cases whose images the dispatch sends on chip, run again in global memory (every other case runs there above)
+GLOBAL_MEMORY_CASES = [
+    (name, case)
+    for name, case in CASES
+    if not name.startswith("sweep") or any(s in name for s in ("1x7-c1", "1x7-c3", "6x1-c3", "16x32-c1", "35x5-c1"))
+]
+
+
+@pytest.mark.parametrize("case", [case for _, case in GLOBAL_MEMORY_CASES], ids=[n for n, _ in GLOBAL_MEMORY_CASES])
+def test_conformance_in_global_memory(case, monkeypatch):
+    """Conformance cases with every image in ``triton_events.py``'s kernel (the on-chip kernel switched off)."""
+    monkeypatch.setattr(triton_fused, "EVENTS_ON_CHIP", False)
+    case("triton")
+
+
+# ------------------------------------------------------------------------------------------ the on-chip kernel
+def test_on_chip_takes_the_images_that_fit():
+    """The dispatch's rule: the image padded to powers of two within ON_CHIP_MAX_ELEMENTS (greyscale 32x32, colour
+    16x16), larger ones elsewhere."""
+    fits = triton_events_onchip.fits_on_chip
+    assert fits(1, 28, 28) and fits(1, 32, 32) and fits(3, 16, 16) and fits(3, 1, 7) and fits(1, 1, 1)
+    assert not fits(3, 32, 32) and not fits(1, 33, 32) and not fits(2, 17, 32) and not fits(5, 16, 16)
+
+
+@triton.jit
+def _onchip_kth_kernel(p_values, p_out, n, k, CP: tl.constexpr, HP: tl.constexpr, WP: tl.constexpr):
+    at = (
+        tl.arange(0, CP)[:, None, None] * (HP * WP)
+        + tl.arange(0, HP)[None, :, None] * WP
+        + tl.arange(0, WP)[None, None, :]
+    )
+    wait_h = tl.load(p_values + at, mask=at < n, other=float("inf"))
+    wait_v = tl.load(p_values + CP * HP * WP + at, mask=CP * HP * WP + at < n, other=float("inf"))
+    tl.store(p_out, triton_events_onchip._kth_smallest(wait_h, wait_v, k))
+
+
+def test_on_chip_order_statistic_is_numpys():
+    """The on-chip kernel's step time (the k-th smallest of two register tensors by histograms of 32-bit keys) equals
+    numpy's order statistic exactly, on times spread over decades, with ties, zeros, negative values and infinities."""
+    for values, n, k in waiting_times(np.random.default_rng(2), trials=40, longest=2048):
+        out = torch.empty(1)
+        _onchip_kth_kernel[(1,)](torch.from_numpy(values), out, n, k, CP=4, HP=16, WP=16)
+        assert float(out) == np.partition(values, k)[k], (n, k)
+
+
+@triton.jit
+def _onchip_solve_kernel(p_beta, p_xs, p_zh, p_zv, p_steps, iterations, C, H, W, JOINT: tl.constexpr,
+                         CP: tl.constexpr, HP: tl.constexpr, WP: tl.constexpr):  # fmt: skip
+    xs, beta, zh, zv = triton_events_onchip._load_state(p_xs, p_beta, p_zh, p_zv, 0, C, H, W, CP, HP, WP)
+    beta = triton_events_onchip._solve(beta, xs, zh, zv, p_steps, iterations, 1.0, JOINT)
+    triton_events_onchip._store_state(p_beta, p_zh, p_zv, beta, zh, zv, 0, C, H, W)
+
+
+@pytest.mark.parametrize("joint", [False, True], ids=["independent", "joint"])
+@pytest.mark.parametrize("height,width", [(1, 7), (6, 1), (9, 13), (20, 30)], ids=lambda s: str(s))
+def test_on_chip_solve_is_the_dense_solve(height, width, joint):
+    """The on-chip solve (Chebyshev iterations in the flux form, neighbours by gathers that wrap around the padded
+    shape, weights from z) against (I + D^T W D / nu) beta = s x solved densely in float64, with random supports in
+    two channels that must stay apart (joint: one support for both)."""
+    torch.manual_seed(height * 7 + width + joint)
+    channels = 2
+    zh = torch.randn(channels, height, width - 1) * 1.5  # |z| > 1 (active: weight 0) on about half the edges
+    zv = torch.randn(channels, height - 1, width) * 1.5
+    xs, beta = torch.rand(channels, height, width) * 5, torch.rand(channels, height, width)
+    steps = torch.tensor(chebyshev_steps(SolverConfig(nu=1.0, tolerance=1e-6)))
+    padded = {name: triton.next_power_of_2(n) for name, n in (("CP", channels), ("HP", height), ("WP", width))}
+    _onchip_solve_kernel[(1,)](beta, xs, zh.clone(), zv.clone(), steps, len(steps), channels, height, width,
+                               JOINT=joint, **padded)  # fmt: skip
+    if joint:
+        wh, wv = (z.square().sum(0, keepdim=True) <= 1 for z in (zh, zv))
+    else:
+        wh, wv = zh.abs() <= 1, zv.abs() <= 1
+    for c in range(channels):
+        eye = torch.eye(height * width, dtype=torch.float64).view(-1, height, width)
+        dh, dv = grad(eye)
+        operator = eye + grad_adjoint(wh[c % len(wh)].double() * dh, wv[c % len(wv)].double() * dv)
+        expected = torch.linalg.solve(operator.flatten(1).T, xs[c].double().flatten())
+        assert_close(f"channel {c}", beta[c].flatten(), expected, 1e-4)
 
 
 # ------------------------------------------------------------------------------------------ the tiled path

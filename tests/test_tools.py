@@ -183,15 +183,16 @@ def test_the_gpu_timing_steps_run_on_the_cpu(tmp_path):
     assert subprocess.run(["bash", "-n", "tools/gpu_check.sh"]).returncode == 0
 
 
-def test_the_gpu_timing_of_both_events_paths_runs_in_the_interpreter():
+def test_the_gpu_timing_of_the_events_paths_runs_in_the_interpreter():
     """tools/gpu_timing.py's events_paths section (the triton backend only) on CPU tensors in Triton's interpreter:
-    one row per path, the dispatch's side limit restored after it."""
+    one row per path, the dispatch's switches restored after it."""
     import torch
 
     from isvs_triton.ops.lbi import triton_fused
     from tools import gpu_timing
 
-    limit = triton_fused.EVENTS_PER_IMAGE_MAX_SIDE
-    rows = gpu_timing.events_paths(torch.device("cpu"), [(8, 2)], repeat=1)
-    assert [r["path"] for r in rows] == ["per image", "tiled"] and all(r["images_per_second"] > 0 for r in rows)
-    assert triton_fused.EVENTS_PER_IMAGE_MAX_SIDE == limit
+    switches = triton_fused.EVENTS_ON_CHIP, triton_fused.EVENTS_PER_IMAGE_MAX_SIDE
+    rows = gpu_timing.events_paths(torch.device("cpu"), [(8, 2, 1)], repeat=1)
+    assert [r["path"] for r in rows] == ["on chip", "global memory", "tiled"]
+    assert all(r["images_per_second"] > 0 for r in rows)
+    assert (triton_fused.EVENTS_ON_CHIP, triton_fused.EVENTS_PER_IMAGE_MAX_SIDE) == switches

@@ -27,7 +27,13 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.backends.nvidia.compiler import get_ptxas  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from isvs_triton.ops.lbi import triton_events, triton_events_tiled, triton_kernels, triton_launch  # noqa: E402
+from isvs_triton.ops.lbi import (  # noqa: E402
+    triton_events,
+    triton_events_onchip,
+    triton_events_tiled,
+    triton_kernels,
+    triton_launch,
+)
 
 
 def launch_configs() -> list[dict]:
@@ -72,6 +78,26 @@ def events_sources():
         signature = {name: "constexpr" if name in constexprs else types.get(name, "*fp32") for name in names}
         name = f"_events_kernel joint={joint} noise={noise} block={triton_events.BLOCK}"
         yield name, ASTSource(triton_events._events_kernel, signature, constexprs), triton_events.NUM_WARPS
+
+
+# the on-chip kernel's padded shapes (CP, HP, WP) compiled: at each warp count the most values a thread holds (4: 1,024
+# elements at 8 warps, 512 at 4), square and elongated; the dispatch's other shapes hold fewer
+ON_CHIP_SHAPES = ((1, 32, 32), (4, 16, 16), (2, 16, 32), (1, 16, 32), (4, 8, 16))
+
+
+def onchip_events_sources():
+    """(name, ASTSource, num_warps) for the on-chip events kernel at ON_CHIP_SHAPES, with and without the joint
+    shrinkage and the noise stop."""
+    kernel = triton_events_onchip._events_onchip_kernel
+    types = {"p_jh": "*i8", "p_jv": "*i8", "p_fresh": "*i8", "p_limit": "*fp64",
+             **dict.fromkeys(("p_need", "p_per_step", "p_iters", "p_out_iters"), "*i32"),
+             **dict.fromkeys(("C", "H", "W", "max_iter", "iterations"), "i32"),
+             **dict.fromkeys(("inv_nu", "inv_kappa", "floor"), "fp32")}  # fmt: skip
+    for (cp, hp, wp), joint, noise in itertools.product(ON_CHIP_SHAPES, (False, True), (False, True)):
+        constexprs = {"JOINT": joint, "NOISE": noise, "CP": cp, "HP": hp, "WP": wp}
+        signature = {name: "constexpr" if name in constexprs else types.get(name, "*fp32") for name in kernel.arg_names}
+        name = f"_events_onchip_kernel joint={joint} noise={noise} shape={cp}x{hp}x{wp}"
+        yield name, ASTSource(kernel, signature, constexprs), triton_events_onchip.num_warps_for(cp * hp * wp)
 
 
 def tiled_events_sources():
@@ -153,7 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| kernel | target | warps | registers | spill bytes | shared bytes |\n|---|---|---|---|---|---|")
     for arch in map(int, args.archs.split(",")):
         for name, source, warps in itertools.chain(
-            lbi_sources(), events_sources(), tiled_events_sources(), write_back_sources(), projection_sources()
+            lbi_sources(),
+            events_sources(),
+            onchip_events_sources(),
+            tiled_events_sources(),
+            write_back_sources(),
+            projection_sources(),
         ):
             try:
                 compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})

@@ -92,21 +92,27 @@ def throughput(device: torch.device, backend: str, settings, repeat: int) -> lis
 
 
 def events_paths(device: torch.device, settings, repeat: int) -> list[dict]:
-    """images/s of the events integrator's two Triton paths on the same calls, per (size, batch): one program per
-    image (triton_events.py) and tile-parallel (triton_events_tiled.py), which settles the side at which the dispatch
-    (``triton_fused.EVENTS_PER_IMAGE_MAX_SIDE``) changes from the first to the second."""
-    from isvs_triton.ops.lbi import triton_fused
+    """images/s of the events integrator's Triton paths on the same calls, per (size, batch, channels): on chip
+    (triton_events_onchip.py, where the image fits), one program per image in global memory (triton_events.py) and
+    tile-parallel (triton_events_tiled.py), which settles the dispatch's switches (``triton_fused.EVENTS_ON_CHIP``
+    and ``EVENTS_PER_IMAGE_MAX_SIDE``)."""
+    from isvs_triton.ops.lbi import triton_events_onchip, triton_fused
 
-    rows, limit = [], triton_fused.EVENTS_PER_IMAGE_MAX_SIDE
+    saved = triton_fused.EVENTS_ON_CHIP, triton_fused.EVENTS_PER_IMAGE_MAX_SIDE
+    paths = {"on chip": (True, 1 << 30), "global memory": (False, 1 << 30), "tiled": (False, 0)}
+    rows = []
     try:
-        for size, batch in settings:
-            x = _images(size, batch, device)
-            for path, side in (("per image", 1 << 30), ("tiled", 0)):
-                triton_fused.EVENTS_PER_IMAGE_MAX_SIDE = side
+        for size, batch, channels in settings:
+            x = _images(size, batch, device)[:, :channels].contiguous()
+            for path, switches in paths.items():
+                if path == "on chip" and not triton_events_onchip.fits_on_chip(channels, size, size):
+                    continue
+                triton_fused.EVENTS_ON_CHIP, triton_fused.EVENTS_PER_IMAGE_MAX_SIDE = switches
                 seconds = _best_seconds(device, repeat, isvs.sparsify, x, _sparsity(size), backend="triton")
-                rows.append({"size": size, "batch": batch, "path": path, "images_per_second": batch / seconds})
+                rows.append({"size": size, "batch": batch, "channels": channels, "path": path,
+                             "images_per_second": batch / seconds})  # fmt: skip
     finally:
-        triton_fused.EVENTS_PER_IMAGE_MAX_SIDE = limit
+        triton_fused.EVENTS_ON_CHIP, triton_fused.EVENTS_PER_IMAGE_MAX_SIDE = saved
     return rows
 
 
@@ -178,12 +184,13 @@ def main(argv: list[str] | None = None) -> dict:
     backend = "triton" if device.type == "cuda" else "numba"
     if args.quick:
         real, batches, models, repeat = [(32, 8)], [(32, 8), (32, 16)], [("resnet8", 32, 8)], 1
-        paths = [(32, 8), (96, 2)]
+        paths = [(28, 8, 1), (32, 8, 3), (96, 2, 3)]
     else:
         real = [(32, 256), (224, 16)]
         batches = [(32, b) for b in (16, 132, 256, 512, 2048)] + [(224, b) for b in (16, 128)]
         models, repeat = [("resnet18", 32, 256), ("resnet50", 224, 64)], args.repeat
-        paths = [(32, 256), (64, 64), (96, 64), (224, 16), (224, 128)]
+        paths = [(28, 512, 1), (32, 512, 1), (16, 512, 3), (32, 256, 3), (64, 64, 3), (96, 64, 3), (224, 16, 3)]
+        paths += [(224, 128, 3)]
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,

@@ -412,6 +412,20 @@ def _value(key):
 
 
 @triton.jit
+def _key32(value):
+    """A float's order-preserving key as uint32: ``_key`` in 32 bits, for kernels whose keys live in registers (an
+    int64 key takes two registers a value)."""
+    bits = value.to(tl.uint32, bitcast=True)
+    return bits ^ ((0 - (bits >> 31)) | 0x80000000)
+
+
+@triton.jit
+def _value32(key):
+    """The float whose ``_key32`` is ``key``."""
+    return (key ^ (((key >> 31) - 1) | 0x80000000)).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _digit_counts(p_values, n, prefix, shift, BITS: tl.constexpr, BLOCK: tl.constexpr):
     """A histogram of the keys' bits [shift, shift + BITS) over the values[:n] whose bits above them are ``prefix``."""
     counts = tl.zeros([1 << BITS], dtype=tl.int32)

@@ -1,7 +1,8 @@
 """Split LBI in Triton, the host side: the state in rotating slots, one launch for all iterations (persistent) or
 one per iteration, the host check, the write-back (the kernels are in ``triton_kernels.py``, their launch
 configurations in ``triton_launch.py``; README.md beside this file). The events integrator has its kernels and host
-sides in ``triton_events.py`` (one program per image) and ``triton_events_tiled.py`` (large images)."""
+sides in ``triton_events_onchip.py`` (one program per small image, its state in registers), ``triton_events.py``
+(one program per image, its state in global memory) and ``triton_events_tiled.py`` (large images)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 import triton
 
 from ...config import SolverConfig
-from . import triton_events_tiled
+from . import triton_events_onchip, triton_events_tiled
 from .path import PathState, StopRule, running
 from .triton_events import _arg, advance_events
 from .triton_kernels import _lbi_persistent_kernel, _lbi_step_kernel, _write_back_kernel
@@ -22,6 +23,7 @@ PERSISTENT_MAX_SIDE = 64  # images up to this size per channel run in the persis
 # ones tile-parallel, every pass over (image, block) (triton_events_tiled.py): the same split as the explicit
 # kernels', by the performance model (docs/performance.md), to be confirmed on a GPU (tools/gpu_check.sh)
 EVENTS_PER_IMAGE_MAX_SIDE = PERSISTENT_MAX_SIDE
+EVENTS_ON_CHIP = True  # images that fit (triton_events_onchip.fits_on_chip) hold their state in registers
 CHECK_EVERY = 8  # launches of the step kernel between host checks for "every image has stopped"
 INDEX_LIMIT = 2**31 - 1  # the kernels index the three slots with int32: larger batches run in chunks
 
@@ -62,6 +64,8 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
     if cfg.integrator == "events":
         if max(state.beta.shape[-2:]) > EVENTS_PER_IMAGE_MAX_SIDE:
             return triton_events_tiled.advance_events(state, xs, rule, cfg, joint)
+        if EVENTS_ON_CHIP and triton_events_onchip.fits_on_chip(*state.beta.shape[1:]):
+            return triton_events_onchip.advance_events(state, xs, rule, cfg, joint)
         return advance_events(state, xs, rule, cfg, joint)
     go, active, squares = running(state, xs, rule, cfg, joint)
     noise = squares is not None
