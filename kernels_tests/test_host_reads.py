@@ -61,3 +61,26 @@ def test_while_capturing_sparsify_and_the_layer_read_nothing_back(monkeypatch):
         assert torch.equal(captured, eager[name]), name
     with pytest.raises(ValueError, match="sparsity"):  # a setting's check stays
         isvs.sparsify(x, 1.5, backend="triton")
+
+
+def test_the_training_smoother_times_a_batch_without_waiting(monkeypatch):
+    """The training loop's smoother times each batch's smoothing without waiting for the device (events recorded
+    around it on a GPU, read when its seconds are asked for): no synchronisation after a batch's smoothing, and the
+    time is there afterwards. (``sparsify``'s check of the batch's values still reads its min and max, before the
+    kernels are launched.)"""
+    from isvs_triton.train.config import parse_args
+    from isvs_triton.train.smoother import Smoother
+
+    torch.manual_seed(3)
+    x = torch.rand(2, 3, 12, 12)
+    smoother = Smoother(parse_args(["--procedure", "fixed", "--backend", "triton", "--sparsity", "0.6"]), 2, 12)
+    before = smoother.seconds
+
+    def synchronize(*args, **kwargs):
+        raise AssertionError("torch.cuda.synchronize inside a batch")
+
+    monkeypatch.setattr(torch.cuda, "synchronize", synchronize)
+    out = smoother.train_batch(x, 0, torch.arange(2))
+    monkeypatch.undo()
+    assert smoother.seconds > before
+    assert torch.equal(out, smoother.config.smoothing(0.6)(x))  # what the timing wraps, unchanged

@@ -76,11 +76,11 @@ class Smoother:
                 self.cache = PathCache(len(images), (3, image_size, image_size), momentum)
                 self.rows = torch.full((int(images.max()) + 1 if len(images) else 0,), -1, dtype=torch.int64)
                 self.rows[images] = torch.arange(len(images))  # dataset index -> the cache's row
-        self.seconds = 0.0
+        self._seconds, self._events = 0.0, []
 
     def train_batch(self, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
         """What the procedure does to the training batch x (B, 3, H, W) of ``epoch``; ``index`` its dataset rows."""
-        config, start = self.config, time.perf_counter()
+        config, start = self.config, self._start_clock(x)
         procedure = procedures.get(config.procedure)
         sparsity = config.sparsity_at(epoch)
         if procedure.sparsity_per_image is not None:
@@ -101,7 +101,7 @@ class Smoother:
     ) -> torch.Tensor:
         """x (B, 3, H, W) float in [0, 1] at ``sparsity`` (one, or (B,) one per image); ``index`` (B,) the images'
         positions in the training set (path cache)."""
-        start = time.perf_counter()
+        start = self._start_clock(x)
         smooth = self.config.smoothing(sparsity)
         rows = self._rows(index)
         if rows is not None:
@@ -123,10 +123,31 @@ class Smoother:
         rows = self.rows[index]
         return None if bool((rows < 0).any()) else rows
 
-    def _stop_clock(self, result: torch.Tensor, start: float) -> None:
-        if result.device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
-            torch.cuda.synchronize(result.device)
-        self.seconds += time.perf_counter() - start
+    @property
+    def seconds(self) -> float:
+        """Seconds spent smoothing so far: host time, and on a GPU the device time between events recorded around
+        each batch's smoothing, read here (one synchronisation per read, none per batch: the next batch's model
+        step is queued while the smoothing runs)."""
+        for begin, end in self._events:
+            end.synchronize()
+            self._seconds += begin.elapsed_time(end) / 1000
+        self._events.clear()
+        return self._seconds
+
+    def _start_clock(self, x: torch.Tensor) -> float | torch.cuda.Event:
+        if x.device.type == "cuda":  # kernels run asynchronously: time them on the device
+            begin = torch.cuda.Event(enable_timing=True)
+            begin.record(torch.cuda.current_stream(x.device))
+            return begin
+        return time.perf_counter()
+
+    def _stop_clock(self, result: torch.Tensor, start: float | torch.cuda.Event) -> None:
+        if isinstance(start, float):
+            self._seconds += time.perf_counter() - start
+            return
+        end = torch.cuda.Event(enable_timing=True)
+        end.record(torch.cuda.current_stream(result.device))
+        self._events.append((start, end))
 
 
 def smooth_dataset(split, config: TrainConfig, image_size: int, batch_size: int = 256):

@@ -106,23 +106,19 @@ def _events_kernel(
     limit = tl.load(p_limit + b) if NOISE else -1.0
     phase = 0  # 0: stepping on the grid, 1: stopped on it, 2: a last step taken from it
     while phase == 0:
-        remaining = need - count
-        stop = (iters >= max_iter) | (remaining <= 0)
         if NOISE:
-            stop = stop | (_residual_squares(p_beta, p_xs, C * size, BLOCK) <= limit)
-        if stop:
-            phase = 1
-        elif finite == 0:  # no jump can activate any more: the budget is spent
-            iters = max_iter
+            noise = _residual_squares(p_beta, p_xs, C * size, BLOCK) <= limit
+        else:
+            noise = False
+        done, iters, last, k = _decide(count, finite, iters, need, per_step, max_iter, noise)
+        if done:
             phase = 1
         else:
-            last = remaining <= per_step  # the target lies within this step: the grid state is written first
-            if last:
+            if last:  # the target lies within this step: the grid state is written first
                 _write_grid(p_beta, p_zh, p_zv, p_grid_beta, p_grid_zh, p_grid_zv, C, H, W, BLOCK)
                 tl.debug_barrier()
             count, finite = _step(
-                p_beta, p_zh, p_zv, p_xs, p_jh, p_jv, p_wh, p_wv, p_p, p_q, p_start, p_steps, p_th, p_tv, p_wait,
-                tl.minimum(tl.where(last, remaining, per_step), finite) - 1,
+                p_beta, p_zh, p_zv, p_xs, p_jh, p_jv, p_wh, p_wv, p_p, p_q, p_start, p_steps, p_th, p_tv, p_wait, k,
                 C, H, W, iterations, inv_nu, inv_kappa, floor, JOINT, BLOCK,
             )  # fmt: skip
             if last:
@@ -133,6 +129,23 @@ def _events_kernel(
         _write_grid(p_beta, p_zh, p_zv, p_grid_beta, p_grid_zh, p_grid_zv, C, H, W, BLOCK)
     tl.store(p_iters + b, iters)
     tl.store(p_out_iters + b, iters + (phase == 2).to(tl.int32))
+
+
+@triton.jit
+def _decide(count, finite, iters, need, per_step, max_iter, noise):
+    """An image's rule before its next grid step (both per-image kernels' loop): (stop here, the grid steps taken
+    — the budget when no jump can activate any more —, whether the step is the last, shorter one that reaches the
+    target, the 0-based rank of its time among the waiting times). ``noise``: the noise stop has been reached."""
+    remaining = need - count
+    stop = (iters >= max_iter) | (remaining <= 0) | noise
+    spent = ~stop & (finite == 0)  # no jump can activate any more: the budget is spent
+    last = remaining <= per_step
+    return (
+        stop | spent,
+        tl.where(spent, max_iter, iters),
+        last,
+        tl.minimum(tl.where(last, remaining, per_step), finite) - 1,
+    )
 
 
 @triton.jit

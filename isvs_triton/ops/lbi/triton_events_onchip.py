@@ -29,7 +29,17 @@ import triton.language as tl
 
 from ...config import SolverConfig, required_active
 from .reference import ACTIVE_FLOOR
-from .triton_events import PAD_Z, _arg, _bin_of, _key32, _time_independent, _time_joint, _value32, steps_on
+from .triton_events import (
+    PAD_Z,
+    _arg,
+    _bin_of,
+    _decide,
+    _key32,
+    _time_independent,
+    _time_joint,
+    _value32,
+    steps_on,
+)
 
 PAD = tl.constexpr(PAD_Z)  # z of an edge off the image: active
 ON_CHIP_MAX_ELEMENTS = 1024  # CP * HP * WP of the largest padded image a program holds in registers, unspilled
@@ -82,25 +92,22 @@ def _events_onchip_kernel(
     limit = tl.load(p_limit + b) if NOISE else -1.0
     phase = 0  # 0: stepping on the grid, 1: stopped on it, 2: a last step taken from it
     while phase == 0:
-        remaining = need - count
-        stop = (iters >= max_iter) | (remaining <= 0)
         if NOISE:
-            stop = stop | (_residual_squares(beta, xs) <= limit)
-        if stop:
-            phase = 1
-        elif finite == 0:  # no jump can activate any more: the budget is spent
-            iters = max_iter
+            noise = _residual_squares(beta, xs) <= limit
+        else:
+            noise = False
+        done, iters, last, k = _decide(count, finite, iters, need, per_step, max_iter, noise)
+        if done:
             phase = 1
         else:
-            last = remaining <= per_step  # the target lies within this step: the grid state is written first
-            if last:
+            if last:  # the target lies within this step: the grid state is written first
                 _store_state(p_beta, p_zh, p_zv, beta, zh, zv, b, C, H, W)
             # the step (reference.event_step): dt is the k-th smallest waiting time; z moves by dt; beta is solved
             # for the new support; z is corrected for the change of the rates since the step's mean entry time
             jump_h, jump_v = _jumps(p_jh, p_jv, b, C, H, W, JOINT, CP, HP, WP)
             th = tl.where(jump_h, _times(_difference(beta, 2), zh, inv_nu, JOINT), float("inf"))
             tv = tl.where(jump_v, _times(_difference(beta, 1), zv, inv_nu, JOINT), float("inf"))
-            dt = _kth_smallest(th, tv, tl.minimum(tl.where(last, remaining, per_step), finite) - 1)
+            dt = _kth_smallest(th, tv, k)
             zh, total, entries = _move(_difference(beta, 2), zh, dt, inv_nu, inv_kappa, floor, JOINT)
             zv, total_v, entries_v = _move(_difference(beta, 1), zv, dt, inv_nu, inv_kappa, floor, JOINT)
             lag = (dt - (total + total_v) / tl.maximum(entries + entries_v, 1)).to(tl.float32)
