@@ -15,7 +15,7 @@ from . import backends
 from .config import CHANNEL_MODES, DEFAULT, INTEGRATORS, NOISE_MODES, PRESETS, PROJECTIONS, SolverConfig
 from .info import SparsifyInfo
 from .ops import noise as ops_noise
-from .ops.lbi.path import PathState, StateRecord, describe, fingerprint
+from .ops.lbi.path import PathState, StateRecord, capturing, describe, fingerprint
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 MAX_ITER = 2**31 - 1  # the kernels count iterations in int32
@@ -120,14 +120,6 @@ def _value_range(value_range, default: tuple[float, float]) -> tuple[float, floa
     if not lo < hi:
         raise ValueError(f"value_range must have lo < hi, got {value_range!r}")
     return lo, hi
-
-
-def capturing(t: torch.Tensor) -> bool:
-    """Whether ``t``'s device is being captured into a CUDA graph. Reading a tensor's values on the host is then an
-    error (a synchronisation), so the checks of values (NaN, range) are left out while capturing, as for any op
-    captured in a graph; the checks of types, shapes and settings remain. Run the call once outside the capture
-    (the warm-up a capture needs anyway) to have its values checked."""
-    return t.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def _tensor_batch(x: torch.Tensor, value_range) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor], float]:

@@ -84,3 +84,24 @@ def test_the_training_smoother_times_a_batch_without_waiting(monkeypatch):
     monkeypatch.undo()
     assert smoother.seconds > before
     assert torch.equal(out, smoother.config.smoothing(0.6)(x))  # what the timing wraps, unchanged
+
+
+@pytest.mark.parametrize("channels", ["independent", "joint"])
+def test_while_capturing_the_launch_per_iteration_reads_nothing_back(monkeypatch, channels):
+    """The explicit integrator's launch per iteration (images over 64 px a side) decides on the host every few
+    launches whether all images have stopped; while a CUDA graph captures it runs the solver's whole budget instead,
+    each image stopping itself: nothing read back, and the same result as the checked launches."""
+    from isvs_triton.ops.lbi import triton_fused
+
+    torch.manual_seed(4)
+    x = torch.rand(2, 3, 9, 11)
+    solver = FAST.replace(max_iter=24)  # a budget the interpreter runs in seconds; the images stop before it
+    monkeypatch.setattr(triton_fused, "PERSISTENT_MAX_SIDE", 0)  # every image on the launch per iteration
+    solve = backends.REGISTRY["triton"]
+    checked = solve(x, [0.4], solver, channels, "auto")
+    monkeypatch.setattr(triton_fused, "capturing", lambda t: True)
+    with no_host_reads():
+        captured = solve(x, [0.4], solver, channels, "auto")
+    (out, info), (expected, expected_info) = captured[0], checked[0]
+    assert torch.equal(out, expected) and torch.equal(info.iterations, expected_info.iterations)
+    assert int(info.iterations.max()) < solver.max_iter  # the images stopped by their target, not the budget

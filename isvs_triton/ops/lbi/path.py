@@ -130,6 +130,15 @@ def jumps(xs: torch.Tensor, joint: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return (dh.any(1, keepdim=True), dv.any(1, keepdim=True)) if joint else (dh, dv)
 
 
+def capturing(t: torch.Tensor) -> bool:
+    """Whether ``t``'s device is being captured into a CUDA graph. Reading a tensor's values on the host is then an
+    error (a synchronisation): ``sparsify`` leaves out its checks of values (NaN, ranges) while capturing, as for any
+    op captured in a graph, and keeps the checks of types, shapes and settings (run the call once outside the
+    capture, the warm-up a capture needs anyway, to have its values checked); the Triton backend's launches that
+    a host check drives run a count known on the host instead."""
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
 def support(zh: torch.Tensor, zv: torch.Tensor, joint: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Active edges (gamma != 0): (B, C or 1, H, W-1) and (B, C or 1, H-1, W) bool."""
     if joint:

@@ -6,12 +6,14 @@ sides in ``triton_events_onchip.py`` (one program per small image, its state in 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 
 from ...config import SolverConfig
 from . import triton_events_onchip, triton_events_tiled
-from .path import PathState, StopRule, running
+from .path import PathState, StopRule, capturing, running
 from .triton_events import _arg, advance_events
 from .triton_kernels import _lbi_persistent_kernel, _lbi_step_kernel, _write_back_kernel
 from .triton_launch import BLOCK, CONFIG_DIR, DEFAULT_LAUNCH, config_file, config_key, launch_config, tuned_configs
@@ -76,14 +78,17 @@ def advance(state: PathState, xs: torch.Tensor, rule: StopRule, cfg: SolverConfi
     momentum = cfg.momentum > 0
     if persistent is None:
         persistent = use_persistent(height, width, joint, momentum, state.beta.device)
-    if persistent:  # every image: one that has stopped runs no iteration (the kernel tests its stop first), and
-        index = torch.arange(len(go), device=go.device)  # the host reads nothing back (a CUDA graph can capture it)
-    else:  # the images still running: the host drives the launches anyway
+    # every image when the host must read nothing back (a CUDA graph can capture the call): one that has stopped
+    # runs no iteration (the kernels test its stop first); otherwise the images still running
+    fixed = persistent or capturing(xs)
+    if fixed:
+        index = torch.arange(len(go), device=go.device)
+    else:
         index = go.nonzero().squeeze(1)
         if not index.numel():
             return
     launch = launch or launch_config(height, width, joint, momentum, state.beta.device)
-    run = _run_persistent if persistent else _run_stepped
+    run = _run_persistent if persistent else functools.partial(_run_stepped, fixed=fixed)
     # the kernels write where the state lives: a non-contiguous state goes through a contiguous copy
     tensors = state.tensors()
     dst = [t.contiguous() for t in tensors]
@@ -118,16 +123,18 @@ def lbi_step(slots: list[torch.Tensor], xs: torch.Tensor, stop: tuple[torch.Tens
     )  # fmt: skip
 
 
-def _run_stepped(slots, xs, stop, count, squares, cfg, joint, noise, launch) -> torch.Tensor:
-    """One launch per iteration; the images stop themselves, the host looks every CHECK_EVERY launches."""
+def _run_stepped(slots, xs, stop, count, squares, cfg, joint, noise, launch, fixed: bool) -> torch.Tensor:
+    """One launch per iteration; the images stop themselves, the host looks every CHECK_EVERY launches, or with
+    ``fixed`` (a CUDA graph capturing) runs the solver's whole budget without looking: the launches after every
+    image has stopped return at once."""
     need, limit, budget = stop
     counts = count.new_zeros(3, count.numel())  # row k%3: active jumps of state k
     counts[0] = count
     resids = squares.new_zeros(3, count.numel())  # row k%3: residual of state k (noise stop only)
     resids[0] = squares
     iters = torch.zeros_like(count)
-    for k in range(int(budget.max())):
-        if k and k % CHECK_EVERY == 0:
+    for k in range(cfg.max_iter if fixed else int(budget.max())):
+        if k and k % CHECK_EVERY == 0 and not fixed:
             go = (counts[k % 3] < need) & (budget > k)
             if noise:
                 go &= resids[k % 3] > limit
