@@ -13,6 +13,7 @@ it is done, so a run stopped by its deadline keeps what it finished. Images: cro
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -148,13 +149,18 @@ def _train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def graph_capture(device: torch.device) -> dict:
-    """Whether SparsifyLayer runs inside a captured CUDA graph (torch.cuda.graphs), and why not where it does not."""
+    """Whether SparsifyLayer runs inside a captured CUDA graph (torch.cuda.graphs), per preset and image shape — 28²
+    greyscale (the on-chip events kernel), 32² colour (one program per image), 96² colour (the events default's
+    tile-parallel path, which reads back once a call; the explicit launch per iteration) — and why not where it does
+    not."""
     if device.type != "cuda":
         return {"captured": False, "why": "CUDA graphs need a CUDA device"}
     result = {}
-    for name, preset in PRESETS.items():
+    for (size, channels, batch), (name, preset) in itertools.product(((28, 1, 64), (32, 3, 64), (96, 3, 8)),
+                                                                      PRESETS.items()):  # fmt: skip
         layer = isvs.SparsifyLayer(0.6, **preset.kwargs())
-        x = crops(32, 64, seed=3).to(device)
+        x = crops(size, batch, seed=3)[:, :channels].contiguous().to(device)
+        key = f"{name} {size}x{size}x{channels}"
         try:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
@@ -165,9 +171,9 @@ def graph_capture(device: torch.device) -> dict:
             with torch.cuda.graph(graph):
                 out = layer(x)
             graph.replay()
-            result[name] = {"captured": True, "equal_to_eager": bool(torch.equal(out, layer(x)))}
+            result[key] = {"captured": True, "equal_to_eager": bool(torch.equal(out, layer(x)))}
         except Exception as error:  # noqa: BLE001 - the report records why capture fails, whatever raised
-            result[name] = {"captured": False, "why": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+            result[key] = {"captured": False, "why": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
     return result
 
 
