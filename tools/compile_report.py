@@ -80,9 +80,9 @@ def events_sources():
         yield name, ASTSource(triton_events._events_kernel, signature, constexprs), triton_events.NUM_WARPS
 
 
-# the on-chip kernel's padded shapes (CP, HP, WP) compiled: at each warp count the most values a thread holds (4: 1,024
-# elements at 8 warps, 512 at 4), square and elongated; the dispatch's other shapes hold fewer
-ON_CHIP_SHAPES = ((1, 32, 32), (4, 16, 16), (2, 16, 32), (1, 16, 32), (4, 8, 16))
+# the on-chip kernel's padded shapes (CP, HP, WP) compiled: the most values a thread holds (1,024 elements), square and
+# elongated within its bounds (triton_events_onchip.fits_on_chip); the dispatch's other shapes hold fewer
+ON_CHIP_SHAPES = ((1, 32, 32), (4, 16, 16), (2, 32, 16), (4, 8, 32), (4, 32, 8))
 
 
 def onchip_events_sources():
@@ -97,7 +97,7 @@ def onchip_events_sources():
         constexprs = {"JOINT": joint, "NOISE": noise, "CP": cp, "HP": hp, "WP": wp}
         signature = {name: "constexpr" if name in constexprs else types.get(name, "*fp32") for name in kernel.arg_names}
         name = f"_events_onchip_kernel joint={joint} noise={noise} shape={cp}x{hp}x{wp}"
-        yield name, ASTSource(kernel, signature, constexprs), triton_events_onchip.num_warps_for(cp * hp * wp)
+        yield name, ASTSource(kernel, signature, constexprs), triton_events_onchip.NUM_WARPS
 
 
 def tiled_events_sources():

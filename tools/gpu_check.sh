@@ -34,8 +34,9 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND into NAME.log within SECON
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } \
     >> "$OUT/summary.txt" 2>&1
-step kernel_tests 200 python3 -m pytest -q -p no:cacheprovider kernels_tests/test_events_kernel.py \
-    kernels_tests/test_lbi_fused.py kernels_tests/test_projection.py kernels_tests/test_host_reads.py
+# the host-read tests first: short, and what a capture needs; each kernel variant compiles on first use
+step kernel_tests 200 python3 -m pytest -q -p no:cacheprovider kernels_tests/test_host_reads.py \
+    kernels_tests/test_events_kernel.py kernels_tests/test_lbi_fused.py kernels_tests/test_projection.py
 step timing 180 python3 tools/gpu_timing.py --output "$OUT/timing.json"
 step bench 60 python3 tools/bench.py --device cuda --repeat 5
 step autotune 90 python3 tools/autotune.py

@@ -205,11 +205,11 @@ def main(argv: list[str] | None = None) -> dict:
     output = Path(args.output)
     sections = (
         ("agreement", lambda: agreement(device, backend, real)),
+        ("graph_capture", lambda: graph_capture(device)),  # short, and before the long sections a deadline may cut
         ("throughput", lambda: throughput(device, backend, batches, repeat)),
         # the events paths' crossover (the triton backend only: numba has one path)
         *([("events_paths", lambda: events_paths(device, paths, repeat))] if backend == "triton" else []),
         ("step_share", lambda: step_share(device, models, repeat)),
-        ("graph_capture", lambda: graph_capture(device)),
     )
     for name, run in sections:
         start = time.perf_counter()

@@ -1,14 +1,14 @@
 """The events integrator in Triton for small images (README.md beside this file, "Events integrator"): one program
 per image runs the image's whole path, as ``triton_events.py`` does, but its state never leaves the chip. Each array
 is one register tensor over the image padded to powers of two, (CP, HP, WP) with CP HP WP <= ON_CHIP_MAX_ELEMENTS
-(1 x 32 x 32: a 28x28 or 32x32 greyscale image; 4 x 16 x 16): s x, beta and z of both directions are loaded once
-and stored once, the jumps read where a pass counts them, so global memory carries a few KB per image instead of
-~0.4 MB a step (docs/performance.md, the model). A neighbour is ``tl.gather`` along the width or height axis (warp
-shuffles, with a layout change through shared memory for the height); the step's order statistic is the same three
-histogram passes over the waiting times' integer keys as ``triton_events._kth_smallest``, here over registers and
-with 32-bit keys (``triton_events._key32``).
+(1 x 32 x 32: a 28x28 or 32x32 greyscale image; 4 x 16 x 16), at most 4 channels and 32 a side: s x, beta and z of
+both directions are loaded once and stored once, the jumps read where a pass counts them, so global memory carries
+a few KB per image instead of ~0.4 MB a step (docs/performance.md, the model). A neighbour is ``tl.gather`` along
+the width or height axis (warp shuffles, with a layout change through shared memory for the height); the step's
+order statistic is the same three histogram passes over the waiting times' integer keys as
+``triton_events._kth_smallest``, here over registers and with 32-bit keys (``triton_events._key32``).
 
-Registers are the budget: at 1,024 elements a program takes 8 warps at 197-233 registers a thread, the whole
+Registers are the budget: at 1,024 elements a program takes 8 warps at 197-235 registers a thread, the whole
 register file of an SM, without spills; 2,048 elements spill at 16 warps, and a 32x32x3 image (4 x 32 x 32) spills
 1.2-2 KB a thread at 16 warps and 0.8-1.4 KB at 32 (``tools/compile_report.py``; docs/performance.md), so it keeps
 ``triton_events.py``'s state in global memory. Holding it on chip would take shared memory the program
@@ -43,18 +43,15 @@ from .triton_events import (
 
 PAD = tl.constexpr(PAD_Z)  # z of an edge off the image: active
 ON_CHIP_MAX_ELEMENTS = 1024  # CP * HP * WP of the largest padded image a program holds in registers, unspilled
+ON_CHIP_MAX_CHANNELS, ON_CHIP_MAX_SIDE = 4, 32  # and its padded channels and sides: elongated shapes spill sooner
+NUM_WARPS = 8  # 4 values a thread and array at 1,024 elements; fewer warps spill there or at 512 (joint channels)
 
 
 def fits_on_chip(channels: int, height: int, width: int) -> bool:
     """Whether an image of this shape runs in this kernel (its arrays padded to powers of two fit the register
-    budget); larger ones take ``triton_events.py`` or the tiled path."""
-    padded = triton.next_power_of_2(channels) * triton.next_power_of_2(height) * triton.next_power_of_2(width)
-    return padded <= ON_CHIP_MAX_ELEMENTS
-
-
-def num_warps_for(elements: int) -> int:
-    """Warps per program: 4 array elements per thread (8 warps at 1,024), at least 4 warps."""
-    return max(4, elements // 128)
+    budget, as ``tools/compile_report.py`` checks); the others take ``triton_events.py`` or the tiled path."""
+    cp, hp, wp = (triton.next_power_of_2(n) for n in (channels, height, width))
+    return cp <= ON_CHIP_MAX_CHANNELS and max(hp, wp) <= ON_CHIP_MAX_SIDE and cp * hp * wp <= ON_CHIP_MAX_ELEMENTS
 
 
 @triton.jit
@@ -352,7 +349,7 @@ def advance_events(state, xs: torch.Tensor, rule, cfg: SolverConfig, joint: bool
         _arg(rule.jumps_v.to(torch.int8)), steps, fresh, rule.need.to(torch.int32), per_step,
         rule.limit.contiguous(), iters, out_iters, channels, height, width, cfg.max_iter, len(steps), 1.0 / cfg.nu,
         1.0 / cfg.kappa, ACTIVE_FLOOR, JOINT=joint, NOISE=rule.has_noise, **shape,
-        num_warps=num_warps_for(shape["CP"] * shape["HP"] * shape["WP"]),
+        num_warps=NUM_WARPS,
     )  # fmt: skip
     for t, g in zip((state.beta, state.zh, state.zv), grid):
         if g is not t:
