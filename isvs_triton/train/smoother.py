@@ -80,7 +80,7 @@ class Smoother:
 
     def train_batch(self, x: torch.Tensor, epoch: int, index: torch.Tensor) -> torch.Tensor:
         """What the procedure does to the training batch x (B, 3, H, W) of ``epoch``; ``index`` its dataset rows."""
-        config, start = self.config, self._start_clock(x)
+        config = self.config
         procedure = procedures.get(config.procedure)
         sparsity = config.sparsity_at(epoch)
         if procedure.sparsity_per_image is not None:
@@ -92,6 +92,7 @@ class Smoother:
             return self(x, sparsity, index)
         if transform is None:
             return x
+        start = self._start_clock(x)  # a baseline's augmentation alone (the smoothing's clock is in __call__)
         x = transform(config, x, epoch, index)
         self._stop_clock(x, start)
         return x

@@ -411,23 +411,21 @@ def _move(p_beta, p_z, p_t, p_w, dt, stride, offset, C, H, W, inv_nu, inv_kappa,
 # ------------------------------------------------------------------------------------------ the order statistic
 @triton.jit
 def _key(value):
-    """A float's order-preserving unsigned integer key, in [0, 2^32) as int64: its bits with the sign flipped, all
-    bits flipped for negative floats."""
-    bits = value.to(tl.int32, bitcast=True)
-    return (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(tl.int64) + 2147483648
+    """A float's order-preserving unsigned integer key, in [0, 2^32) as int64 (``_key32`` widened), for kernels
+    that compare it with prefixes held as int64."""
+    return _key32(value).to(tl.int64)
 
 
 @triton.jit
 def _value(key):
     """The float whose ``_key`` is ``key``."""
-    bits = (key - 2147483648).to(tl.int32)
-    return (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
+    return _value32(key.to(tl.uint32))
 
 
 @triton.jit
 def _key32(value):
-    """A float's order-preserving key as uint32: ``_key`` in 32 bits, for kernels whose keys live in registers (an
-    int64 key takes two registers a value)."""
+    """A float's order-preserving key as uint32: its bits with the sign flipped, all bits flipped for negative
+    floats (kernels whose keys live in registers keep it in 32 bits: an int64 key takes two registers a value)."""
     bits = value.to(tl.uint32, bitcast=True)
     return bits ^ ((0 - (bits >> 31)) | 0x80000000)
 
