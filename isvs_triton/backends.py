@@ -10,7 +10,8 @@ and ``project`` (the regions' means):
 - "reference": plain PyTorch, one image at a time, float64-capable: the oracle, slow.
 - "torch": batched eager PyTorch, any device and dtype.
 - "numba" (the CPU default for float32): compiled per-image loops over threads (``ops/lbi/numba_cpu.py``), a
-  union-find projection (``ops/projection/numba_cpu.py``).
+  union-find projection (``ops/projection/numba_cpu.py``); a call's torch operations on the host run on one thread
+  (``ops/parallel.cores_to_compiled_loops``: torch's idle OpenMP workers would spin on the loops' cores).
 - "triton": the Split LBI kernels of ``ops/lbi/triton_fused.py`` (float32) on CUDA tensors, and on CPU tensors under
   TRITON_INTERPRET=1 (how the kernel tests run), with the block projection of ``ops/projection/triton_block.py``.
   Both integrators: the explicit one in ``triton_kernels.py``, the events one in ``triton_events.py`` (one program
@@ -20,6 +21,7 @@ and ``project`` (the regions' means):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -40,7 +42,8 @@ ANY = None  # a backend that runs on every device type / dtype
 class Backend:
     """One way to run the path. ``advance``/``project`` are set for the batched backends (those continue a saved
     ``PathState``), with the ``masks`` their driver forms; ``devices``, ``dtypes`` and ``integrators`` are what it
-    accepts (ANY: every device / dtype)."""
+    accepts (ANY: every device / dtype); ``scope`` is entered around each call of ``solve`` (and should be around
+    a caller's own sequence of ``advance`` and ``project`` calls)."""
 
     name: str
     solve: Callable
@@ -50,13 +53,15 @@ class Backend:
     advance: Callable | None = None
     project: Callable | None = None
     masks: lbi_path.Masks = lbi_path.TORCH_MASKS
+    scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
     @property
     def can_continue(self) -> bool:
         return self.advance is not None
 
     def __call__(self, *args, **kwargs):
-        return self.solve(*args, **kwargs)
+        with self.scope():
+            return self.solve(*args, **kwargs)
 
 
 def batched(
@@ -73,6 +78,7 @@ REGISTRY: dict[str, Backend] = {
 UNAVAILABLE: dict[str, str] = {}  # name -> why it cannot be imported here
 try:  # numba can fail to import (e.g. a numpy newer than it supports): the CPU then falls back to "torch"
     from .ops.lbi import numba_cpu
+    from .ops.parallel import cores_to_compiled_loops
     from .ops.projection import numba_cpu as projection_numba
 
     REGISTRY["numba"] = batched(
@@ -82,6 +88,7 @@ try:  # numba can fail to import (e.g. a numpy newer than it supports): the CPU 
         masks=numba_cpu.MASKS,
         devices=("cpu",),
         dtypes=(torch.float32,),
+        scope=cores_to_compiled_loops,
     )
 except ImportError as error:  # pragma: no cover - depends on the environment
     UNAVAILABLE["numba"] = f"needs the numba package, which cannot be imported here ({error})"

@@ -1,11 +1,14 @@
 """The numba CPU backend (compiled per-image loops, union-find projection) against the torch backend: the conformance
 suite (the same stops, support and regions, outputs within float32 rounding), then what only this backend does."""
 
+import threading
+
 import pytest
 import torch
 
 import isvs_triton as isvs
 from isvs_triton.config import FAST
+from isvs_triton.ops import parallel
 from isvs_triton.ops.lbi import numba_cpu
 from isvs_triton.ops.lbi import path as lbi_path
 from isvs_triton.ops.projection import numba_cpu as projection_numba
@@ -121,6 +124,48 @@ def test_results_do_not_depend_on_the_thread_count():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one[0], three[0]) and torch.equal(one[1].iterations, three[1].iterations)
+
+
+@pytest.fixture
+def two_torch_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(parallel._set_openmp_threads is None, reason="torch's parallel backend is not OpenMP here")
+def test_a_call_runs_its_torch_operations_on_one_thread_and_its_loops_on_all(two_torch_threads, monkeypatch):
+    """Inside a numba backend call this thread's torch operations use one thread (idle OpenMP workers would spin on
+    the loops' cores), the compiled loops as many as torch had; a thread that starts meanwhile, and this one after
+    the call, keep torch's count."""
+    seen, shares = [], []
+
+    def watched(fn, count):
+        seen.append(torch.get_num_threads())
+        started = []
+        thread = threading.Thread(target=lambda: started.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        seen.extend(started)
+        parallel.in_parallel(lambda images: (shares.append(len(images)), fn(images)), count)
+
+    monkeypatch.setattr(numba_cpu, "in_parallel", watched)
+    isvs.sparsify(crops(16, 6, seed=2), 0.6, backend="numba")
+    assert seen[:2] == [1, 2] and set(seen[::2]) == {1} and set(seen[1::2]) == {2}
+    assert len(shares) % 2 == 0 and set(shares) == {3}  # each loop: two shares of the six images
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.skipif(parallel._set_openmp_threads is None, reason="torch's parallel backend is not OpenMP here")
+def test_the_scope_restores_the_count_on_error_and_nests(two_torch_threads):
+    with pytest.raises(RuntimeError):
+        with parallel.cores_to_compiled_loops():
+            with parallel.cores_to_compiled_loops():
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 1  # the inner scope leaves the outer one's count
+            raise RuntimeError
+    assert torch.get_num_threads() == 2 and parallel._scope.threads is None
 
 
 class _Crops(torch.utils.data.Dataset):

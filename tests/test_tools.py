@@ -86,9 +86,9 @@ def test_profile_sparsify_prints_wall_time_and_operations(capsys):
 def test_compare_trees_times_each_tree_and_refuses_what_is_not_one(capsys):
     import pytest
 
-    compare_trees.main([".", ".", "--rounds", "2", "--repeat", "1", "--threads", "1"])
+    compare_trees.main([".", ".", "--rounds", "2", "--repeat", "1", "--threads", "1", "--preset", "fast"])
     out = capsys.readouterr().out
-    assert "32x32x3, B=256, sparsity 0.6, 1 threads" in out and out.count("round ") == 2
+    assert "32x32x3, B=256, sparsity 0.6, the fast preset, 1 threads" in out and out.count("round ") == 2
     assert ". / .: " in out and "x over the rounds" in out
     with pytest.raises(SystemExit, match="neither a directory with isvs_triton/ nor a git revision"):
         compare_trees.main(["no-such-revision-xyz", ".", "--rounds", "1"])

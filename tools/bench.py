@@ -64,14 +64,16 @@ def providers(x: torch.Tensor, sparsity: float, device: torch.device) -> dict[st
     chosen = backends.REGISTRY[backend]
     advance_fn, project_fn = chosen.advance, chosen.project
 
-    def lbi_only():
-        state["stop"] = list(lbi_path.stops(xd, [sparsity], DEFAULT, joint, advance_fn, masks=chosen.masks))[0]
+    def lbi_only():  # within the backend's scope, as a whole call runs
+        with chosen.scope():
+            state["stop"] = list(lbi_path.stops(xd, [sparsity], DEFAULT, joint, advance_fn, masks=chosen.masks))[0]
 
     def projection_only():
         if "stop" not in state:
             lbi_only()
         _, active, _ = state["stop"]
-        project_fn(xd, active.h, active.v)
+        with chosen.scope():
+            project_fn(xd, active.h, active.v)
 
     def per_iteration():  # the Triton backend driving its fused kernel from the host every iteration
         stepped = functools.partial(triton_fused.advance, persistent=False)

@@ -2,6 +2,7 @@
 
     python tools/compare_trees.py 'b5b9b57^' .             # a revision against the working tree
     python tools/compare_trees.py HEAD . --sizes 32,224 --rounds 3 --threads 1
+    python tools/compare_trees.py HEAD . --preset fast     # a preset's constants instead of the defaults
 
 A tree is a git revision (checked out into a temporary worktree, removed afterwards) or a directory holding an
 ``isvs_triton`` package (``.``: the working tree). Every round times each tree in a fresh process, one after the
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repository root
+from isvs_triton.config import PRESETS  # noqa: E402
 from isvs_triton.samples import BENCH_SETTINGS, crops  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,15 +33,17 @@ import sys, time
 sys.path.insert(0, sys.argv[1])
 import torch
 import isvs_triton as isvs
+from isvs_triton.config import PRESETS
 assert isvs.__file__.startswith(sys.argv[1]), isvs.__file__
 torch.set_num_threads(int(sys.argv[5]))
 x, sparsity, repeat = torch.load(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+solver = PRESETS[sys.argv[6]].kwargs() if sys.argv[6] else {}
 for _ in range(2):
-    isvs.sparsify(x, sparsity)
+    isvs.sparsify(x, sparsity, **solver)
 best = float("inf")
 for _ in range(repeat):
     start = time.perf_counter()
-    isvs.sparsify(x, sparsity)
+    isvs.sparsify(x, sparsity, **solver)
     best = min(best, time.perf_counter() - start)
 print(x.shape[0] / best)
 """
@@ -65,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the trees timed in alternation")
     parser.add_argument("--repeat", type=int, default=5, help="warm calls per tree and round; the best is kept")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads of each tree's run")
+    parser.add_argument("--preset", default="", choices=["", *PRESETS], help="a preset (default: the defaults)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     unknown = [s for s in sizes if s not in BENCH_SETTINGS]
@@ -80,13 +85,15 @@ def main(argv: list[str] | None = None) -> None:
                 batch, sparsity = BENCH_SETTINGS[size]
                 data = scratch / f"crops{size}.pt"
                 torch.save(crops(size, batch, seed=0), data)
-                print(f"\n{size}x{size}x3, B={batch}, sparsity {sparsity}, {args.threads} threads: images/s")
+                solver = f"the {args.preset} preset" if args.preset else "the defaults"
+                print(f"\n{size}x{size}x3, B={batch}, sparsity {sparsity}, {solver}, {args.threads} threads: images/s")
                 ratios: list[list[float]] = [[] for _ in args.trees[:-1]]
                 for round_ in range(args.rounds):
                     rates = []
                     for tree, path in zip(args.trees, dirs):
                         command = [sys.executable, "-c", TIMING, str(path), str(data), str(sparsity), str(args.repeat)]
-                        out = subprocess.run([*command, str(args.threads)], capture_output=True, text=True)
+                        command += [str(args.threads), args.preset]
+                        out = subprocess.run(command, capture_output=True, text=True)
                         if out.returncode:
                             raise SystemExit(f"{tree}: the timing failed:\n{out.stderr}")
                         rates.append(float(out.stdout.split()[-1]))
