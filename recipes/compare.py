@@ -29,17 +29,18 @@ only a run whose evaluation is still missing. ``--report`` rebuilds the tables a
     python tools/fashion_mnist.py ~/fashion_mnist                    # then, resumable (docs/notes/results.md):
     python recipes/compare.py --setting fashion --data-dir ~/fashion_mnist/fashion_mnist
     python recipes/compare.py --setting full --dataset uoft-cs/cifar10 --data-dir ~/cifar10   # a GPU
-    python recipes/compare.py --report docs/results/fashion/results.json   # tables and figures from the results
+    python recipes/compare.py --report docs/results/fashion-mnist/results.json   # tables and figures from the results
     python recipes/compare.py --setting fashion --data-dir ~/fashion_mnist/fashion_mnist \
-        --families "standard,isvs fixed + noise stop" --selection docs/results/fashion/selection.json   # a rerun
+        --families "standard,augmix" --selection docs/results/fashion-mnist/selection.json   # a rerun of two
     python recipes/compare.py --setting fashion --data-dir ~/fashion_mnist/fashion_mnist \
-        --families "standard,isvs fixed" --selection docs/results/fashion/selection.json \
+        --families "standard,isvs fixed" --selection docs/results/fashion-mnist/selection.json \
         --reselect "isvs fixed"   # a rerun that chooses one family again, over its (widened) sweep
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import shutil
@@ -322,6 +323,21 @@ class Comparison:
         made = self.made()
         made[str(folder.relative_to(self.folder))] = {"tree": self.tree, "seconds": time.perf_counter() - start}
         (self.folder / "made.json").write_text(json.dumps(dict(sorted(made.items())), indent=1))
+
+    def hours(self) -> float:
+        """The hours this folder's trainings and evaluations took: each training's epochs (summary.csv's
+        train_seconds, which a resumed training continues; made.json counts a training's last part only) and each
+        evaluation's seconds (made.json; an evaluation is not resumed). Set-up and the per-epoch validation pass are
+        left out (~3 % of a training)."""
+        seconds = 0.0
+        for name, made in self.made().items():
+            summary = self.folder / name / "summary.csv"
+            if summary.exists():
+                with summary.open() as f:
+                    seconds += sum(float(row["train_seconds"]) for row in csv.DictReader(f))
+            else:
+                seconds += made["seconds"]
+        return seconds / 3600
 
     def log(self, message: str) -> None:
         print(f"[{time.perf_counter() - self.log_start:7.0f} s] {message}", flush=True)
@@ -702,6 +718,14 @@ def _trees(trees: list | None) -> str:
     return f"tree {trees[0]}" if len(trees) == 1 else f"{len(trees)} trees ({', '.join(trees)}; made.json: which)"
 
 
+def _made(protocol: dict) -> str:
+    """What the folder's runs were made on and how long they took in all (results of older versions lack it)."""
+    if "compute_hours" not in protocol:
+        return ""
+    hours = protocol["compute_hours"]
+    return f"; the folder's runs: {_trees(protocol.get('trees'))}, {hours:.1f} h of training and evaluation in all"
+
+
 def _sanity_note(runs: dict) -> str:
     failed = failed_sanity(runs)
     if not failed:
@@ -734,7 +758,7 @@ def report(results: dict, folder: Path) -> str:
     text = (
         f"`{protocol['command']}`: setting {protocol['setting']} ({json.dumps(protocol['train'])}; evaluation "
         f"{json.dumps(protocol['eval'])}), seeds {protocol['seeds']}; {protocol['machine']}; wall time "
-        f"{protocol['minutes']:.1f} min (runs found in the folder are not retrained).\n\n"
+        f"{protocol['minutes']:.1f} min (runs found in the folder are not retrained){_made(protocol)}.\n\n"
         f"{chosen_where} on validation (seed 0, highest mean corruption accuracy, then clean): {chosen}; the standard "
         f"model's test-time filters: {json.dumps(results['selection']['test_filters'])}{chosen_here}.\n\n"
         f"Test accuracy in %, mean ± std over seeds; robust = the attack suite's worst case per image on "
@@ -847,9 +871,8 @@ def main(argv: list[str] | None = None) -> dict:
             "minutes": (time.perf_counter() - start) / 60,
             "selection_from": args.selection,
             # the trees the runs and evaluations in this folder were made on, and the hours they took in all
-            # (made.json: each one's; a training resumed after an interruption counts its last part only)
             "trees": sorted({m["tree"] for m in comparison.made().values()}),
-            "compute_hours": sum(m["seconds"] for m in comparison.made().values()) / 3600,
+            "compute_hours": comparison.hours(),
         },
         "selection": selection,
         "image_tests": image_tests(runs),

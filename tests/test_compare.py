@@ -1,5 +1,6 @@
 """recipes/compare.py: the protocol's pieces (candidates, order, intervals), and --quick end to end (CI)."""
 
+import csv
 import json
 import math
 import shutil
@@ -67,9 +68,20 @@ def test_interval_is_the_t_interval():
     assert all(math.isnan(v) for v in compare.interval([1.0])[1:])
 
 
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """A --quick comparison (two seeds: CI time) in a folder of its own, and a copy of its first results.json that
+    the later calls of ``test_quick_comparison`` in that folder do not overwrite."""
+    folder = tmp_path_factory.mktemp("quick")
+    results = compare.main(["--quick", "--seeds", "0,1", "--output", str(folder)])
+    first = folder.parent / "quick-results.json"
+    shutil.copy(folder / "results.json", first)
+    return results, folder, first
+
+
 @pytest.mark.slow
-def test_quick_comparison(tmp_path):
-    results = compare.main(["--quick", "--seeds", "0,1", "--output", str(tmp_path)])  # two seeds: CI time
+def test_quick_comparison(quick):
+    results, tmp_path, _ = quick
     runs = results["runs"]
     assert list(runs) == list(compare.FAMILIES) and all(len(seeds) == 2 for seeds in runs.values())
     selection = json.loads((tmp_path / "selection.json").read_text())
@@ -78,7 +90,13 @@ def test_quick_comparison(tmp_path):
     made = json.loads((tmp_path / "made.json").read_text())
     folders = [p for p in (tmp_path / "runs").glob("*") if p.is_dir()] + list(tmp_path.glob("runs/*/eval-*"))
     assert sorted(made) == sorted(str(p.relative_to(tmp_path)) for p in folders)
-    assert results["protocol"]["trees"] == [compare.source_tree()] and results["protocol"]["compute_hours"] > 0
+    assert results["protocol"]["trees"] == [compare.source_tree()]
+    # the hours in all: each training's epochs (summary.csv, which a resumed training continues), each evaluation's
+    summaries = [csv.DictReader(p.read_text().splitlines()) for p in tmp_path.glob("runs/*/summary.csv")]
+    epochs = [float(row["train_seconds"]) for rows in summaries for row in rows]
+    evaluations = [m["seconds"] for name, m in made.items() if "/eval-" in name]
+    hours = results["protocol"]["compute_hours"]
+    assert hours == pytest.approx((sum(epochs) + sum(evaluations)) / 3600) and sum(epochs) > 0 and evaluations
     fixed = selection["validation_scores"]["isvs fixed"]
     best = max(fixed, key=lambda s: (s["mean_corruption"], s["clean"]))
     assert len(fixed) == 2 and selection["chosen"]["isvs fixed"] == best["settings"]
@@ -96,6 +114,7 @@ def test_quick_comparison(tmp_path):
                 "(trained on Gaussian noise) | plain |"):  # fmt: skip
         assert row in report, row
     assert "Paired difference to standard training" in report and "Wilcoxon signed-rank" in report
+    assert f"{compare.source_tree()}, {hours:.1f} h of training and evaluation in all" in report
     p_values = [v for row in results["image_tests"].values() for v in row.values()]
     assert len(results["image_tests"]) >= len(runs) and all(0 <= v <= 1 for v in p_values)
     # robust accuracy in the summary exactly when every attacked pipeline passed the 32/255 check
@@ -174,14 +193,13 @@ def test_quick_comparison(tmp_path):
     assert (interrupted / "results.json").exists()
 
 
-def test_paired_tool_agrees_with_the_committed_table(capsys):
-    """tools/paired.py on the committed Fashion-MNIST results: its ISVS-fixed-against-standard differences are the
-    cells of the report's paired table (both from results.json), and a row against itself differs by nothing."""
-    from pathlib import Path
-
+@pytest.mark.slow
+def test_paired_tool_agrees_with_the_report(quick, capsys):
+    """tools/paired.py on a comparison's results: its ISVS-fixed-against-standard differences are the cells of the
+    report's paired table (both from results.json), and a row against itself differs by nothing."""
     from tools import paired
 
-    path = Path(__file__).resolve().parent.parent / "docs" / "results" / "fashion" / "results.json"
+    path = quick[2]
     results = json.loads(path.read_text())
     table = compare.tables(results["runs"]).split("Paired difference")[1]
     row = next(line for line in table.splitlines() if line.startswith("| isvs fixed | plain |"))
@@ -196,12 +214,11 @@ def test_paired_tool_agrees_with_the_committed_table(capsys):
         paired.main([str(path), "no such family", "standard"])
 
 
-def test_paired_tool_reads_row_b_from_another_run_of_the_same_protocol(tmp_path, capsys):
-    from pathlib import Path
-
+@pytest.mark.slow
+def test_paired_tool_reads_row_b_from_another_run_of_the_same_protocol(quick, tmp_path, capsys):
     from tools import paired
 
-    path = Path(__file__).resolve().parent.parent / "docs" / "results" / "fashion" / "results.json"
+    path = quick[2]
     paired.main([str(path), "isvs fixed", "standard"])
     alone = capsys.readouterr().out
     results = json.loads(path.read_text())

@@ -1,9 +1,9 @@
 """Paired differences between two rows of a comparison's results.json, per column: mean [95 % t-interval] over seeds.
 
-    python tools/paired.py docs/results/fashion/results.json "isvs fixed, events solver" "isvs fixed"
-    python tools/paired.py docs/results/fashion/results.json "isvs fixed:smoothed" "isvs fixed:plain"
-    python tools/paired.py docs/results/fashion-events/results.json "isvs fixed" "isvs fixed" \
-        --b-results docs/results/fashion-wider/results.json      # row b from another run of the same protocol
+    python tools/paired.py docs/results/fashion-mnist/results.json "isvs fixed + events solver" "isvs fixed"
+    python tools/paired.py docs/results/fashion-mnist/results.json "isvs fixed:smoothed" "isvs fixed:plain"
+    python tools/paired.py A/results.json "isvs fixed" "isvs fixed" \
+        --b-results B/results.json                  # row b from another comparison of the same protocol and seeds
 
 A row is ``family[:pipeline]`` (pipeline ``plain`` by default), as in the comparison's tables; both rows need the same
 seeds (with --b-results: the same seeds of the same setting, so that each seed's validation split, training subset
