@@ -35,7 +35,9 @@ def _openmp_set_num_threads() -> Callable[[int], None] | None:
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return None
     root = Path(torch.__file__).parent
-    for library in sorted([*root.glob("lib/lib*omp*"), *root.parent.glob("torch.libs/lib*omp*")]):
+    folders = (root / "lib", root.parent / "torch.libs")  # the wheel's own libraries; auditwheel's copies
+    names = ("libgomp*", "libomp*", "libiomp*")  # GNU, LLVM, Intel
+    for library in sorted(path for folder in folders for name in names for path in folder.glob(name)):
         try:
             return ctypes.CDLL(str(library)).omp_set_num_threads
         except (OSError, AttributeError):
