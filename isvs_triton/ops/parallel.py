@@ -30,18 +30,25 @@ _scope = threading.local()  # .threads: torch's thread count where this thread e
 
 
 def _openmp_set_num_threads() -> Callable[[int], None] | None:
-    """``omp_set_num_threads`` of the OpenMP library beside torch's own (libgomp, libomp, libiomp), or None where
-    torch's parallel backend is not OpenMP (its native pool's workers wait without spinning) or none is found."""
+    """``omp_set_num_threads`` of the OpenMP library torch counts its threads with (libgomp, libomp or libiomp in
+    torch's folders: a count set there must be the one ``torch.get_num_threads()`` reads), or None where torch's
+    parallel backend is not OpenMP (its native pool's workers wait without spinning) or no such library is found."""
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return None
     root = Path(torch.__file__).parent
     folders = (root / "lib", root.parent / "torch.libs")  # the wheel's own libraries; auditwheel's copies
     names = ("libgomp*", "libomp*", "libiomp*")  # GNU, LLVM, Intel
+    threads = torch.get_num_threads()
     for library in sorted(path for folder in folders for name in names for path in folder.glob(name)):
         try:
-            return ctypes.CDLL(str(library)).omp_set_num_threads
+            set_threads = ctypes.CDLL(str(library)).omp_set_num_threads
         except (OSError, AttributeError):
             continue
+        set_threads(threads + 1)  # a count unlike torch's, so that reading it proves the library is torch's
+        counted = torch.get_num_threads() == threads + 1
+        set_threads(threads)
+        if counted:
+            return set_threads
     return None
 
 
@@ -63,10 +70,6 @@ def cores_to_compiled_loops() -> Iterator[None]:
         yield
         return
     _set_openmp_threads(1)
-    if torch.get_num_threads() != 1:  # not the library torch counts its threads with: leave it as it was
-        _set_openmp_threads(threads)
-        yield
-        return
     _scope.threads = threads
     try:
         yield
