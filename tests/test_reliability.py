@@ -338,6 +338,23 @@ def test_a_folder_locked_by_a_live_training_is_refused_naming_it_and_a_stale_loc
     assert (run / "run.json").is_file() and not (run / "run.lock").exists()
 
 
+def test_a_folder_claimed_by_another_training_while_this_one_looks_is_not_taken_for_the_users(tmp_path, monkeypatch):
+    """Two trainings started at once: the second could look (no marker yet), then list the folder after the first
+    wrote its marker, and refuse it as "files that no training run wrote (.isvs-run)". The lock decides instead."""
+    from isvs_triton.train import run_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+
+    def the_other_training_claims_it_meanwhile(folder):
+        (folder / run_folder.MARKER).write_text("{}")
+        return False
+
+    monkeypatch.setattr(run_folder, "_holds_an_earlier_run", the_other_training_claims_it_meanwhile)
+    run_folder.claim(run)
+    assert sorted(p.name for p in run.iterdir()) == [run_folder.MARKER]
+
+
 @pytest.mark.slow
 def test_two_trainings_started_at_once_on_one_folder_never_both_write(tmp_path):
     """Both exited 0 and left a mixed folder. Now one trains; the other is refused (by the lock while the first

@@ -281,10 +281,14 @@ def check_writable(folder: Path, what: str) -> None:
 
 def claim(run: Path) -> None:
     """Make ``run`` a run folder: refused when it holds files that no run wrote (the user's own)."""
-    if (run / MARKER).exists() or _holds_an_earlier_run(run):
+    if _holds_an_earlier_run(run):
         return
     if run.exists():
+        # one listing decides: a training started beside this one may claim the folder at any moment, and its
+        # marker (written before its lock) must read as a run's folder, not as the user's files
         entries = sorted(p.name for p in run.iterdir())
+        if MARKER in entries:
+            return
         if entries:
             shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
             raise ValueError(
