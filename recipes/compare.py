@@ -509,7 +509,8 @@ def _cell(values: list) -> str:
 
 def tables(runs: dict) -> str:
     """Markdown: accuracy (mean ± std over seeds), then each row's paired difference to standard training (plain)
-    with its 95 % interval, "n.s." where the interval contains 0."""
+    with its 95 % interval, "n.s." where the interval contains 0, under standard training's own accuracy (the
+    summary the README shows)."""
     columns = _columns(runs)
     header = ["training", "test time", *[c for c, _ in columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -519,8 +520,15 @@ def tables(runs: dict) -> str:
     reference = [s["pipelines"]["plain"] for s in runs["standard"]] if "standard" in runs else None
     if reference is None:
         return "\n".join(lines) + "\n"
-    lines += ["", "Paired difference to standard training (plain), points, mean [95 % interval] over seeds:", ""]
+    lines += [
+        "",
+        "Paired difference to standard training (plain), points, mean [95 % interval] over seeds; on its own row, "
+        "standard training's accuracy in % (mean over seeds):",
+        "",
+    ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    own = [_mean_cell([read(r) for r in reference]) for _, read in columns]
+    lines.append("| " + " | ".join(["standard (accuracy, %)", PIPELINE_LABELS["plain"], *own]) + " |")
     for label, family, pipeline, per_seed in _rows(runs):
         if family == "standard" and pipeline == "plain":
             continue

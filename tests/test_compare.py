@@ -68,6 +68,35 @@ def test_interval_is_the_t_interval():
     assert all(math.isnan(v) for v in compare.interval([1.0])[1:])
 
 
+def _pipeline(accuracy: float) -> dict:
+    """One pipeline's results in the shape evaluate_run writes, every measure at ``accuracy``, no attacks."""
+    return {
+        "clean": accuracy,
+        "mean_corruption": accuracy,
+        "mean_corruption_10": accuracy,
+        "group_means": dict.fromkeys(compare.GROUPS, accuracy),
+        "mean_extras": accuracy,
+        "low_resolution": {"x2": accuracy, "x4": accuracy},
+        "robust": {},
+        "sanity": {},
+    }
+
+
+def test_the_paired_table_opens_with_standard_trainings_own_accuracy():
+    """The summary the README copies: standard training's accuracy on its own row, every other row's paired
+    difference to it, per seed, in points."""
+    runs = {
+        "standard": [{"pipelines": {"plain": _pipeline(a)}} for a in (0.90, 0.92, 0.94)],
+        "isvs fixed": [{"pipelines": {"plain": _pipeline(a)}} for a in (0.92, 0.945, 0.97)],
+    }
+    table = compare.tables(runs).split("Paired difference")[1].splitlines()
+    own = next(line for line in table if line.startswith("| standard (accuracy, %) | plain |"))
+    assert own.split("|")[3:-1] == [" 92.0 "] * len(compare._columns(runs))
+    row = next(line for line in table if line.startswith("| isvs fixed | plain |"))
+    assert row.split("|")[3].strip() == "+2.5 [+1.3, +3.7]"  # 2.5 ± t(0.975, 2) · 0.5 / √3
+    assert not any(line.startswith("| standard | plain |") for line in table)
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """A --quick comparison (two seeds: CI time) in a folder of its own, and a copy of its first results.json that
