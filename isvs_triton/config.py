@@ -33,6 +33,15 @@ INTEGRATORS = ("explicit", "events")
 NOISE_MODES = ("auto",)
 
 
+def chebyshev_bounds(nu: float) -> tuple[float, float, float]:
+    """The spectrum of I + D^T W D / nu for any edge weights W in [0, 1], [1, 1 + 8/nu] (constant images give 1, and
+    ||D||^2 < 8 on the grid), as the Chebyshev iteration reads it: its centre theta, half-width delta, and sigma =
+    theta / delta."""
+    lo, hi = 1.0, 1.0 + 8.0 / nu
+    theta, delta = (hi + lo) / 2, (hi - lo) / 2
+    return theta, delta, theta / delta
+
+
 @dataclass(frozen=True)
 class SolverConfig:
     kappa: float = 10.0  # damping of the inverse scale space; iterations grow with it
@@ -52,9 +61,10 @@ class SolverConfig:
     @property
     def solve_iterations(self) -> int:
         """``"events"`` only: Chebyshev iterations per solve of (I + D^T W D / nu) beta = s x, the fewest whose bound
-        on the error's shrinkage, 1 / T_K(sigma) over the operator's spectrum [1, 1 + 8/nu] (sigma = 1 + nu/4),
-        is at most ``tolerance``: a fixed count, so a solve needs no reduction and no decision on the host."""
-        return max(1, math.ceil(math.acosh(1.0 / self.tolerance) / math.acosh(1.0 + self.nu / 4.0) - 1e-9))
+        on the error's shrinkage, 1 / T_K(sigma) over the operator's spectrum (``chebyshev_bounds``), is at most
+        ``tolerance``: a fixed count, so a solve needs no reduction and no decision on the host."""
+        sigma = chebyshev_bounds(self.nu)[2]
+        return max(1, math.ceil(math.acosh(1.0 / self.tolerance) / math.acosh(sigma) - 1e-9))
 
     def replace(self, **changes) -> SolverConfig:
         """A copy with the given fields changed; None leaves a field as it is."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ...config import STOP_RULES, SolverConfig, edge_count, required_active
+from ...config import STOP_RULES, SolverConfig, chebyshev_bounds, edge_count, required_active
 from ...info import SparsifyInfo
 from ..graph import grad, grad_adjoint
 from ..projection import reference as projection_reference
@@ -109,15 +109,6 @@ def _stop(x, beta, ah, av, jump_masks, need: int, target: float, steps: int, qui
 
 # ------------------------------------------------------------------------------------------ the events integrator
 ACTIVE_FLOOR = 2.0**-22  # an active edge's |z| is at least 1 + this, so that it stays active in float32
-
-
-def chebyshev_bounds(nu: float) -> tuple[float, float, float]:
-    """The spectrum of I + D^T W D / nu for any edge weights W in [0, 1], [1, 1 + 8/nu] (constant images give 1, and
-    ||D||^2 < 8 on the grid), as the Chebyshev iteration reads it: its centre theta, half-width delta, and sigma =
-    theta / delta."""
-    lo, hi = 1.0, 1.0 + 8.0 / nu
-    theta, delta = (hi + lo) / 2, (hi - lo) / 2
-    return theta, delta, theta / delta
 
 
 def solve_beta(beta, xs, wh, wv, nu: float, iterations: int):
