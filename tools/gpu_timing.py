@@ -57,10 +57,10 @@ def agreement(device: torch.device, backend: str, settings) -> list[dict]:
         x = crops(size, batch, seed=1).to(device)
         for name, preset in PRESETS.items():
             options = {**preset.kwargs(), "return_info": True}
-            out, info = isvs.sparsify(x, SPARSITY[size], backend=backend, **options)
-            again, _ = isvs.sparsify(x, SPARSITY[size], backend=backend, **options)
-            alone, _ = isvs.sparsify(x[:1], SPARSITY[size], backend=backend, **options)
-            ref, ref_info = isvs.sparsify(x, SPARSITY[size], backend="torch", **options)
+            out, info = isvs.sparsify(x, _sparsity(size), backend=backend, **options)
+            again, _ = isvs.sparsify(x, _sparsity(size), backend=backend, **options)
+            alone, _ = isvs.sparsify(x[:1], _sparsity(size), backend=backend, **options)
+            ref, ref_info = isvs.sparsify(x, _sparsity(size), backend="torch", **options)
             rows.append({
                 "size": size, "batch": batch, "preset": name,
                 "deterministic": bool(torch.equal(out, again)),
@@ -87,7 +87,7 @@ def throughput(device: torch.device, backend: str, settings, repeat: int) -> lis
         x = _images(size, batch, device)
         for name, preset in PRESETS.items():
             options = {"backend": backend, **preset.kwargs()}
-            seconds = _best_seconds(device, repeat, isvs.sparsify, x, SPARSITY[size], **options)
+            seconds = _best_seconds(device, repeat, isvs.sparsify, x, _sparsity(size), **options)
             rows.append({"size": size, "batch": batch, "preset": name, "images_per_second": batch / seconds})
     return rows
 
@@ -127,13 +127,12 @@ def step_share(device: torch.device, settings, repeat: int) -> list[dict]:
         model = create_model(model_name, num_classes=100, image_size=size).to(device)
         model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        x = crops(size, min(batch, 256), seed=2).to(device)
-        x = x.repeat((batch + len(x) - 1) // len(x), 1, 1, 1)[:batch].contiguous()
+        x = _images(size, batch, device)
         y = torch.randint(0, 100, (batch,), device=device)
 
         model_seconds = _best_seconds(device, repeat, _train_step, model, optimizer, x, y)
         for name, preset in PRESETS.items():
-            smooth = _best_seconds(device, repeat, isvs.sparsify, x, SPARSITY.get(size, 0.6), **preset.kwargs())
+            smooth = _best_seconds(device, repeat, isvs.sparsify, x, _sparsity(size), **preset.kwargs())
             rows.append({"model": model_name, "size": size, "batch": batch, "preset": name,
                          "step_seconds": model_seconds, "smoothing_seconds": smooth,
                          "smoothing_share": smooth / (smooth + model_seconds)})  # fmt: skip
