@@ -23,7 +23,9 @@ The protocol, fixed before any test number is read (docs/notes/results.md states
 Runs and evaluations already in the output folder are reused, so an interrupted comparison continues where it
 stopped. The fashion setting writes into docs/results/fashion-mnist, whose records and evaluations are committed as
 they finish (.gitignore leaves the weights out): the same command continues it on a fresh clone, training again
-only a run whose evaluation is still missing. ``--report`` rebuilds the tables and figures from a results.json alone.
+only a run whose evaluation is still missing. Such a run keeps its earlier training's records in
+``earlier-trainings/<n>/`` and its evaluations made so far (the selection read them); the hours count both
+trainings. ``--report`` rebuilds the tables and figures from a results.json alone.
 
     python recipes/compare.py --quick                                # the embedded data, tiny: the CI run
     python tools/fashion_mnist.py ~/fashion_mnist                    # then, resumable (docs/notes/results.md):
@@ -43,7 +45,6 @@ import argparse
 import csv
 import json
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -303,6 +304,17 @@ def source_tree() -> str:
     return commit + ("+changes" if git("status", "--porcelain", "--", "isvs_triton", "recipes") else "")
 
 
+# a run trained again on a fresh clone keeps each earlier training's records in <run>/earlier-trainings/<n>/
+EARLIER_TRAININGS = "earlier-trainings"
+TRAINING_RECORDS = ("run.json", "summary.csv", "args.yaml")
+
+
+def _train_seconds(summary: Path) -> float:
+    """A training's seconds: the sum of its summary.csv's train_seconds."""
+    with summary.open() as f:
+        return sum(float(row["train_seconds"]) for row in csv.DictReader(f))
+
+
 class Comparison:
     """One comparison's folder: its runs (trained once), their evaluations (once each), the choices made, and the
     tree and seconds each training and evaluation took (made.json)."""
@@ -326,18 +338,21 @@ class Comparison:
 
     def hours(self) -> float:
         """The hours this folder's trainings and evaluations took: each training's epochs (summary.csv's
-        train_seconds, which a resumed training continues; made.json counts a training's last part only) and each
-        evaluation's seconds (made.json; an evaluation is not resumed). Set-up and the per-epoch validation pass are
-        left out (~3 % of a training)."""
-        seconds = 0.0
+        train_seconds, which a resumed training continues; made.json counts a training's last part only), a run's
+        earlier trainings among them (``_train_again``), and each evaluation's seconds (made.json; an evaluation is
+        not resumed). Set-up and the per-epoch validation pass are left out (~3 % of a training)."""
+        seconds = sum(_train_seconds(p) for p in self.folder.glob(f"runs/*/{EARLIER_TRAININGS}/*/summary.csv"))
         for name, made in self.made().items():
             summary = self.folder / name / "summary.csv"
             if summary.exists():
-                with summary.open() as f:
-                    seconds += sum(float(row["train_seconds"]) for row in csv.DictReader(f))
+                seconds += _train_seconds(summary)
             else:
                 seconds += made["seconds"]
         return seconds / 3600
+
+    def trained_again(self) -> list[str]:
+        """The runs trained again on a fresh clone (``_train_again``)."""
+        return sorted(p.parent.name for p in self.folder.glob(f"runs/*/{EARLIER_TRAININGS}"))
 
     def log(self, message: str) -> None:
         print(f"[{time.perf_counter() - self.log_start:7.0f} s] {message}", flush=True)
@@ -360,16 +375,30 @@ class Comparison:
         self._record(run, start)
         self.log(f"trained {run.name}")
 
+    def _train_again(self, run: Path) -> None:
+        """``run`` trained again: its records are committed, its weights are not (a fresh clone). The earlier
+        training's records and its made.json entry move to ``earlier-trainings/<n>/`` and count in the hours; its
+        evaluations stay where they are, since the selection read them: they are of the earlier model. (Training is
+        not bit-identical across machines, so the next evaluation is of a model of the same recipe and seed.)"""
+        earlier = run / EARLIER_TRAININGS / str(len(list((run / EARLIER_TRAININGS).glob("*"))) + 1)
+        earlier.mkdir(parents=True)
+        made = self.made().get(str(run.relative_to(self.folder)))
+        if made:
+            (earlier / "made.json").write_text(json.dumps(made, indent=1))
+        for name in TRAINING_RECORDS:
+            if (run / name).exists():
+                (run / name).rename(earlier / name)
+        self._train(run)
+
     def evaluate(self, run: Path, split: str, pipelines: tuple[str, ...], name: str = "", **options) -> dict:
         """``run`` evaluated on ``split`` with ``pipelines``: computed unless its results.json exists. A run whose
         record is committed without its weights (a fresh clone: only records and evaluations are committed) is
-        trained again first when an evaluation is still missing."""
+        trained again first when an evaluation is still missing (``_train_again``)."""
         folder = run / f"eval-{split}{'-' + name if name else ''}"
         if not (folder / "results.json").exists():
             if not (run / MODEL_FILE).exists():
                 self.log(f"{run.name}: its weights are not here (records are committed, weights are not): training")
-                shutil.rmtree(run)
-                self._train(run)
+                self._train_again(run)
             settings = {**self.setting["eval"], **(SELECTION_EVAL if split == "validation" else {}), **options}
             settings["limit_test"] = self.setting["train"].get("limit_test")  # as many validation images as test
             start = time.perf_counter()
@@ -730,8 +759,14 @@ def _made(protocol: dict) -> str:
     """What the folder's runs were made on and how long they took in all (results of older versions lack it)."""
     if "compute_hours" not in protocol:
         return ""
-    hours = protocol["compute_hours"]
-    return f"; the folder's runs: {_trees(protocol.get('trees'))}, {hours:.1f} h of training and evaluation in all"
+    hours, again = protocol["compute_hours"], protocol.get("trained_again")
+    made = f"; the folder's runs: {_trees(protocol.get('trees'))}, {hours:.1f} h of training and evaluation in all"
+    if again:
+        made += (
+            f" ({len(again)} run{'s' if len(again) > 1 else ''} trained again on a fresh clone, where the weights "
+            f"were not: the evaluations made before are of the earlier training, its records in {EARLIER_TRAININGS}/)"
+        )
+    return made
 
 
 def _sanity_note(runs: dict) -> str:
@@ -881,6 +916,7 @@ def main(argv: list[str] | None = None) -> dict:
             # the trees the runs and evaluations in this folder were made on, and the hours they took in all
             "trees": sorted({m["tree"] for m in comparison.made().values()}),
             "compute_hours": comparison.hours(),
+            "trained_again": comparison.trained_again(),
         },
         "selection": selection,
         "image_tests": image_tests(runs),

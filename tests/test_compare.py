@@ -208,18 +208,36 @@ def test_quick_comparison(quick):
     with pytest.raises(SystemExit):
         compare.main(["--quick", "--output", str(tmp_path), "--families", "augmix", "--selection", str(saved)])
     # a fresh clone of an interrupted comparison: what is committed (records and evaluations, not weights, which
-    # .gitignore leaves out), and one run trained but not yet evaluated when it stopped: resumed to the same results
+    # .gitignore leaves out), and one run trained but not yet evaluated on test when it stopped: resumed to the same
+    # results, the run trained again beside its earlier training's records and the validation evaluation it made
     for ignored in [*tmp_path.glob("runs/*/model.safetensors"), *tmp_path.glob("runs/*/checkpoints")]:
         shutil.rmtree(ignored) if ignored.is_dir() else ignored.unlink()
-    interrupted = tmp_path / "runs" / f"{compare._slug('augmix', selection['chosen']['augmix'])}-s1" / "eval-test"
-    shutil.rmtree(interrupted)
+    run = tmp_path / "runs" / f"{compare._slug('augmix', selection['chosen']['augmix'])}-s0"
+    shutil.rmtree(run / "eval-test")
+    before = {name: (run / name).read_bytes() for name in ("summary.csv", "eval-validation/results.json")}
+    made_before = json.loads((tmp_path / "made.json").read_text())[f"runs/{run.name}"]
     resumed = compare.main(["--quick", "--seeds", "0,1", "--output", str(tmp_path)])
 
     def measured(family_runs):  # an evaluation's figures, not how long it took
         return {f: [{k: v for k, v in r.items() if k != "seconds"} for r in rs] for f, rs in family_runs.items()}
 
     assert measured(resumed["runs"]) == measured(runs) and resumed["selection"] == first_selection
-    assert (interrupted / "results.json").exists()
+    assert (run / "eval-test" / "results.json").exists()
+    earlier = run / compare.EARLIER_TRAININGS / "1"
+    assert (earlier / "summary.csv").read_bytes() == before["summary.csv"]
+    assert (run / "eval-validation" / "results.json").read_bytes() == before["eval-validation/results.json"]
+    assert json.loads((earlier / "made.json").read_text()) == made_before
+    assert resumed["protocol"]["trained_again"] == [run.name]
+    # the hours count both trainings of that run
+    summaries = [
+        *tmp_path.glob("runs/*/summary.csv"),
+        *tmp_path.glob(f"runs/*/{compare.EARLIER_TRAININGS}/*/summary.csv"),
+    ]
+    made = json.loads((tmp_path / "made.json").read_text())
+    seconds = sum(map(compare._train_seconds, summaries)) + sum(m["seconds"] for n, m in made.items() if "/eval-" in n)
+    assert earlier / "summary.csv" in summaries
+    assert resumed["protocol"]["compute_hours"] == pytest.approx(seconds / 3600)
+    assert "1 run trained again on a fresh clone" in (tmp_path / "results.md").read_text()
 
 
 @pytest.mark.slow
