@@ -25,7 +25,9 @@ stopped. The fashion setting writes into docs/results/fashion-mnist, whose recor
 they finish (.gitignore leaves the weights out): the same command continues it on a fresh clone, training again
 only a run whose evaluation is still missing. Such a run keeps its earlier training's records in
 ``earlier-trainings/<n>/`` and its evaluations made so far (the selection read them); the hours count both
-trainings. ``--report`` rebuilds the tables and figures from a results.json alone.
+trainings. A selection is fixed once made: a rerun whose validation evaluations would choose otherwise than the
+folder's selection.json (an evaluation lost and made again of another training) refuses to go on. ``--report``
+rebuilds the tables and figures from a results.json alone.
 
     python recipes/compare.py --quick                                # the embedded data, tiny: the CI run
     python tools/fashion_mnist.py ~/fashion_mnist                    # then, resumable (docs/notes/results.md):
@@ -464,6 +466,17 @@ class Comparison:
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
+def changed_choices(saved: dict, selection: dict) -> list[str]:
+    """Where ``selection`` (made again here) chooses otherwise than ``saved`` (the folder's selection.json), over the
+    families and test-time filters both hold, as "name: saved -> now"."""
+    return [
+        f"{name}: {saved[key][name]} -> {choice}"
+        for key in ("chosen", "test_filters")
+        for name, choice in selection[key].items()
+        if name in saved.get(key, {}) and saved[key][name] != choice
+    ]
+
+
 def interval(values: list[float]) -> tuple[float, float, float]:
     """Mean and 95 % t-interval of ``values`` (NaN bounds for a single value)."""
     from scipy.stats import t
@@ -893,6 +906,13 @@ def main(argv: list[str] | None = None) -> dict:
         except ValueError as error:
             parser.error(str(error))
         selection = comparison.select(names)
+        saved = folder / "selection.json"
+        changed = changed_choices(json.loads(saved.read_text()), selection) if saved.exists() else []
+        if changed:  # its test evaluations were read with the saved winners
+            parser.error(
+                f"this run's validation evaluations choose otherwise than {saved} ({'; '.join(changed)}): a selection "
+                f"is fixed once made. Keep it with --selection {saved}, or move it away to select anew"
+            )
     (folder / "selection.json").write_text(json.dumps(selection, indent=2))
     runs, every = {family: [] for family in names}, every_seed(selection)
     for k, seed in enumerate(seeds):  # seed-major: a partial comparison already covers every family

@@ -82,6 +82,21 @@ def _pipeline(accuracy: float) -> dict:
     }
 
 
+def test_a_selection_made_again_is_compared_with_the_saved_one_where_both_choose():
+    saved = {
+        "chosen": {"isvs fixed": {"sparsity": 0.4}, "augmix": {"augmix_severity": 6.0}},
+        "test_filters": {"median_size": 3},
+    }
+    again = {"chosen": {"isvs fixed": {"sparsity": 0.4}, "standard": {}}, "test_filters": {"median_size": 3}}
+    assert compare.changed_choices(saved, again) == []  # a subset of families (--families) is no change
+    again["chosen"]["isvs fixed"] = {"sparsity": 0.6}
+    again["test_filters"]["median_size"] = 5
+    assert compare.changed_choices(saved, again) == [
+        "isvs fixed: {'sparsity': 0.4} -> {'sparsity': 0.6}",
+        "median_size: 3 -> 5",
+    ]
+
+
 def test_the_paired_table_opens_with_standard_trainings_own_accuracy():
     """The summary the README copies: standard training's accuracy on its own row, every other row's paired
     difference to it, per seed, in points."""
@@ -109,7 +124,7 @@ def quick(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_quick_comparison(quick):
+def test_quick_comparison(quick, capsys):
     results, tmp_path, _ = quick
     runs = results["runs"]
     assert list(runs) == list(compare.FAMILIES) and all(len(seeds) == 2 for seeds in runs.values())
@@ -238,6 +253,15 @@ def test_quick_comparison(quick):
     assert earlier / "summary.csv" in summaries
     assert resumed["protocol"]["compute_hours"] == pytest.approx(seconds / 3600)
     assert "1 run trained again on a fresh clone" in (tmp_path / "results.md").read_text()
+    # the selection is fixed once made: a rerun whose validation evaluations choose otherwise refuses, and leaves
+    # the saved selection as it was
+    saved_selection = (tmp_path / "selection.json").read_text()
+    (tmp_path / "selection.json").write_text(json.dumps(wrong))
+    with pytest.raises(SystemExit):
+        compare.main(["--quick", "--seeds", "0,1", "--output", str(tmp_path)])
+    assert "isvs fixed: " in capsys.readouterr().err
+    assert json.loads((tmp_path / "selection.json").read_text()) == wrong
+    (tmp_path / "selection.json").write_text(saved_selection)
 
 
 @pytest.mark.slow
