@@ -465,7 +465,6 @@ class Comparison:
         return self.evaluate(run, "test", pipelines, attacked=attacked, **options)
 
 
-# ---------------------------------------------------------------------------------------------------- statistics
 def changed_choices(saved: dict, selection: dict) -> list[str]:
     """Where ``selection`` (made again here) chooses otherwise than ``saved`` (the folder's selection.json), over the
     families and test-time filters both hold, as "name: saved -> now"."""
@@ -477,6 +476,7 @@ def changed_choices(saved: dict, selection: dict) -> list[str]:
     ]
 
 
+# ---------------------------------------------------------------------------------------------------- statistics
 def interval(values: list[float]) -> tuple[float, float, float]:
     """Mean and 95 % t-interval of ``values`` (NaN bounds for a single value)."""
     from scipy.stats import t
