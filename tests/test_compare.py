@@ -112,6 +112,21 @@ def test_the_paired_table_opens_with_standard_trainings_own_accuracy():
     assert not any(line.startswith("| standard | plain |") for line in table)
 
 
+def _hours_read_from(folder, earlier_trainings=True) -> float:
+    """The hours a comparison folder records, read here apart from ``Comparison.hours``: every training's epochs
+    (summary.csv's train_seconds; with ``earlier_trainings``, those of runs trained again too) and every
+    evaluation's seconds (made.json)."""
+    patterns = ["runs/*/summary.csv"] + [f"runs/*/{compare.EARLIER_TRAININGS}/*/summary.csv"] * earlier_trainings
+    epochs = [
+        float(row["train_seconds"])
+        for pattern in patterns
+        for path in folder.glob(pattern)
+        for row in csv.DictReader(path.read_text().splitlines())
+    ]
+    made = json.loads((folder / "made.json").read_text())
+    return (sum(epochs) + sum(m["seconds"] for name, m in made.items() if "/eval-" in name)) / 3600
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """A --quick comparison (two seeds: CI time) in a folder of its own, and a copy of its first results.json that
@@ -136,11 +151,9 @@ def test_quick_comparison(quick, capsys):
     assert sorted(made) == sorted(str(p.relative_to(tmp_path)) for p in folders)
     assert results["protocol"]["trees"] == [compare.source_tree()]
     # the hours in all: each training's epochs (summary.csv, which a resumed training continues), each evaluation's
-    summaries = [csv.DictReader(p.read_text().splitlines()) for p in tmp_path.glob("runs/*/summary.csv")]
-    epochs = [float(row["train_seconds"]) for rows in summaries for row in rows]
-    evaluations = [m["seconds"] for name, m in made.items() if "/eval-" in name]
     hours = results["protocol"]["compute_hours"]
-    assert hours == pytest.approx((sum(epochs) + sum(evaluations)) / 3600) and sum(epochs) > 0 and evaluations
+    assert hours == pytest.approx(_hours_read_from(tmp_path)) and hours > 0
+    assert any("/eval-" in name for name in made)
     fixed = selection["validation_scores"]["isvs fixed"]
     best = max(fixed, key=lambda s: (s["mean_corruption"], s["clean"]))
     assert len(fixed) == 2 and selection["chosen"]["isvs fixed"] == best["settings"]
@@ -244,14 +257,8 @@ def test_quick_comparison(quick, capsys):
     assert json.loads((earlier / "made.json").read_text()) == made_before
     assert resumed["protocol"]["trained_again"] == [run.name]
     # the hours count both trainings of that run
-    summaries = [
-        *tmp_path.glob("runs/*/summary.csv"),
-        *tmp_path.glob(f"runs/*/{compare.EARLIER_TRAININGS}/*/summary.csv"),
-    ]
-    made = json.loads((tmp_path / "made.json").read_text())
-    seconds = sum(map(compare._train_seconds, summaries)) + sum(m["seconds"] for n, m in made.items() if "/eval-" in n)
-    assert earlier / "summary.csv" in summaries
-    assert resumed["protocol"]["compute_hours"] == pytest.approx(seconds / 3600)
+    assert resumed["protocol"]["compute_hours"] == pytest.approx(_hours_read_from(tmp_path))
+    assert _hours_read_from(tmp_path) > _hours_read_from(tmp_path, earlier_trainings=False)
     assert "1 run trained again on a fresh clone" in (tmp_path / "results.md").read_text()
     # the selection is fixed once made: a rerun whose validation evaluations choose otherwise refuses, and leaves
     # the saved selection as it was
