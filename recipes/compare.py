@@ -338,19 +338,20 @@ class Comparison:
         made[str(folder.relative_to(self.folder))] = {"tree": self.tree, "seconds": time.perf_counter() - start}
         (self.folder / "made.json").write_text(json.dumps(dict(sorted(made.items())), indent=1))
 
-    def hours(self) -> float:
-        """The hours this folder's trainings and evaluations took: each training's epochs (summary.csv's
-        train_seconds, which a resumed training continues; made.json counts a training's last part only), a run's
-        earlier trainings among them (``_train_again``), and each evaluation's seconds (made.json; an evaluation is
-        not resumed). Set-up and the per-epoch validation pass are left out (~3 % of a training)."""
-        seconds = sum(_train_seconds(p) for p in self.folder.glob(f"runs/*/{EARLIER_TRAININGS}/*/summary.csv"))
+    def hours(self) -> dict[str, float]:
+        """The hours this folder's trainings and evaluations took, by kind: each training's epochs (summary.csv's
+        train_seconds, which a resumed training continues; made.json counts a training's last part only), the
+        earlier trainings of runs trained again (``_train_again``), and each evaluation's seconds (made.json; an
+        evaluation is not resumed). Set-up and the per-epoch validation pass are left out (~3 % of a training)."""
+        earlier = self.folder.glob(f"runs/*/{EARLIER_TRAININGS}/*/summary.csv")
+        seconds = {"training": 0.0, "evaluation": 0.0, "earlier trainings": sum(map(_train_seconds, earlier))}
         for name, made in self.made().items():
             summary = self.folder / name / "summary.csv"
             if summary.exists():
-                seconds += _train_seconds(summary)
+                seconds["training"] += _train_seconds(summary)
             else:
-                seconds += made["seconds"]
-        return seconds / 3600
+                seconds["evaluation"] += made["seconds"]
+        return {kind: s / 3600 for kind, s in seconds.items()}
 
     def trained_again(self) -> list[str]:
         """The runs trained again on a fresh clone (``_train_again``)."""
@@ -774,12 +775,13 @@ def _made(protocol: dict) -> str:
         return ""
     hours, again = protocol["compute_hours"], protocol.get("trained_again")
     made = f"; the folder's runs: {_trees(protocol.get('trees'))}, {hours:.1f} h of training and evaluation in all"
+    parts = [f"{kind} {h:.1f} h" for kind, h in protocol.get("compute_hours_by_kind", {}).items() if h]
     if again:
-        made += (
-            f" ({len(again)} run{'s' if len(again) > 1 else ''} trained again on a fresh clone, where the weights "
-            f"were not: the evaluations made before are of the earlier training, its records in {EARLIER_TRAININGS}/)"
+        parts.append(
+            f"{len(again)} run{'s' if len(again) > 1 else ''} trained again on a fresh clone, where the weights "
+            f"were not: the evaluations made before are of the earlier training, its records in {EARLIER_TRAININGS}/"
         )
-    return made
+    return made + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def _sanity_note(runs: dict) -> str:
@@ -922,6 +924,7 @@ def main(argv: list[str] | None = None) -> dict:
             settings, filters = selection["chosen"][family], selection["test_filters"]
             runs[family].append(comparison.final(family, settings, filters, seed))
     command = " ".join(["python", "recipes/compare.py", *(argv if argv is not None else sys.argv[1:])])
+    hours = comparison.hours()
     setting = SETTINGS[args.setting]
     results = {
         "protocol": {
@@ -935,7 +938,8 @@ def main(argv: list[str] | None = None) -> dict:
             "selection_from": args.selection,
             # the trees the runs and evaluations in this folder were made on, and the hours they took in all
             "trees": sorted({m["tree"] for m in comparison.made().values()}),
-            "compute_hours": comparison.hours(),
+            "compute_hours": sum(hours.values()),
+            "compute_hours_by_kind": hours,
             "trained_again": comparison.trained_again(),
         },
         "selection": selection,

@@ -61,6 +61,24 @@ def test_a_folder_made_on_another_tree_is_continued_only_when_asked(tmp_path, ca
     assert not (tmp_path / "runs").exists(), "refused before anything was trained"
 
 
+def test_hours_count_each_trainings_epochs_each_evaluation_and_the_earlier_trainings_apart(tmp_path):
+    """A training's hours are its epochs (summary.csv; made.json holds only the last part of a resumed one), an
+    evaluation's its made.json seconds, and a run trained again keeps its earlier training's hours apart."""
+    run = tmp_path / "runs" / "standard-s0"
+    (run / compare.EARLIER_TRAININGS / "1").mkdir(parents=True)
+    (run / "summary.csv").write_text("epoch,train_seconds\n1,1800\n2,1800\n")
+    (run / compare.EARLIER_TRAININGS / "1" / "summary.csv").write_text("epoch,train_seconds\n1,1080\n")
+    made = {
+        "runs/standard-s0": {"tree": "t", "seconds": 60.0},
+        "runs/standard-s0/eval-test": {"tree": "t", "seconds": 720.0},
+    }
+    (tmp_path / "made.json").write_text(json.dumps(made))
+    hours = compare.Comparison("quick", tmp_path, None, None).hours()
+    assert hours == pytest.approx({"training": 1.0, "evaluation": 0.2, "earlier trainings": 0.3})
+    text = compare._made({"compute_hours": sum(hours.values()), "compute_hours_by_kind": hours, "trees": ["t"]})
+    assert "1.5 h of training and evaluation in all (training 1.0 h; evaluation 0.2 h; earlier trainings 0.3 h)" in text
+
+
 def test_interval_is_the_t_interval():
     mean, low, high = compare.interval([1.0, 2.0, 3.0])
     assert mean == 2.0 and high - mean == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-5)
@@ -151,8 +169,9 @@ def test_quick_comparison(quick, capsys):
     assert sorted(made) == sorted(str(p.relative_to(tmp_path)) for p in folders)
     assert results["protocol"]["trees"] == [compare.source_tree()]
     # the hours in all: each training's epochs (summary.csv, which a resumed training continues), each evaluation's
-    hours = results["protocol"]["compute_hours"]
-    assert hours == pytest.approx(_hours_read_from(tmp_path)) and hours > 0
+    hours, by_kind = results["protocol"]["compute_hours"], results["protocol"]["compute_hours_by_kind"]
+    assert hours == pytest.approx(_hours_read_from(tmp_path)) and hours == pytest.approx(sum(by_kind.values()))
+    assert by_kind["training"] > 0 and by_kind["evaluation"] > 0 and by_kind["earlier trainings"] == 0
     assert any("/eval-" in name for name in made)
     fixed = selection["validation_scores"]["isvs fixed"]
     best = max(fixed, key=lambda s: (s["mean_corruption"], s["clean"]))
@@ -171,7 +190,7 @@ def test_quick_comparison(quick, capsys):
                 "(trained on Gaussian noise) | plain |"):  # fmt: skip
         assert row in report, row
     assert "Paired difference to standard training" in report and "Wilcoxon signed-rank" in report
-    assert f"{compare.source_tree()}, {hours:.1f} h of training and evaluation in all" in report
+    assert f"{compare.source_tree()}, {hours:.1f} h of training and evaluation in all (training " in report
     p_values = [v for row in results["image_tests"].values() for v in row.values()]
     assert len(results["image_tests"]) >= len(runs) and all(0 <= v <= 1 for v in p_values)
     # robust accuracy in the summary exactly when every attacked pipeline passed the 32/255 check
@@ -258,7 +277,9 @@ def test_quick_comparison(quick, capsys):
     assert resumed["protocol"]["trained_again"] == [run.name]
     # the hours count both trainings of that run
     assert resumed["protocol"]["compute_hours"] == pytest.approx(_hours_read_from(tmp_path))
-    assert _hours_read_from(tmp_path) > _hours_read_from(tmp_path, earlier_trainings=False)
+    by_kind = resumed["protocol"]["compute_hours_by_kind"]
+    earlier_hours = _hours_read_from(tmp_path) - _hours_read_from(tmp_path, earlier_trainings=False)
+    assert by_kind["earlier trainings"] == pytest.approx(earlier_hours) and earlier_hours > 0
     assert "1 run trained again on a fresh clone" in (tmp_path / "results.md").read_text()
     # the selection is fixed once made: a rerun whose validation evaluations choose otherwise refuses, and leaves
     # the saved selection as it was
