@@ -26,8 +26,10 @@ they finish (.gitignore leaves the weights out): the same command continues it o
 only a run whose evaluation is still missing. Such a run keeps its earlier training's records in
 ``earlier-trainings/<n>/`` and its evaluations made so far (the selection read them); the hours count both
 trainings. A selection is fixed once made: a rerun whose validation evaluations would choose otherwise than the
-folder's selection.json (an evaluation lost and made again of another training) refuses to go on. ``--report``
-rebuilds the tables and figures from a results.json alone.
+folder's selection.json (an evaluation lost and made again of another training) refuses to go on. A folder made on
+another tree is reported from this one as it is (the tables are this tree's, every figure that tree's runs'), and
+anything missing from it is made only with ``--mixed-trees``. ``--report`` rebuilds the tables and figures from a
+results.json alone.
 
     python recipes/compare.py --quick                                # the embedded data, tiny: the CI run
     python tools/fashion_mnist.py ~/fashion_mnist                    # then, resumable (docs/notes/results.md):
@@ -317,16 +319,37 @@ def _train_seconds(summary: Path) -> float:
         return sum(float(row["train_seconds"]) for row in csv.DictReader(f))
 
 
+class OtherTree(Exception):
+    """A training or evaluation would be made here, in a folder whose runs were made on another tree."""
+
+
 class Comparison:
     """One comparison's folder: its runs (trained once), their evaluations (once each), the choices made, and the
-    tree and seconds each training and evaluation took (made.json)."""
+    tree and seconds each training and evaluation took (made.json).
 
-    def __init__(self, setting: str, folder: Path, dataset: str | None, data_dir: str | None):
+    With ``mixed_trees`` false, a folder whose runs were made on another tree is read (its figures are reported as
+    they are) but nothing is trained or evaluated into it (``OtherTree``), so that every figure comes from one tree."""
+
+    def __init__(self, setting: str, folder: Path, dataset: str | None, data_dir: str | None, mixed_trees=False):
         self.setting, self.folder = SETTINGS[setting], folder
         self.data = {k: v for k, v in (("dataset", dataset), ("data_dir", data_dir)) if v}
         self.recipes: dict[Path, tuple[str, dict, int]] = {}  # each run's (family, settings, seed)
         self.log_start = time.perf_counter()
-        self.tree = source_tree()
+        self.tree, self.mixed_trees = source_tree(), mixed_trees
+
+    def other_trees(self) -> list[str]:
+        """The trees other than this checkout's that the folder's runs and evaluations were made on."""
+        return sorted({m["tree"] for m in self.made().values()} - {self.tree})
+
+    def _may_make(self, unit: Path) -> None:
+        others = self.other_trees()
+        if others and not self.mixed_trees:
+            raise OtherTree(
+                f"{self.folder} holds runs made on tree {', '.join(others)}, and this checkout is {self.tree}: "
+                f"{unit.relative_to(self.folder)} is missing and would be made here. Continue the folder from that "
+                f"tree (git worktree add ../compare-tree {others[0].removesuffix('+changes')}, and run this command "
+                "there) so that every figure comes from one tree, or pass --mixed-trees"
+            )
 
     def made(self) -> dict[str, dict]:
         """Each training's and evaluation's tree and seconds, by its folder relative to the comparison's."""
@@ -372,6 +395,7 @@ class Comparison:
         family, settings, seed = self.recipes[run]
         merged = {**self.setting["train"], **self.data, **settings, "seed": seed}
         merged = procedures.get(settings["procedure"]).epoch_split(merged)
+        self._may_make(run)
         resume = ["--resume"] if (run / "checkpoints").exists() else []
         start = time.perf_counter()
         train(parse_args([*_flags(merged), "--output", str(run), "--no-progress", "--log-with", "none", *resume]))
@@ -399,6 +423,7 @@ class Comparison:
         trained again first when an evaluation is still missing (``_train_again``)."""
         folder = run / f"eval-{split}{'-' + name if name else ''}"
         if not (folder / "results.json").exists():
+            self._may_make(folder)
             if not (run / MODEL_FILE).exists():
                 self.log(f"{run.name}: its weights are not here (records are committed, weights are not): training")
                 self._train_again(run)
@@ -847,8 +872,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--mixed-trees",
         action="store_true",
-        help="continue a folder whose runs were made on another tree (made.json) from this one; without it the "
-        "comparison refuses, so that every figure of a folder comes from one tree (the report names every tree)",
+        help="continue a folder whose runs were made on another tree (made.json) from this one; without it such a "
+        "folder is reported as it is, and a training or evaluation missing from it is refused, so that every figure "
+        "of a folder comes from one tree (the report names every tree)",
     )
     parser.add_argument(
         "--selection",
@@ -874,14 +900,16 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = [int(s) for s in args.seeds.split(",")]
     folder = Path(args.output or SETTINGS[args.setting].get("output", f"runs/compare-{args.setting}"))  # quick: runs/
     folder.mkdir(parents=True, exist_ok=True)
-    comparison, start = Comparison(args.setting, folder, args.dataset, args.data_dir), time.perf_counter()
-    others = sorted({m["tree"] for m in comparison.made().values()} - {comparison.tree})
-    if others and not args.mixed_trees:
-        parser.error(
-            f"{folder} holds runs made on tree {', '.join(others)}, and this checkout is {comparison.tree}: continue "
-            f"it from that tree (git worktree add ../compare-tree {others[0].removesuffix('+changes')}, and run this "
-            "command there) so that every figure comes from one tree, or pass --mixed-trees"
-        )
+    comparison = Comparison(args.setting, folder, args.dataset, args.data_dir, args.mixed_trees)
+    try:
+        return _compare(parser, args, argv, names, seeds, comparison)
+    except OtherTree as error:
+        parser.error(str(error))
+
+
+def _compare(parser, args, argv, names: list[str], seeds: list[int], comparison: Comparison) -> dict:
+    """main's work once the arguments are read: select (or take the selection), train and test the winners, report."""
+    folder, start = comparison.folder, time.perf_counter()
     if args.selection:  # the winners are given: no family needs another's selection run
         selection = json.loads(Path(args.selection).read_text())
         for made_there in ("filters_selected_here", "reselected_here"):  # said of the run that saved it, not this one

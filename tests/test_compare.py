@@ -58,6 +58,7 @@ def test_a_folder_made_on_another_tree_is_continued_only_when_asked(tmp_path, ca
         compare.main(["--quick", "--output", str(tmp_path), "--families", "standard", "--seeds", "0"])
     message = capsys.readouterr().err
     assert "made on tree 0123456789ab" in message and "git worktree add ../compare-tree 0123456789ab" in message
+    assert "runs/standard-s0 is missing and would be made here" in message
     assert not (tmp_path / "runs").exists(), "refused before anything was trained"
 
 
@@ -328,6 +329,35 @@ def test_paired_tool_reads_row_b_from_another_run_of_the_same_protocol(quick, tm
     other.write_text(json.dumps({**results, "protocol": {**results["protocol"], "seeds": [0, 1, 3]}}))
     with pytest.raises(SystemExit, match=r"--b-results ran seeds \[0, 1, 3\]"):
         paired.main([str(path), "isvs fixed", "standard", "--b-results", str(other)])
+
+
+@pytest.mark.slow
+def test_a_complete_folder_made_on_another_tree_is_reported_here_as_it_is(quick, tmp_path, capsys):
+    """The one command regenerates a committed comparison's figures from any later checkout: nothing is missing, so
+    nothing is made, and the figures are the other tree's runs'. A missing evaluation is refused, named."""
+    folder = tmp_path / "folder"
+    shutil.copytree(quick[1], folder)
+    for made_from_the_runs in ("results.json", "results.md"):
+        (folder / made_from_the_runs).unlink()
+    made = json.loads((folder / "made.json").read_text())
+    (folder / "made.json").write_text(json.dumps({name: {**m, "tree": "0123456789ab"} for name, m in made.items()}))
+    expected = json.loads((quick[1] / "results.json").read_text())
+    results = compare.main(["--quick", "--seeds", "0,1", "--output", str(folder)])
+    assert results["protocol"]["trees"] == ["0123456789ab"]
+    assert json.loads((folder / "made.json").read_text()) == {n: {**m, "tree": "0123456789ab"} for n, m in made.items()}
+
+    def measured(family_runs):  # an evaluation's figures, not how long it took
+        return {f: [{k: v for k, v in r.items() if k != "seconds"} for r in rs] for f, rs in family_runs.items()}
+
+    assert measured(results["runs"]) == measured(expected["runs"])
+    assert "tree 0123456789ab" in (folder / "results.md").read_text()
+    evaluation = next(folder.glob("runs/augmix*-s1/eval-test"))
+    shutil.rmtree(evaluation)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        compare.main(["--quick", "--seeds", "0,1", "--output", str(folder)])
+    assert f"{evaluation.relative_to(folder)} is missing and would be made here" in capsys.readouterr().err
+    assert not evaluation.exists()
 
 
 def test_gitignore_keeps_a_comparisons_records_and_drops_its_weights():
