@@ -330,7 +330,9 @@ class Comparison:
     With ``mixed_trees`` false, a folder whose runs were made on another tree is read (its figures are reported as
     they are) but nothing is trained or evaluated into it (``OtherTree``), so that every figure comes from one tree."""
 
-    def __init__(self, setting: str, folder: Path, dataset: str | None, data_dir: str | None, mixed_trees=False):
+    def __init__(
+        self, setting: str, folder: Path, dataset: str | None, data_dir: str | None, mixed_trees: bool = False
+    ):
         self.setting, self.folder = SETTINGS[setting], folder
         self.data = {k: v for k, v in (("dataset", dataset), ("data_dir", data_dir)) if v}
         self.recipes: dict[Path, tuple[str, dict, int]] = {}  # each run's (family, settings, seed)
