@@ -339,12 +339,12 @@ class Comparison:
         self.log_start = time.perf_counter()
         self.tree, self.mixed_trees = source_tree(), mixed_trees
 
-    def other_trees(self) -> list[str]:
-        """The trees other than this checkout's that the folder's runs and evaluations were made on."""
-        return sorted({m["tree"] for m in self.made().values()} - {self.tree})
+    def trees(self) -> list[str]:
+        """The trees the folder's runs and evaluations were made on."""
+        return sorted({m["tree"] for m in self.made().values()})
 
     def _may_make(self, unit: Path) -> None:
-        others = self.other_trees()
+        others = [tree for tree in self.trees() if tree != self.tree]
         if others and not self.mixed_trees:
             raise OtherTree(
                 f"{self.folder} holds runs made on tree {', '.join(others)}, and this checkout is {self.tree}: "
@@ -394,10 +394,10 @@ class Comparison:
         return run
 
     def _train(self, run: Path) -> None:
+        self._may_make(run)
         family, settings, seed = self.recipes[run]
         merged = {**self.setting["train"], **self.data, **settings, "seed": seed}
         merged = procedures.get(settings["procedure"]).epoch_split(merged)
-        self._may_make(run)
         resume = ["--resume"] if (run / "checkpoints").exists() else []
         start = time.perf_counter()
         train(parse_args([*_flags(merged), "--output", str(run), "--no-progress", "--log-with", "none", *resume]))
@@ -967,7 +967,7 @@ def _compare(parser, args, argv, names: list[str], seeds: list[int], comparison:
             "minutes": (time.perf_counter() - start) / 60,
             "selection_from": args.selection,
             # the trees the runs and evaluations in this folder were made on, and the hours they took in all
-            "trees": sorted({m["tree"] for m in comparison.made().values()}),
+            "trees": comparison.trees(),
             "compute_hours": sum(hours.values()),
             "compute_hours_by_kind": hours,
             "trained_again": comparison.trained_again(),

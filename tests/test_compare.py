@@ -146,6 +146,11 @@ def _hours_read_from(folder, earlier_trainings=True) -> float:
     return (sum(epochs) + sum(m["seconds"] for name, m in made.items() if "/eval-" in name)) / 3600
 
 
+def _measured(family_runs: dict) -> dict:
+    """Each evaluation's figures, not how long it took."""
+    return {f: [{k: v for k, v in r.items() if k != "seconds"} for r in rs] for f, rs in family_runs.items()}
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """A --quick comparison (two seeds: CI time) in a folder of its own, and a copy of its first results.json that
@@ -266,10 +271,7 @@ def test_quick_comparison(quick, capsys):
     made_before = json.loads((tmp_path / "made.json").read_text())[f"runs/{run.name}"]
     resumed = compare.main(["--quick", "--seeds", "0,1", "--output", str(tmp_path)])
 
-    def measured(family_runs):  # an evaluation's figures, not how long it took
-        return {f: [{k: v for k, v in r.items() if k != "seconds"} for r in rs] for f, rs in family_runs.items()}
-
-    assert measured(resumed["runs"]) == measured(runs) and resumed["selection"] == first_selection
+    assert _measured(resumed["runs"]) == _measured(runs) and resumed["selection"] == first_selection
     assert (run / "eval-test" / "results.json").exists()
     earlier = run / compare.EARLIER_TRAININGS / "1"
     assert (earlier / "summary.csv").read_bytes() == before["summary.csv"]
@@ -346,10 +348,7 @@ def test_a_complete_folder_made_on_another_tree_is_reported_here_as_it_is(quick,
     assert results["protocol"]["trees"] == ["0123456789ab"]
     assert json.loads((folder / "made.json").read_text()) == {n: {**m, "tree": "0123456789ab"} for n, m in made.items()}
 
-    def measured(family_runs):  # an evaluation's figures, not how long it took
-        return {f: [{k: v for k, v in r.items() if k != "seconds"} for r in rs] for f, rs in family_runs.items()}
-
-    assert measured(results["runs"]) == measured(expected["runs"])
+    assert _measured(results["runs"]) == _measured(expected["runs"])
     assert "tree 0123456789ab" in (folder / "results.md").read_text()
     evaluation = next(folder.glob("runs/augmix*-s1/eval-test"))
     shutil.rmtree(evaluation)
