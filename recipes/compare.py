@@ -540,6 +540,9 @@ COLUMNS = [
 ]
 
 
+# the paired test's measures (``PER_IMAGE``), named as the accuracy tables' columns
+PER_IMAGE_LABELS = {"clean": "clean", "corruption_15": "mean corruption (15)", "corruption_10": "mean corruption (10)"}
+
 SANITY_KEY = f"apgd {SANITY_EPSILON * 255:g}/255"
 
 
@@ -634,7 +637,7 @@ def image_test_table(tests: dict) -> str:
     """Markdown: the p-values of ``image_tests``."""
     if not tests:
         return ""
-    header = ["training | test time", *PER_IMAGE]
+    header = ["training", "test time", *[PER_IMAGE_LABELS[m] for m in PER_IMAGE]]
     lines = [
         "Paired test over the test images against standard training (plain): Wilcoxon signed-rank p-value of each "
         "image's accuracy difference (clean; the fraction of the 15 / 10 corruptions x severities it gets right), "

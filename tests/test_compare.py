@@ -131,6 +131,23 @@ def test_the_paired_table_opens_with_standard_trainings_own_accuracy():
     assert not any(line.startswith("| standard | plain |") for line in table)
 
 
+def _cells_per_line(markdown: str) -> list[list[int]]:
+    """Each table of a markdown text: how many cells each of its lines has (a well-formed table has one number)."""
+    tables, lines = [], []
+    for line in [*markdown.splitlines(), ""]:
+        if line.startswith("|"):
+            lines.append(line.strip().strip("|").count("|") + 1)
+        elif lines:
+            tables, lines = [*tables, lines], []
+    return tables
+
+
+def test_the_paired_image_test_table_has_as_many_cells_as_its_header():
+    tests = {"isvs fixed | plain": {"clean": 0.5, "corruption_15": 1e-9}, "augmix | plain": {"corruption_10": 0.01}}
+    (table,) = _cells_per_line(compare.image_test_table(tests))
+    assert table == [2 + len(compare.PER_IMAGE_LABELS)] * (2 + len(tests))
+
+
 def _hours_read_from(folder, earlier_trainings=True) -> float:
     """The hours a comparison folder records, read here apart from ``Comparison.hours``: every training's epochs
     (summary.csv's train_seconds; with ``earlier_trainings``, those of runs trained again too) and every
@@ -196,6 +213,7 @@ def test_quick_comparison(quick, capsys):
                 "(trained on Gaussian noise) | plain |"):  # fmt: skip
         assert row in report, row
     assert "Paired difference to standard training" in report and "Wilcoxon signed-rank" in report
+    assert all(len(set(table)) == 1 for table in _cells_per_line(report)), "every table well-formed"
     assert f"{compare.source_tree()}, {hours:.1f} h of training and evaluation in all (training " in report
     p_values = [v for row in results["image_tests"].values() for v in row.values()]
     assert len(results["image_tests"]) >= len(runs) and all(0 <= v <= 1 for v in p_values)
