@@ -582,27 +582,43 @@ def _cell(values: list) -> str:
 
 def tables(runs: dict) -> str:
     """Markdown: accuracy (mean ± std over seeds), then each row's paired difference to standard training (plain)
-    with its 95 % interval, "n.s." where the interval contains 0, under standard training's own accuracy (the
-    summary the README shows)."""
+    with its 95 % interval, "n.s." where the interval contains 0, under standard training's own accuracy."""
     columns = _columns(runs)
     header = ["training", "test time", *[c for c, _ in columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, _, pipeline, per_seed in _rows(runs):
         cells = [label, PIPELINE_LABELS[pipeline]] + [_cell([read(r) for r in per_seed]) for _, read in columns]
         lines.append("| " + " | ".join(cells) + " |")
-    reference = [s["pipelines"]["plain"] for s in runs["standard"]] if "standard" in runs else None
-    if reference is None:
+    if "standard" not in runs:
         return "\n".join(lines) + "\n"
     lines += [
         "",
         "Paired difference to standard training (plain), points, mean [95 % interval] over seeds; on its own row, "
         "standard training's accuracy in % (mean over seeds):",
         "",
+        _paired(runs, list(_rows(runs)), columns),
     ]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines)
+
+
+def summary_table(runs: dict) -> str:
+    """Markdown: the README's table. Rows fixed before the results: every family trained and tested plain, and the
+    standard model with each test-time filter; columns: the accuracy tables' but the extras; cells: standard
+    training's accuracy on its own row, every other row's paired difference to it (``difference``)."""
+    if "standard" not in runs:
+        return ""
+    rows = [row for row in _rows(runs) if row[2] == "plain" or row[1] == "standard"]
+    return _paired(runs, rows, [column for column in _columns(runs) if column[0] != "extras"])
+
+
+def _paired(runs: dict, rows: list, columns: list) -> str:
+    """The paired-difference table of ``rows`` over ``columns``, opened by standard training's own accuracy."""
+    reference = [s["pipelines"]["plain"] for s in runs["standard"]]
+    header = ["training", "test time", *[c for c, _ in columns]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     own = [_mean_cell([read(r) for r in reference]) for _, read in columns]
     lines.append("| " + " | ".join(["standard (accuracy, %)", PIPELINE_LABELS["plain"], *own]) + " |")
-    for label, family, pipeline, per_seed in _rows(runs):
+    for label, family, pipeline, per_seed in rows:
         if family == "standard" and pipeline == "plain":
             continue
         cells = [label, PIPELINE_LABELS[pipeline]] + [difference(per_seed, reference, read) for _, read in columns]
@@ -835,6 +851,17 @@ def _without_per_image(results: dict) -> dict:
     return {**results, "pipelines": pipelines}
 
 
+def _summary_section(runs: dict) -> str:
+    table = summary_table(runs)
+    if not table:
+        return ""
+    return (
+        "Summary (the README's table): test accuracy of standard training in %, and each row's paired difference to "
+        "it in points, mean [95 % interval] over seeds (n.s.: the interval holds 0); every row below:\n\n"
+        f"{table}\n"
+    )
+
+
 def report(results: dict, folder: Path) -> str:
     """results.md and comparison.png from a comparison's results (all that --report needs)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -855,6 +882,7 @@ def report(results: dict, folder: Path) -> str:
         f"{protocol['minutes']:.1f} min (runs found in the folder are not retrained){_made(protocol)}.\n\n"
         f"{chosen_where} on validation (seed 0, highest mean corruption accuracy, then clean): {chosen}; the standard "
         f"model's test-time filters: {json.dumps(results['selection']['test_filters'])}{chosen_here}.\n\n"
+        f"{_summary_section(results['runs'])}"
         f"Test accuracy in %, mean ± std over seeds; robust = the attack suite's worst case per image on "
         f"{protocol['eval'].get('attack_limit')} test images.\n\n{tables(results['runs'])}\n"
         f"{image_test_table(results.get('image_tests', {}))}\n{_sanity_note(results['runs'])}"

@@ -131,6 +131,23 @@ def test_the_paired_table_opens_with_standard_trainings_own_accuracy():
     assert not any(line.startswith("| standard | plain |") for line in table)
 
 
+def test_the_readme_summary_holds_each_family_plain_and_the_standard_models_test_time_filters():
+    pipelines = lambda a: {"plain": _pipeline(a), "median": _pipeline(a - 0.01), "smoothed": _pipeline(a + 0.01)}  # noqa: E731
+    runs = {
+        "standard": [{"pipelines": pipelines(a)} for a in (0.90, 0.92, 0.94)],
+        "isvs fixed": [{"pipelines": pipelines(a)} for a in (0.92, 0.945, 0.97)],
+    }
+    table = compare.summary_table(runs).splitlines()
+    assert "extras" not in table[0] and "mean corruption (10)" in table[0]
+    assert [line.split(" | ")[:2] for line in table[2:]] == [
+        ["| standard (accuracy, %)", "plain"],
+        ["| standard", "median filter"],
+        ["| standard", "ISVS smoothing (BPDA)"],
+        ["| isvs fixed", "plain"],
+    ]
+    assert table[5].split(" | ")[2] == "+2.5 [+1.3, +3.7]"
+
+
 def _cells_per_line(markdown: str) -> list[list[int]]:
     """Each table of a markdown text: how many cells each of its lines has (a well-formed table has one number)."""
     tables, lines = [], []
@@ -213,6 +230,7 @@ def test_quick_comparison(quick, capsys):
                 "(trained on Gaussian noise) | plain |"):  # fmt: skip
         assert row in report, row
     assert "Paired difference to standard training" in report and "Wilcoxon signed-rank" in report
+    assert "Summary (the README's table)" in report
     assert all(len(set(table)) == 1 for table in _cells_per_line(report)), "every table well-formed"
     assert f"{compare.source_tree()}, {hours:.1f} h of training and evaluation in all (training " in report
     p_values = [v for row in results["image_tests"].values() for v in row.values()]
