@@ -16,7 +16,9 @@ The protocol, fixed before any test number is read (docs/notes/results.md states
    t-interval over seeds; an interval that contains 0 is reported as no significant difference. Five seeds for
    ``EVERY_SEED``'s families, the best ISVS family and the best combination on validation, three for the others.
    Beside it, a paired test over the test images (Wilcoxon signed-rank on each image's accuracy difference, averaged
-   over the seeds) for clean and both corruption means.
+   over the seeds) for clean and both corruption means; and the same intervals for the other pairs of rows fixed
+   here (``contrasts``): each combination against its parts, the best ISVS family against each baseline, an ISVS
+   model's own smoothing at test time against the model alone.
 5. Robust accuracy enters the summary only if every attacked pipeline's 32/255 sanity check reached 0 % (else the
    attack is not an estimate there, and the report says which pipelines failed it).
 
@@ -120,7 +122,9 @@ FAMILIES = {
 }
 # the families every seed of --seeds trains: these, the best of ISVS_FAMILIES and the best of COMBINATIONS on
 # validation; the rest train the first FEW_SEEDS of them
-EVERY_SEED = ("standard", "noise augmentation", "photometric augmentation", "augmix")
+# the baselines a reviewer tries first against these corruptions: the best ISVS family is compared with each
+BASELINES = ("noise augmentation", "photometric augmentation", "augmix")
+EVERY_SEED = ("standard", *BASELINES)
 FEW_SEEDS = 3
 # trained on a corruption of the test set (Gaussian noise): the table says so
 TRAINED_ON_TEST_CORRUPTION = (
@@ -626,6 +630,55 @@ def _paired(runs: dict, rows: list, columns: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+def contrasts(runs: dict, selection: dict) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """The pairs of rows (family, pipeline) the protocol compares besides each row against standard training, fixed
+    before the results: each family that takes another's winner (a combination, the events solver) against each
+    family it takes from; the best ISVS family on validation against each of ``BASELINES``; each ISVS-trained
+    family's own smoothing at test time against the same model plain. Only pairs whose rows both exist."""
+    scores = selection.get("validation_scores", {})
+    present = [n for n in ISVS_FAMILIES if n in runs and n in scores]
+    best_isvs = best(present, scores) if present else None
+    pairs = []
+    for family in runs:
+        values = FAMILIES.get(family, {}).values()
+        sources = [v.family for v in values if isinstance(v, Chosen)]
+        if any(isinstance(v, BestIsvs) for v in values) and best_isvs:
+            sources.insert(0, best_isvs)
+        pairs += [((family, "plain"), (source, "plain")) for source in sources]
+    if best_isvs:
+        pairs += [((best_isvs, "plain"), (baseline, "plain")) for baseline in BASELINES]
+    pairs += [
+        ((f, "smoothed"), (f, "plain")) for f in runs if f != "standard" and "smoothed" in runs[f][0]["pipelines"]
+    ]
+    have = {(f, p) for f, seeds in runs.items() for p in seeds[0]["pipelines"]}
+    return [(a, b) for a, b in pairs if a in have and b in have]
+
+
+def contrast_table(runs: dict, selection: dict) -> str:
+    """Markdown: each of ``contrasts``' pairs, row A minus row B in points, paired over the seeds both have, mean
+    [95 % interval] ("n.s." where it holds 0), in the summary's columns."""
+    pairs = contrasts(runs, selection)
+    if not pairs:
+        return ""
+    columns = [column for column in _columns(runs) if column[0] != "extras"]
+    header = ["A", "B", "seeds", *[c for c, _ in columns]]
+    lines = [
+        "The protocol's other comparisons: row A minus row B in points, paired by seed over the seeds both have, mean "
+        "[95 % interval] (n.s.: the interval holds 0):",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for (fa, pa), (fb, pb) in pairs:
+        by_seed = {r["seed"]: r["pipelines"][pb] for r in runs[fb]}
+        common = [(r["pipelines"][pa], by_seed[r["seed"]]) for r in runs[fa] if r["seed"] in by_seed]
+        a, b = [x for x, _ in common], [y for _, y in common]
+        names = [f"{f}, {PIPELINE_LABELS[p]}" for f, p in ((fa, pa), (fb, pb))]
+        cells = [*names, str(len(common)), *[difference(a, b, read) for _, read in columns]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def image_tests(runs: dict) -> dict:
     """Per row other than standard training's plain one, and per measure of ``PER_IMAGE``: the p-value of the
     Wilcoxon signed-rank test over the test images of each image's accuracy difference to standard training (plain),
@@ -885,6 +938,7 @@ def report(results: dict, folder: Path) -> str:
         f"{_summary_section(results['runs'])}"
         f"Test accuracy in %, mean ± std over seeds; robust = the attack suite's worst case per image on "
         f"{protocol['eval'].get('attack_limit')} test images.\n\n{tables(results['runs'])}\n"
+        f"{contrast_table(results['runs'], results['selection'])}\n"
         f"{image_test_table(results.get('image_tests', {}))}\n{_sanity_note(results['runs'])}"
         f"{attack_table(results['runs'])}\n{corruption_table(results['runs'])}"
     )

@@ -148,6 +148,36 @@ def test_the_readme_summary_holds_each_family_plain_and_the_standard_models_test
     assert table[5].split(" | ")[2] == "+2.5 [+1.3, +3.7]"
 
 
+def test_the_other_comparisons_are_fixed_by_the_protocol_and_paired_by_seed():
+    def seeds(accuracies, smoothed=False):
+        out = []
+        for seed, a in enumerate(accuracies):
+            pipelines = {"plain": _pipeline(a), **({"smoothed": _pipeline(a + 0.01)} if smoothed else {})}
+            out.append({"seed": seed, "pipelines": pipelines})
+        return out
+
+    runs = {
+        "standard": seeds([0.90] * 5),
+        "isvs fixed": seeds([0.91] * 3, smoothed=True),
+        "isvs augmentation": seeds([0.92] * 5, smoothed=True),
+        "augmix": seeds([0.93, 0.93, 0.93, 0.99, 0.99]),
+        "isvs + augmix": seeds([0.95, 0.96, 0.97], smoothed=True),
+    }
+    score = lambda m: [{"mean_corruption": m, "clean": 0.9}]  # noqa: E731
+    selection = {"validation_scores": {"isvs fixed": score(0.70), "isvs augmentation": score(0.75)}}
+    plain = lambda family: (family, "plain")  # noqa: E731
+    assert compare.contrasts(runs, selection) == [
+        (plain("isvs + augmix"), plain("isvs augmentation")),  # the best ISVS family on validation
+        (plain("isvs + augmix"), plain("augmix")),
+        (plain("isvs augmentation"), plain("augmix")),  # the other baselines are not in these runs
+        *[((f, "smoothed"), plain(f)) for f in ("isvs fixed", "isvs augmentation", "isvs + augmix")],
+    ]
+    table = compare.contrast_table(runs, selection).splitlines()
+    row = next(line for line in table if line.startswith("| isvs + augmix, plain | augmix, plain |"))
+    assert row.split(" | ")[2:4] == ["3", "+3.0 [+0.5, +5.5]"]  # seeds 0-2 only: 2, 3, 4 points; 3 ± 4.303 / √3
+    assert all(len(set(t)) == 1 for t in _cells_per_line("\n".join(table)))
+
+
 def _cells_per_line(markdown: str) -> list[list[int]]:
     """Each table of a markdown text: how many cells each of its lines has (a well-formed table has one number)."""
     tables, lines = [], []
@@ -230,7 +260,7 @@ def test_quick_comparison(quick, capsys):
                 "(trained on Gaussian noise) | plain |"):  # fmt: skip
         assert row in report, row
     assert "Paired difference to standard training" in report and "Wilcoxon signed-rank" in report
-    assert "Summary (the README's table)" in report
+    assert "Summary (the README's table)" in report and "The protocol's other comparisons" in report
     assert all(len(set(table)) == 1 for table in _cells_per_line(report)), "every table well-formed"
     assert f"{compare.source_tree()}, {hours:.1f} h of training and evaluation in all (training " in report
     p_values = [v for row in results["image_tests"].values() for v in row.values()]
