@@ -372,12 +372,20 @@ def test_paired_tool_agrees_with_the_report(quick, capsys):
     table = compare.tables(results["runs"]).split("Paired difference")[1]
     row = next(line for line in table.splitlines() if line.startswith("| isvs fixed | plain |"))
     paired.main([str(path), "isvs fixed", "standard"])
-    lines = capsys.readouterr().out.splitlines()
+    seeds, *lines = capsys.readouterr().out.splitlines()
+    assert seeds == f"{len(results['runs']['isvs fixed'])} seeds both rows have"
     assert len(lines) == len(row.split("|")) - 4  # one per column: the row's cells less label and pipeline
     for line, cell in zip(lines, row.split("|")[3:-1]):
         assert line.split(": ", 1)[1] == cell.strip()
+    # and the protocol's other comparisons: ISVS smoothing at test time against the same model alone
+    table = compare.contrast_table(results["runs"], results["selection"])
+    row = next(line for line in table.splitlines() if line.startswith("| isvs fixed, ISVS smoothing (BPDA) |"))
+    paired.main([str(path), "isvs fixed:smoothed", "isvs fixed"])
+    printed = dict(line.strip().split(": ", 1) for line in capsys.readouterr().out.splitlines()[1:])
+    header = table.splitlines()[2].strip("| ").split(" | ")
+    assert dict(zip(header[3:], (cell.strip() for cell in row.split("|")[4:-1]))).items() <= printed.items()
     paired.main([str(path), "isvs fixed:smoothed", "isvs fixed:smoothed"])
-    assert all(line.endswith("+0.0 [+0.0, +0.0] n.s.") for line in capsys.readouterr().out.splitlines())
+    assert all(line.endswith("+0.0 [+0.0, +0.0] n.s.") for line in capsys.readouterr().out.splitlines()[1:])
     with pytest.raises(SystemExit, match="accepted"):
         paired.main([str(path), "no such family", "standard"])
 
