@@ -654,17 +654,10 @@ def contrasts(runs: dict, selection: dict) -> list[tuple[tuple[str, str], tuple[
     return [(a, b) for a, b in pairs if a in have and b in have]
 
 
-def paired_by_seed(a: list[dict], pipeline_a: str, b: list[dict], pipeline_b: str) -> tuple[list, list]:
-    """Two families' results (one evaluation per seed): ``pipeline_a`` of ``a`` and ``pipeline_b`` of ``b`` over the
-    seeds both have, in ``a``'s order, paired."""
-    by_seed = {r["seed"]: r["pipelines"][pipeline_b] for r in b}
-    common = [r for r in a if r["seed"] in by_seed]
-    return [r["pipelines"][pipeline_a] for r in common], [by_seed[r["seed"]] for r in common]
-
-
 def contrast_table(runs: dict, selection: dict) -> str:
     """Markdown: each of ``contrasts``' pairs, row A minus row B in points, paired over the seeds both have, mean
-    [95 % interval] ("n.s." where it holds 0), in the summary's columns."""
+    [95 % interval] ("n.s." where it holds 0), in the summary's columns. A family's results are listed in the order
+    of the comparison's seeds, and one trained on fewer seeds has the first of them, so rows pair by position."""
     pairs = contrasts(runs, selection)
     if not pairs:
         return ""
@@ -678,9 +671,9 @@ def contrast_table(runs: dict, selection: dict) -> str:
         "|" + "---|" * len(header),
     ]
     for (fa, pa), (fb, pb) in pairs:
-        a, b = paired_by_seed(runs[fa], pa, runs[fb], pb)
+        a, b = [r["pipelines"][pa] for r in runs[fa]], [r["pipelines"][pb] for r in runs[fb]]
         names = [f"{f}, {PIPELINE_LABELS[p]}" for f, p in ((fa, pa), (fb, pb))]
-        cells = [*names, str(len(a)), *[difference(a, b, read) for _, read in columns]]
+        cells = [*names, str(min(len(a), len(b))), *[difference(a, b, read) for _, read in columns]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

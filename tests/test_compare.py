@@ -149,12 +149,9 @@ def test_the_readme_summary_holds_each_family_plain_and_the_standard_models_test
 
 
 def test_the_other_comparisons_are_fixed_by_the_protocol_and_paired_by_seed():
-    def seeds(accuracies, smoothed=False):
-        out = []
-        for seed, a in enumerate(accuracies):
-            pipelines = {"plain": _pipeline(a), **({"smoothed": _pipeline(a + 0.01)} if smoothed else {})}
-            out.append({"seed": seed, "pipelines": pipelines})
-        return out
+    def seeds(accuracies, smoothed=False):  # one evaluation per seed, in the comparison's order of seeds
+        smoothing = lambda a: {"smoothed": _pipeline(a + 0.01)} if smoothed else {}  # noqa: E731
+        return [{"pipelines": {"plain": _pipeline(a), **smoothing(a)}} for a in accuracies]
 
     runs = {
         "standard": seeds([0.90] * 5),

@@ -5,9 +5,9 @@
     python tools/paired.py A/results.json "isvs fixed" "isvs fixed" \
         --b-results B/results.json                  # row b from another comparison of the same protocol and seeds
 
-A row is ``family[:pipeline]`` (pipeline ``plain`` by default), as in the comparison's tables; the rows are paired by
-seed over the seeds both have (with --b-results, both comparisons ran the same setting and seeds, so that each
-seed's validation split, training subset and test images are the same in both).
+A row is ``family[:pipeline]`` (pipeline ``plain`` by default), as in the comparison's tables; both rows need the same
+seeds (with --b-results: the same seeds of the same setting, so that each seed's validation split, training subset
+and test images are the same in both runs).
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repository root
-from recipes.compare import _columns, difference, paired_by_seed  # noqa: E402
+from recipes.compare import _columns, difference  # noqa: E402
 
 
-def _row(runs: dict, name: str) -> tuple[list[dict], str]:
-    """The row's family results (one evaluation per seed) and its pipeline."""
+def _row(runs: dict, name: str) -> list[dict]:
+    """The row's pipeline results, one per seed (in the order of the protocol's seeds)."""
     family, _, pipeline = name.partition(":")
     if family not in runs or (pipeline or "plain") not in runs[family][0]["pipelines"]:
         accepted = [f"{f}:{p}" for f, seeds in runs.items() for p in seeds[0]["pipelines"]]
         raise SystemExit(f"no row {name!r} in the results; accepted: {accepted}")
-    return runs[family], pipeline or "plain"
+    return [seed["pipelines"][pipeline or "plain"] for seed in runs[family]]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     for key in ("setting", "seeds", "train"):  # the same protocol, so that seed k means the same split in both
         if other["protocol"][key] != results["protocol"][key]:
             raise SystemExit(f"--b-results ran {key} {other['protocol'][key]!r}, not {results['protocol'][key]!r}")
-    a, b = paired_by_seed(*_row(results["runs"], args.a), *_row(other["runs"], args.b))
-    print(f"{len(a)} seeds both rows have")
+    a, b = _row(results["runs"], args.a), _row(other["runs"], args.b)
+    print(f"{min(len(a), len(b))} seeds both rows have")  # a family of fewer seeds has the first of them
     for column, read in _columns(results["runs"]):
         cell = difference(a, b, read)
         if cell:  # a column with a missing value (an attack not run) is left out
