@@ -120,10 +120,10 @@ FAMILIES = {
     },
     "isvs + augmix": {"procedure": BestIsvs("augmix"), "augmix_severity": Chosen("augmix")},
 }
-# the families every seed of --seeds trains: these, the best of ISVS_FAMILIES and the best of COMBINATIONS on
-# validation; the rest train the first FEW_SEEDS of them
 # the baselines a reviewer tries first against these corruptions: the best ISVS family is compared with each
 BASELINES = ("noise augmentation", "photometric augmentation", "augmix")
+# the families every seed of --seeds trains: these, the best of ISVS_FAMILIES and the best of COMBINATIONS on
+# validation; the rest train the first FEW_SEEDS of them
 EVERY_SEED = ("standard", *BASELINES)
 FEW_SEEDS = 3
 # trained on a corruption of the test set (Gaussian noise): the table says so
@@ -606,9 +606,9 @@ def tables(runs: dict) -> str:
 
 
 def summary_table(runs: dict) -> str:
-    """Markdown: the README's table. Rows fixed before the results: every family trained and tested plain, and the
-    standard model with each test-time filter; columns: the accuracy tables' but the extras; cells: standard
-    training's accuracy on its own row, every other row's paired difference to it (``difference``)."""
+    """Markdown: the README's table. Its rows by a rule, not by the numbers: every family trained and tested plain,
+    and the standard model with each test-time filter; columns: the accuracy tables' but the extras; cells:
+    standard training's accuracy on its own row, every other row's paired difference to it (``difference``)."""
     if "standard" not in runs:
         return ""
     rows = [row for row in _rows(runs) if row[2] == "plain" or row[1] == "standard"]
@@ -631,8 +631,8 @@ def _paired(runs: dict, rows: list, columns: list) -> str:
 
 
 def contrasts(runs: dict, selection: dict) -> list[tuple[tuple[str, str], tuple[str, str]]]:
-    """The pairs of rows (family, pipeline) the protocol compares besides each row against standard training, fixed
-    before the results: each family that takes another's winner (a combination, the events solver) against each
+    """The pairs of rows (family, pipeline) the protocol compares besides each row against standard training, by a
+    rule, not by the numbers: each family that takes another's winner (a combination, the events solver) against each
     family it takes from; the best ISVS family on validation against each of ``BASELINES``; each ISVS-trained
     family's own smoothing at test time against the same model plain. Only pairs whose rows both exist."""
     scores = selection.get("validation_scores", {})
