@@ -605,6 +605,11 @@ def tables(runs: dict) -> str:
     return "\n".join(lines)
 
 
+def _summary_columns(runs: dict) -> list:
+    """The summary's columns (the README's and the other comparisons'): the accuracy tables' but the extras."""
+    return [column for column in _columns(runs) if column[0] != "extras"]
+
+
 def summary_table(runs: dict) -> str:
     """Markdown: the README's table. Its rows by a rule, not by the numbers: every family trained and tested plain,
     and the standard model with each test-time filter; columns: the accuracy tables' but the extras; cells:
@@ -612,7 +617,7 @@ def summary_table(runs: dict) -> str:
     if "standard" not in runs:
         return ""
     rows = [row for row in _rows(runs) if row[2] == "plain" or row[1] == "standard"]
-    return _paired(runs, rows, [column for column in _columns(runs) if column[0] != "extras"])
+    return _paired(runs, rows, _summary_columns(runs))
 
 
 def _paired(runs: dict, rows: list, columns: list) -> str:
@@ -661,7 +666,7 @@ def contrast_table(runs: dict, selection: dict) -> str:
     pairs = contrasts(runs, selection)
     if not pairs:
         return ""
-    columns = [column for column in _columns(runs) if column[0] != "extras"]
+    columns = _summary_columns(runs)
     header = ["A", "B", "seeds", *[c for c, _ in columns]]
     lines = [
         "The protocol's other comparisons: row A minus row B in points, paired by seed over the seeds both have, mean "
