@@ -177,7 +177,7 @@ class SparsifyLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, sparsity: torch.Tensor | None = None) -> torch.Tensor:
         """x: a float (B, C, H, W) batch in [0, 1], or one (C, H, W) image (as torch.nn's layers take); sparsity: a
-        (B,) tensor of one target per image (() or (1,) for one image), None: the layer's."""
+        (B,) tensor of one target per image (() or (1,) for one image), a number for every image, None: the layer's."""
         if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"SparsifyLayer takes a (B, C, H, W) batch or a (C, H, W) image, got {shape}")
@@ -185,8 +185,14 @@ class SparsifyLayer(torch.nn.Module):
             if isinstance(sparsity, torch.Tensor) and sparsity.dim() == 0:
                 sparsity = sparsity.reshape(1)
             return self.forward(x.unsqueeze(0), sparsity)[0]
-        if sparsity is None:
-            sparsity = torch.full((x.shape[0],), self.sparsity, dtype=torch.float64, device=x.device)
+        if sparsity is None or isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool):
+            target = self.sparsity if sparsity is None else _check_sparsity(sparsity)
+            sparsity = torch.full((x.shape[0],), target, dtype=torch.float64, device=x.device)
+        elif not isinstance(sparsity, torch.Tensor):
+            raise TypeError(
+                f"SparsifyLayer.forward takes sparsity as None, a number in (0, 1] or a (B,) tensor, "
+                f"got {type(sparsity).__name__}"
+            )
         noise = self.options["noise"]
         mode = "none" if noise is None else "auto" if noise == "auto" else "value"
         out = sparsify_op(

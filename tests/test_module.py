@@ -35,6 +35,12 @@ def test_per_sample_sparsities(backend):
     for i, target in enumerate(targets.tolist()):
         assert_close(f"image {i}", out[i : i + 1], isvs.sparsify(x[i : i + 1], target, backend=backend), 0)
     assert torch.equal(out[2], x[2]), "a target of 1 returns the input"
+    layer = isvs.SparsifyLayer(backend=backend)
+    assert torch.equal(layer(x, 0.2), isvs.sparsify(x, 0.2, backend=backend)), "a number: every image's target"
+    with pytest.raises(TypeError, match="a number in \\(0, 1\\] or a \\(B,\\) tensor, got list"):
+        layer(x, [0.2, 0.6, 1.0])
+    with pytest.raises(ValueError, match=r"sparsity must lie in \(0.0, 1.0\]"):
+        layer(x, 1.5)
     with pytest.raises(ValueError, match=r"shape \(3,\)"):
         isvs.sparsify(x, torch.tensor([0.5, 0.5]))
     with pytest.raises(ValueError, match=r"in \(0.0, 1.0\] for every image"):
