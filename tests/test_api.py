@@ -204,6 +204,52 @@ def test_bad_input_raises_clear_error(make, kwargs, error, message):
     assert message in str(excinfo.value)
 
 
+# Every input form crossed with every kind of target, on each CPU backend: the single rows above say what each error
+# reads; this grid says that no combination of them gets past the boundary into a crash deep inside (an
+# AttributeError, IndexError, RuntimeError...) or out as non-finite values.
+GRID_INPUTS = {
+    "batch": lambda: torch.rand(2, 3, 6, 6),
+    "image": lambda: torch.rand(3, 6, 6),
+    "one-pixel": lambda: torch.rand(1, 3, 1, 1),
+    "one-row": lambda: torch.rand(1, 1, 1, 40),
+    "empty": lambda: torch.rand(0, 3, 6, 6),
+    "uint8": lambda: torch.randint(0, 256, (2, 1, 6, 6), dtype=torch.uint8),
+    "half": lambda: torch.rand(2, 3, 6, 6).half(),
+    "complex": lambda: torch.rand(2, 3, 6, 6, dtype=torch.complex64),
+    "channels-last": lambda: torch.rand(2, 3, 6, 6).to(memory_format=torch.channels_last),
+    "expanded": lambda: torch.rand(1, 3, 1, 1).expand(2, 3, 6, 6),
+    "four-channels": lambda: torch.rand(2, 4, 6, 6),
+    "numpy": lambda: np.random.default_rng(0).random((6, 6, 3)).astype(np.float32),
+    "string": lambda: "image.png",
+    "none": lambda: None,
+}
+GRID_TARGETS = [0.5, 1, True, -0.1, float("inf"), "0.5", None, [0.5, 0.5], torch.tensor(0.5),
+                torch.tensor([0.5, 0.6]), torch.tensor([[0.5, 0.6]]), torch.tensor([float("nan"), 0.5]),
+                torch.tensor([0.5, 0.6], dtype=torch.int64)]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_no_combination_of_input_and_target_crashes_inside(backend):
+    crashed, layer = [], isvs.SparsifyLayer(backend=backend, **FASTKW)
+    calls = {"sparsify": lambda x, t: isvs.sparsify(x, t, backend=backend, **FASTKW), "SparsifyLayer": layer}
+    for (name, make), target, call in (
+        (item, t, c) for item in GRID_INPUTS.items() for t in GRID_TARGETS for c in calls.items()
+    ):
+        name = f"{call[0]}({name})"
+        try:
+            y = call[1](make(), target)
+        except (ValueError, TypeError) as error:
+            if len(str(error)) < 20:
+                crashed.append(f"{name}, {target!r}: a terse {type(error).__name__}: {error}")
+            continue
+        except Exception as error:  # anything else is a crash past the boundary
+            crashed.append(f"{name}, {target!r}: {type(error).__name__}: {error}")
+            continue
+        if isinstance(y, torch.Tensor) and y.is_floating_point() and not bool(torch.isfinite(y).all()):
+            crashed.append(f"{name}, {target!r}: non-finite output")
+    assert not crashed, "\n".join(crashed)
+
+
 def test_bad_path_arguments():
     x = torch.rand(3, 4, 4)
     with pytest.raises(TypeError, match="non-empty sequence"):
