@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -185,7 +186,7 @@ class SparsifyLayer(torch.nn.Module):
             if isinstance(sparsity, torch.Tensor) and sparsity.dim() == 0:
                 sparsity = sparsity.reshape(1)
             return self.forward(x.unsqueeze(0), sparsity)[0]
-        if sparsity is None or isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool):
+        if sparsity is None or isinstance(sparsity, Real):  # a number is checked as sparsify checks it (bool refused)
             target = self.sparsity if sparsity is None else _check_sparsity(sparsity)
             sparsity = torch.full((x.shape[0],), target, dtype=torch.float64, device=x.device)
         elif not isinstance(sparsity, torch.Tensor):

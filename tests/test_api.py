@@ -232,12 +232,12 @@ GRID_TARGETS = [0.5, 1, True, -0.1, float("inf"), "0.5", None, [0.5, 0.5], torch
 def test_no_combination_of_input_and_target_crashes_inside(backend):
     crashed, layer = [], isvs.SparsifyLayer(backend=backend, **FASTKW)
     calls = {"sparsify": lambda x, t: isvs.sparsify(x, t, backend=backend, **FASTKW), "SparsifyLayer": layer}
-    for (name, make), target, call in (
+    for (form, make), target, (function, call) in (
         (item, t, c) for item in GRID_INPUTS.items() for t in GRID_TARGETS for c in calls.items()
     ):
-        name = f"{call[0]}({name})"
+        name = f"{function}({form})"
         try:
-            y = call[1](make(), target)
+            y = call(make(), target)
         except (ValueError, TypeError) as error:
             if len(str(error)) < 20:
                 crashed.append(f"{name}, {target!r}: a terse {type(error).__name__}: {error}")

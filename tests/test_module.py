@@ -4,6 +4,7 @@ the documented backward (the BPDA identity, or none)."""
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,6 +38,7 @@ def test_per_sample_sparsities(backend):
     assert torch.equal(out[2], x[2]), "a target of 1 returns the input"
     layer = isvs.SparsifyLayer(backend=backend)
     assert torch.equal(layer(x, 0.2), isvs.sparsify(x, 0.2, backend=backend)), "a number: every image's target"
+    assert torch.equal(layer(x, np.float32(0.2)), layer(x, 0.2)), "any real number, as sparsify takes"
     with pytest.raises(TypeError, match="a number in \\(0, 1\\] or a \\(B,\\) tensor, got list"):
         layer(x, [0.2, 0.6, 1.0])
     with pytest.raises(ValueError, match=r"sparsity must lie in \(0.0, 1.0\]"):
