@@ -445,3 +445,17 @@ def test_gitignore_keeps_a_comparisons_records_and_drops_its_weights():
     if done.returncode == 128:
         pytest.skip(f"not a git checkout: {done.stderr.strip()}")
     assert done.stdout.split() == ignored
+
+
+def test_the_readme_table_is_the_committed_comparisons_summary():
+    """The README's Results table is not typed: it is the summary the report builds from the committed comparison's
+    raw results (docs/results/fashion-mnist/results.json), every row and figure, over the protocol's every seed."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    results = json.loads((root / "docs/results/fashion-mnist/results.json").read_text())
+    every = compare.every_seed(results["selection"])
+    seeds = {family: [run["seed"] for run in runs] for family, runs in results["runs"].items()}
+    assert seeds == {family: [0, 1, 2, 3, 4] if family in every else [0, 1, 2] for family in results["runs"]}
+    table = compare.summary_table(results["runs"])
+    assert table.count("\n") >= 10 and table in (root / "README.md").read_text()
