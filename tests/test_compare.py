@@ -457,6 +457,8 @@ def test_the_readme_table_is_the_committed_comparisons_summary():
     every = compare.every_seed(results["selection"])
     # each run by its folder's seed (an evaluation's own "seed" is the corruptions' draw, 0 in every run)
     seeds = {family: [int(run["run"].rsplit("-s", 1)[1]) for run in runs] for family, runs in results["runs"].items()}
-    assert seeds == {family: [0, 1, 2, 3, 4] if family in every else [0, 1, 2] for family in results["runs"]}
+    assert results["protocol"]["seeds"] == [0, 1, 2, 3, 4]
+    expected = {f: results["protocol"]["seeds"][: None if f in every else compare.FEW_SEEDS] for f in results["runs"]}
+    assert seeds == expected and compare.FEW_SEEDS == 3
     table = compare.summary_table(results["runs"])
     assert table.count("\n") >= 10 and table in (root / "README.md").read_text()
